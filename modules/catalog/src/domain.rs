@@ -1,0 +1,321 @@
+//! The catalog's domain: products and their prices, parsed once at the edge.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// What is wrong with one field of a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProductId(Uuid);
+
+impl ProductId {
+    /// A new id; UUID v7, so ids sort in creation order and page cursors follow it.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for ProductId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl std::fmt::Display for ProductId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A stock-keeping unit: 1 to 64 letters, digits, `-`, `_` or `.`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sku(String);
+
+impl Sku {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let sku = raw.trim();
+        if sku.is_empty() || sku.chars().count() > 64 {
+            return Err("must be 1 to 64 characters".into());
+        }
+        if !sku.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            return Err("may contain only letters, digits, '-', '_' and '.'".into());
+        }
+        Ok(Self(sku.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A product's name: 1 to 200 characters once trimmed, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductName(String);
+
+impl ProductName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err("must be 1 to 200 characters".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Free text of at most 5000 characters; may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_CHARS: usize = 5000;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        Ok(Self(raw.trim().to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An active ISO 4217 currency code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Currency(&'static str);
+
+impl Currency {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        ISO_4217
+            .iter()
+            .find(|code| **code == raw)
+            .map(|code| Self(code))
+            .ok_or_else(|| format!("'{raw}' is not an ISO 4217 currency code (upper case, like EUR)"))
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// An amount in integer minor units (cents for EUR) of one currency. Never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money {
+    amount_minor: i64,
+    currency: Currency,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: Currency) -> Result<Self, String> {
+        if amount_minor < 0 {
+            return Err("must not be negative".into());
+        }
+        Ok(Self { amount_minor, currency })
+    }
+
+    pub fn amount_minor(&self) -> i64 {
+        self.amount_minor
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductStatus {
+    Active,
+    Discontinued,
+}
+
+impl ProductStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Discontinued => "discontinued",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "active" => Ok(Self::Active),
+            "discontinued" => Ok(Self::Discontinued),
+            other => Err(format!("'{other}' is not a status (active or discontinued)")),
+        }
+    }
+}
+
+/// Everything about a product that an admin sets: validated as a whole, every field reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductDetails {
+    pub sku: Sku,
+    pub name: ProductName,
+    pub description: Description,
+    pub price: Money,
+}
+
+/// The unvalidated fields of a product, as a request carries them.
+#[derive(Debug, Default)]
+pub struct RawProductDetails<'a> {
+    pub sku: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub price_amount: Option<i64>,
+    pub price_currency: Option<&'a str>,
+}
+
+impl ProductDetails {
+    pub fn parse(raw: RawProductDetails<'_>) -> Result<Self, Vec<Invalid>> {
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        let sku = check(e, "sku", required(raw.sku).and_then(Sku::parse));
+        let name = check(e, "name", required(raw.name).and_then(ProductName::parse));
+        let description = check(e, "description", Description::parse(raw.description.unwrap_or_default()));
+        let currency = check(e, "price.currency", required(raw.price_currency).and_then(Currency::parse));
+        let amount = check(e, "price.amount", required(raw.price_amount));
+        let price = match (amount, currency) {
+            (Some(amount), Some(currency)) => check(e, "price.amount", Money::new(amount, currency)),
+            _ => None,
+        };
+        match (sku, name, description, price) {
+            (Some(sku), Some(name), Some(description), Some(price)) if errors.is_empty() => {
+                Ok(Self { sku, name, description, price })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+fn check<T>(errors: &mut Vec<Invalid>, field: &'static str, result: Result<T, String>) -> Option<T> {
+    result.map_err(|message| errors.push(Invalid::new(field, message))).ok()
+}
+
+fn required<T>(value: Option<T>) -> Result<T, String> {
+    value.ok_or_else(|| "is required".to_owned())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: ProductId,
+    pub details: ProductDetails,
+    pub status: ProductStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Product {
+    pub fn new(details: ProductDetails, now: DateTime<Utc>) -> Self {
+        Self { id: ProductId::generate(), details, status: ProductStatus::Active, created_at: now, updated_at: now }
+    }
+
+    /// Replaces what an admin sets; the status is left alone.
+    pub fn revise(&mut self, details: ProductDetails, now: DateTime<Utc>) {
+        self.details = details;
+        self.updated_at = now;
+    }
+
+    /// `true` if this changed the product, `false` if it was discontinued already.
+    pub fn discontinue(&mut self, now: DateTime<Utc>) -> bool {
+        if self.status == ProductStatus::Discontinued {
+            return false;
+        }
+        self.status = ProductStatus::Discontinued;
+        self.updated_at = now;
+        true
+    }
+}
+
+/// Active ISO 4217 codes (2026), funds and precious metals excluded.
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD",
+    "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP",
+    "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP",
+    "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
+    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD",
+    "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN",
+    "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB",
+    "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL",
+    "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND",
+    "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawProductDetails<'static> {
+        RawProductDetails {
+            sku: Some("MUG-001"),
+            name: Some("  Mug  "),
+            description: None,
+            price_amount: Some(1299),
+            price_currency: Some("EUR"),
+        }
+    }
+
+    #[test]
+    fn valid_details_parse_and_are_trimmed() {
+        let details = ProductDetails::parse(raw()).expect("valid");
+        assert_eq!(details.name.as_str(), "Mug");
+        assert_eq!(details.description.as_str(), "");
+        assert_eq!(details.price.amount_minor(), 1299);
+        assert_eq!(details.price.currency().code(), "EUR");
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported() {
+        let errors = ProductDetails::parse(RawProductDetails {
+            sku: Some("has space"),
+            name: None,
+            description: Some(&"x".repeat(5001)),
+            price_amount: Some(-1),
+            price_currency: Some("eur"),
+        })
+        .expect_err("invalid");
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["sku", "name", "description", "price.currency"]);
+        let negative = ProductDetails::parse(RawProductDetails { price_amount: Some(-1), ..raw() }).expect_err("invalid");
+        assert_eq!(negative[0].field, "price.amount");
+    }
+
+    #[test]
+    fn skus_and_names_have_bounds() {
+        assert!(Sku::parse("").is_err());
+        assert!(Sku::parse(&"A".repeat(65)).is_err());
+        assert!(Sku::parse("A.b_c-1").is_ok());
+        assert!(ProductName::parse(&"n".repeat(201)).is_err());
+        assert!(ProductName::parse("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn discontinuing_twice_changes_nothing_the_second_time() {
+        let now = Utc::now();
+        let mut product = Product::new(ProductDetails::parse(raw()).expect("valid"), now);
+        assert!(product.discontinue(now));
+        assert!(!product.discontinue(now));
+        assert_eq!(product.status, ProductStatus::Discontinued);
+    }
+}

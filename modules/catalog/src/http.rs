@@ -1,0 +1,262 @@
+//! The catalog's HTTP API: handlers, their OpenAPI description and the request/response shapes.
+
+use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
+use chrono::{DateTime, Utc};
+use kernel::error::Problem;
+use kernel::{Admin, ApiError, FieldError, Page, page_limit};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{Invalid, Product, ProductDetails, ProductId, ProductStatus, RawProductDetails};
+use crate::persistence::ProductFilter;
+use crate::service::{Catalog, CreateProductError, DiscontinueProductError, UpdateProductError};
+
+/// A price in integer minor units of an ISO 4217 currency.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PriceBody {
+    /// Minor units (cents for EUR): `1299` is 12.99.
+    #[schema(example = 1299)]
+    pub amount: Option<i64>,
+    #[schema(example = "EUR")]
+    pub currency: Option<String>,
+}
+
+/// The fields an admin sets on a product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductRequest {
+    #[schema(example = "MUG-001")]
+    pub sku: Option<String>,
+    #[schema(example = "Enamel mug")]
+    pub name: Option<String>,
+    #[schema(example = "350 ml, dishwasher safe")]
+    pub description: Option<String>,
+    pub price: Option<PriceBody>,
+}
+
+impl TryFrom<&ProductRequest> for ProductDetails {
+    type Error = ApiError;
+
+    fn try_from(body: &ProductRequest) -> Result<Self, ApiError> {
+        ProductDetails::parse(RawProductDetails {
+            sku: body.sku.as_deref(),
+            name: body.name.as_deref(),
+            description: body.description.as_deref(),
+            price_amount: body.price.as_ref().and_then(|p| p.amount),
+            price_currency: body.price.as_ref().and_then(|p| p.currency.as_deref()),
+        })
+        .map_err(invalid)
+    }
+}
+
+fn invalid(errors: Vec<Invalid>) -> ApiError {
+    ApiError::Validation(errors.into_iter().map(|e| FieldError::new(e.field, e.message)).collect())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Price {
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductResponse {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price: Price,
+    /// `active` or `discontinued`.
+    #[schema(example = "active")]
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Product> for ProductResponse {
+    fn from(p: Product) -> Self {
+        Self {
+            id: p.id.as_uuid(),
+            sku: p.details.sku.as_str().to_owned(),
+            name: p.details.name.as_str().to_owned(),
+            description: p.details.description.as_str().to_owned(),
+            price: Price {
+                amount: p.details.price.amount_minor(),
+                currency: p.details.price.currency().code().to_owned(),
+            },
+            status: p.status.as_str().to_owned(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListProductsQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u64>,
+    /// The `nextCursor` of the previous page.
+    pub after: Option<String>,
+    /// Case-insensitive search in name and sku.
+    pub q: Option<String>,
+    /// `active` or `discontinued`.
+    pub status: Option<String>,
+}
+
+impl ListProductsQuery {
+    fn filter(&self) -> Result<ProductFilter, ApiError> {
+        let after = self
+            .after
+            .as_deref()
+            .map(|c| Uuid::parse_str(c).map(ProductId::from).map_err(|_| ApiError::invalid("after", "is not a cursor")))
+            .transpose()?;
+        let status = self.status.as_deref().map(ProductStatus::parse).transpose().map_err(|m| ApiError::invalid("status", m))?;
+        let search = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);
+        if search.as_ref().is_some_and(|q| q.chars().count() > 100) {
+            return Err(ApiError::invalid("q", "must be at most 100 characters"));
+        }
+        Ok(ProductFilter { after, search, status })
+    }
+}
+
+/// List products, in creation order.
+#[utoipa::path(
+    tag = "catalog",
+    params(ListProductsQuery),
+    responses(
+        (status = 200, description = "A page of products", body = Page<ProductResponse>),
+        (status = 400, description = "Unreadable query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/products")]
+#[tracing::instrument(skip_all)]
+pub async fn list_products(
+    catalog: web::Data<Catalog>,
+    query: web::Query<ListProductsQuery>,  // qualified: utoipa reads it
+) -> Result<web::Json<Page<ProductResponse>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let filter = query.filter()?;
+    let rows = catalog.list(&filter, limit + 1).await?;
+    Ok(web::Json(Page::from_rows(rows, limit, |p| p.id.to_string(), ProductResponse::from)))
+}
+
+/// Get one product.
+#[utoipa::path(
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "The product's id")),
+    responses(
+        (status = 200, description = "The product", body = ProductResponse),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/products/{id}")]
+#[tracing::instrument(skip_all, fields(product.id = %id))]
+pub async fn get_product(catalog: web::Data<Catalog>, id: web::Path<Uuid>) -> Result<web::Json<ProductResponse>, ApiError> {
+    let id = ProductId::from(id.into_inner());
+    let product = catalog.get(id).await?.ok_or_else(|| not_found(id))?;
+    Ok(web::Json(product.into()))
+}
+
+/// Create a product (admin). Publishes `ProductCreated`.
+#[utoipa::path(
+    tag = "catalog",
+    request_body = ProductRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = ProductResponse,
+            headers(("Location" = String, description = "The new product's URL"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The sku exists already", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/products")]
+#[tracing::instrument(skip_all, fields(user.id = %admin.0.user_id))]
+pub async fn create_product(
+    admin: Admin,
+    catalog: web::Data<Catalog>,
+    body: web::Json<ProductRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let details = ProductDetails::try_from(&*body)?;
+    let product = catalog.create(details).await.map_err(|e| match e {
+        CreateProductError::DuplicateSku(sku) => duplicate_sku(&sku),
+        CreateProductError::Unexpected(e) => e.into(),
+    })?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/products/{}", product.id)))
+        .json(ProductResponse::from(product)))
+}
+
+/// Replace a product's sku, name, description and price (admin). Publishes `ProductUpdated`.
+#[utoipa::path(
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "The product's id")),
+    request_body = ProductRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = ProductResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another product has this sku", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/products/{id}")]
+#[tracing::instrument(skip_all, fields(product.id = %id, user.id = %admin.0.user_id))]
+pub async fn update_product(
+    admin: Admin,
+    catalog: web::Data<Catalog>,
+    id: web::Path<Uuid>,
+    body: web::Json<ProductRequest>,
+) -> Result<web::Json<ProductResponse>, ApiError> {
+    let id = ProductId::from(id.into_inner());
+    let details = ProductDetails::try_from(&*body)?;
+    let product = catalog.update(id, details).await.map_err(|e| match e {
+        UpdateProductError::NotFound(id) => not_found(id),
+        UpdateProductError::DuplicateSku(sku) => duplicate_sku(&sku),
+        UpdateProductError::Unexpected(e) => e.into(),
+    })?;
+    Ok(web::Json(product.into()))
+}
+
+/// Discontinue a product (admin): it stays readable with status `discontinued`.
+/// Publishes `ProductDiscontinued` the first time.
+#[utoipa::path(
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "The product's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Discontinued"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/products/{id}")]
+#[tracing::instrument(skip_all, fields(product.id = %id, user.id = %admin.0.user_id))]
+pub async fn discontinue_product(
+    admin: Admin,
+    catalog: web::Data<Catalog>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ProductId::from(id.into_inner());
+    catalog.discontinue(id).await.map_err(|e| match e {
+        DiscontinueProductError::NotFound(id) => not_found(id),
+        DiscontinueProductError::Unexpected(e) => ApiError::from(e),
+    })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn not_found(id: ProductId) -> ApiError {
+    ApiError::NotFound(format!("no product with id {id}"))
+}
+
+fn duplicate_sku(sku: &str) -> ApiError {
+    ApiError::Conflict(format!("a product with sku {sku} exists already"))
+}

@@ -1,0 +1,78 @@
+//! Bazaar's published language: the integration events that modules exchange over the bus.
+//!
+//! One file per publishing module. An event's name, version and source are part of its type, so
+//! a consumer names exactly the version it understands; a breaking change gets a new version.
+
+pub mod catalog;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// An event one module publishes for others to consume.
+pub trait IntegrationEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The event's name, as it appears in the envelope's `event` field.
+    const NAME: &'static str;
+    /// The schema version of `data`.
+    const VERSION: u32;
+    /// The module that publishes it.
+    const SOURCE: &'static str;
+
+    /// The event's identity on the bus.
+    fn event_type() -> EventType {
+        EventType { source: Self::SOURCE, name: Self::NAME, version: Self::VERSION }
+    }
+}
+
+/// An event's identity on the bus: who publishes it, its name and its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct EventType {
+    pub source: &'static str,
+    pub name: &'static str,
+    pub version: u32,
+}
+
+impl EventType {
+    /// The RabbitMQ routing key: `<source>.<event-in-kebab-case>.v<version>`.
+    pub fn routing_key(&self) -> String {
+        routing_key(self.source, self.name, self.version)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.v{}", self.source, self.name, self.version)
+    }
+}
+
+/// `<source>.<event-in-kebab-case>.v<version>`, e.g. `orders.order-created.v1`.
+pub fn routing_key(source: &str, event: &str, version: u32) -> String {
+    format!("{source}.{}.v{version}", kebab_case(event))
+}
+
+fn kebab_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_keys_are_kebab_case_with_the_version() {
+        assert_eq!(routing_key("orders", "OrderCreated", 1), "orders.order-created.v1");
+        assert_eq!(
+            catalog::ProductDiscontinued::event_type().routing_key(),
+            "catalog.product-discontinued.v1"
+        );
+    }
+}

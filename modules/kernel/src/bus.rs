@@ -1,0 +1,183 @@
+//! The event bus: the only way modules talk to each other.
+//!
+//! Publishing goes through a module's [`Outbox`](crate::Outbox): the event is written in the same
+//! transaction as the state change and the relay hands it to [`EventBus::publish`]. Consuming goes
+//! through a [`Consumer`]: the bus delivers each envelope to [`Inbox::process`](crate::Inbox::process),
+//! which runs the module's [`EventHandler`] at most once per event, whatever the bus redelivers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contracts::EventType;
+use sea_orm::DatabaseTransaction;
+
+use crate::{Envelope, Inbox};
+
+/// Carries envelopes from publishing modules to consuming modules.
+///
+/// Implementations (in-process, RabbitMQ) give the same guarantees: [`publish`](Self::publish)
+/// returns `Ok` only once the envelope is durably accepted for every consumer that subscribed to
+/// it, and every accepted envelope is handed to each such consumer until it is handled or
+/// dead-lettered.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Which bus this is, for logs and `/health/ready`.
+    fn kind(&self) -> &'static str;
+
+    /// Accepts one envelope for delivery; `Ok` means durably accepted.
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError>;
+
+    /// Accepts envelopes in order and stops at the first refusal; returns how many were accepted
+    /// and why the next one was not. Buses that can pipeline (publisher confirms) override it.
+    async fn publish_all(&self, envelopes: &[Envelope]) -> (usize, Option<BusError>) {
+        for (accepted, envelope) in envelopes.iter().enumerate() {
+            if let Err(e) = self.publish(envelope).await {
+                return (accepted, Some(e));
+            }
+        }
+        (envelopes.len(), None)
+    }
+
+    /// Registers a consumer; delivery starts with [`run`](Self::run).
+    async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError>;
+
+    /// Delivers to the subscribed consumers until `shutdown` is cancelled, then waits for the
+    /// handlers in flight to finish.
+    async fn run(&self, shutdown: tokio_util::sync::CancellationToken) -> Result<(), BusError>;
+
+    /// `Ok` while the bus can accept and deliver events.
+    async fn check(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("the bus is shutting down")]
+    ShuttingDown,
+    #[error("the bus is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// What a module does with the events it consumes. The effect must be written through `txn`:
+/// the inbox commits it together with the record that the event was handled.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The envelope can never be handled (its data does not decode): dead-letter it at once.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    /// Handling failed this time; it is retried with backoff, then dead-lettered.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for HandlerError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// One module's subscription: the events it wants, how it handles them, and its inbox.
+#[derive(Clone)]
+pub struct Consumer {
+    /// The consuming module's name; one queue per consumer.
+    pub name: &'static str,
+    pub events: Vec<EventType>,
+    pub handler: Arc<dyn EventHandler>,
+    pub inbox: Inbox,
+}
+
+impl Consumer {
+    pub fn wants(&self, envelope: &Envelope) -> bool {
+        self.events.iter().any(|t| envelope.matches(t))
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("name", &self.name).field("events", &self.events).finish()
+    }
+}
+
+/// How a consumer retries a failing handler before it dead-letters the event.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Deliveries in all, the first included, before the event is dead-lettered.
+    pub max_attempts: u32,
+    pub base_delay: std::time::Duration,
+    pub max_delay: std::time::Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1`: exponential from `base_delay`, capped, with jitter
+    /// so that many failing consumers do not retry in lockstep.
+    pub fn delay(&self, attempt: u32) -> std::time::Duration {
+        backoff(attempt, self.base_delay, self.max_delay)
+    }
+
+    pub fn exhausted(&self, attempts: u32) -> bool {
+        attempts >= self.max_attempts
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: std::time::Duration::from_millis(200),
+            max_delay: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the delay is fixed, half random.
+pub fn backoff(attempt: u32, base: std::time::Duration, max: std::time::Duration) -> std::time::Duration {
+    use rand::Rng;
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max);
+    let half = exp / 2;
+    let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
+    half + std::time::Duration::from_millis(jitter)
+}
+
+/// Metric names, shared by the buses, the relay and `/metrics`.
+pub mod metric {
+    pub const PUBLISHED: &str = "bazaar_bus_published_total";
+    pub const CONSUMED: &str = "bazaar_bus_consumed_total";
+    pub const FAILED: &str = "bazaar_bus_failed_total";
+    pub const DEAD_LETTERED: &str = "bazaar_bus_dead_lettered_total";
+    pub const OUTBOX_PENDING: &str = "bazaar_outbox_pending";
+    pub const DEAD_LETTERS: &str = "bazaar_dead_letters";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        for _ in 0..50 {
+            let first = backoff(1, base, max);
+            assert!(first >= Duration::from_millis(50) && first <= base, "{first:?}");
+            let third = backoff(3, base, max);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400), "{third:?}");
+            assert!(backoff(30, base, max) <= max);
+        }
+    }
+
+    #[test]
+    fn a_policy_is_exhausted_after_max_attempts() {
+        let policy = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
+        assert!(!policy.exhausted(2));
+        assert!(policy.exhausted(3));
+    }
+}

@@ -1,0 +1,77 @@
+//! Database connections and the kernel's per-module tables.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+
+/// Opens a module's own pool. SQLite files get WAL (readers never wait for the writer) and a busy
+/// timeout, and their folder is created if missing.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    if let Some(path) = sqlite_file(url) {
+        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbErr::Custom(format!("cannot create the folder {}: {e}", dir.display())))?;
+        }
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Database::connect(options).await
+}
+
+/// The file behind a `sqlite:` URL, unless it is in memory.
+pub fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// The kernel's tables of one module. Every table a module owns starts with its name, so modules
+/// that share one database (a single PostgreSQL, say) never collide.
+#[derive(Debug, Clone)]
+pub struct KernelTables {
+    pub outbox: String,
+    pub outbox_lock: String,
+    pub inbox: String,
+    pub dead_letters: String,
+}
+
+impl KernelTables {
+    pub fn of(module: &str) -> Self {
+        Self {
+            outbox: format!("{module}_outbox"),
+            outbox_lock: format!("{module}_outbox_lock"),
+            inbox: format!("{module}_inbox"),
+            dead_letters: format!("{module}_dead_letters"),
+        }
+    }
+}
+
+/// Whether the backend can lock rows with `FOR UPDATE SKIP LOCKED` (SQLite has one writer anyway).
+pub(crate) fn locks_rows(backend: DbBackend) -> bool {
+    !matches!(backend, DbBackend::Sqlite)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_file("sqlite://data/catalog.db?mode=rwc"), Some("data/catalog.db"));
+        assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some("/tmp/x.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/x"), None);
+    }
+}

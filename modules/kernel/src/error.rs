@@ -1,0 +1,225 @@
+//! Every HTTP error leaves Bazaar as RFC 9457 `application/problem+json`, through [`ApiError`].
+//!
+//! Modules map their use-case errors to `ApiError` in one place; the composition root routes
+//! actix's own errors (bad JSON, bad path or query, unknown route) through [`problem_response`].
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use problem_details::ProblemDetails;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The problem document, as the OpenAPI spec shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(title = "Problem")]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` when absent.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub problem_type: Option<String>,
+    pub status: u16,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// One entry per invalid field (422 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// What is wrong with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field's name as the client sent it (`price.currency`).
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("authentication required: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid request")]
+    Validation(Vec<FieldError>),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A 500 whose cause is logged, never shown.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 for a single field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Extensions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<FieldError>>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (detail, errors) = match self {
+            Self::BadRequest(d)
+            | Self::Unauthorized(d)
+            | Self::Forbidden(d)
+            | Self::NotFound(d)
+            | Self::Conflict(d)
+            | Self::Unavailable(d) => (Some(d.clone()), None),
+            Self::Validation(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                (Some(format!("invalid fields: {}", fields.join(", "))), Some(errors.clone()))
+            }
+            Self::Unexpected(e) => {
+                tracing::error!(error = ?e, "request failed unexpectedly");
+                (None, None)
+            }
+        };
+        let mut response = problem_response(status, detail, errors);
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// A problem+json response with the status's reason as title.
+pub fn problem_response(status: StatusCode, detail: Option<String>, errors: Option<Vec<FieldError>>) -> HttpResponse {
+    let code = http::StatusCode::from_u16(status.as_u16()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut problem = ProblemDetails::from_status_code(code).with_extensions(Extensions { errors });
+    if let Some(detail) = detail {
+        problem = problem.with_detail(detail);
+    }
+    problem.error_response()
+}
+
+/// The JSON body extractor's errors: syntax is 400, a body of the wrong shape is 422.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let error = match &err {
+        E::Deserialize(e) if e.is_data() => ApiError::Validation(vec![FieldError::new(
+            field_of(&e.to_string()).unwrap_or("body"),
+            e.to_string(),
+        )]),
+        E::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON body: {e}")),
+        E::ContentType => {
+            return ProblemError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected Content-Type: application/json".into())
+                .into();
+        }
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
+            return ProblemError(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes"))
+                .into();
+        }
+        other => ApiError::BadRequest(format!("unreadable JSON body: {other}")),
+    };
+    error.into()
+}
+
+/// The field serde names in "missing field `x`" or "unknown field `x`".
+fn field_of(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// Bad path parameters (a malformed id, say) are 400.
+pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid path parameter: {err}")).into()
+}
+
+/// Bad query parameters are 400.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid query parameter: {err}")).into()
+}
+
+/// A problem with any status, for the few that `ApiError` does not name.
+#[derive(Debug, thiserror::Error)]
+#[error("{1}")]
+pub struct ProblemError(pub StatusCode, pub String);
+
+impl ResponseError for ProblemError {
+    fn status_code(&self) -> StatusCode {
+        self.0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        problem_response(self.0, Some(self.1.clone()), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body(response: HttpResponse) -> serde_json::Value {
+        let bytes = response.into_body().try_into_bytes().expect("a full body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[test]
+    fn a_validation_error_is_a_422_problem_naming_each_field() {
+        let error = ApiError::Validation(vec![FieldError::new("sku", "is empty"), FieldError::new("price.amount", "is negative")]);
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(response.headers().get(header::CONTENT_TYPE).expect("a content type"), "application/problem+json");
+        let json = body(response);
+        assert_eq!(json["status"], 422);
+        assert_eq!(json["title"], "Unprocessable Entity");
+        assert_eq!(json["errors"][1]["field"], "price.amount");
+    }
+
+    #[test]
+    fn an_unexpected_error_hides_its_cause() {
+        let response = ApiError::Unexpected(anyhow::anyhow!("password=hunter2 leaked")).error_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let json = body(response);
+        assert!(!json.to_string().contains("hunter2"));
+        assert!(json.get("detail").is_none());
+    }
+
+    #[test]
+    fn unauthorized_asks_for_a_bearer_token() {
+        let response = ApiError::Unauthorized("no token".into()).error_response();
+        assert_eq!(response.headers().get(header::WWW_AUTHENTICATE).expect("a challenge"), "Bearer");
+    }
+
+    #[test]
+    fn serde_messages_name_their_field() {
+        assert_eq!(field_of("missing field `sku` at line 1 column 2"), Some("sku"));
+        assert_eq!(field_of("expected a string"), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! The inbox: each consumed event has its effect at most once, and failing ones end in a
+//! dead-letter table instead of blocking the rest.
+//!
+//! [`Inbox::process`] records `(consumer, event id)` in the same transaction as the handler's
+//! effect, so a redelivered event finds its row and does nothing. The in-process bus also uses the
+//! inbox table as the consumer's durable queue ([`Inbox::enqueue`], [`Inbox::due`]): an event
+//! accepted for a consumer survives a crash before it is handled.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use serde::Serialize;
+
+use crate::bus::metric;
+use crate::db::KernelTables;
+use crate::{Envelope, EventHandler, HandlerError, Outbox};
+
+/// One module's inbox and dead-letter table.
+#[derive(Clone)]
+pub struct Inbox {
+    module: &'static str,
+    table: Arc<str>,
+    dead_letters: Arc<str>,
+    db: DatabaseConnection,
+    /// The consuming module's outbox: handlers publish through it, and it is woken after commit.
+    outbox: Outbox,
+}
+
+/// What [`Inbox::process`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    Handled,
+    /// The event had been handled (or dead-lettered) before: nothing was done.
+    Duplicate,
+}
+
+/// An event waiting in a consumer's queue (in-process bus).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub event_id: String,
+    pub payload: String,
+    pub attempts: u32,
+}
+
+/// An event that was given up on, kept for inspection and replay.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub consumer: String,
+    pub event_id: String,
+    pub event: String,
+    pub payload: String,
+    pub error: String,
+    pub attempts: u32,
+    pub failed_at: DateTime<Utc>,
+}
+
+impl Inbox {
+    pub fn new(outbox: Outbox) -> Self {
+        let module = outbox.module();
+        let tables = KernelTables::of(module);
+        let db = outbox.db().clone();
+        Self { module, table: tables.inbox.into(), dead_letters: tables.dead_letters.into(), db, outbox }
+    }
+
+    pub fn module(&self) -> &'static str {
+        self.module
+    }
+
+    /// Runs `handler` for `envelope` unless `consumer` handled it before, and commits its effect
+    /// together with the record that it did.
+    #[tracing::instrument(name = "inbox.process", skip_all, fields(
+        consumer, event.id = %envelope.id, event.name = %envelope.event, correlation.id = %envelope.correlation_id
+    ))]
+    pub async fn process(
+        &self,
+        consumer: &str,
+        envelope: &Envelope,
+        handler: &dyn EventHandler,
+    ) -> Result<Processed, HandlerError> {
+        let txn = self.db.begin().await?;
+        if !self.claim(&txn, consumer, envelope).await? {
+            txn.rollback().await?;
+            return Ok(Processed::Duplicate);
+        }
+        handler.handle(&txn, envelope).await?;
+        self.outbox.commit(txn).await?;
+        metrics::counter!(metric::CONSUMED, "module" => self.module).increment(1);
+        Ok(Processed::Handled)
+    }
+
+    /// Marks the event handled by `consumer` in `txn`; `false` if it already was.
+    async fn claim<C: ConnectionTrait>(&self, txn: &C, consumer: &str, envelope: &Envelope) -> Result<bool, DbErr> {
+        let now = Utc::now();
+        let mut insert = self.insert_row(consumer, envelope)?;
+        insert
+            .columns(["processed_at"])
+            .values_panic([now.into()])
+            .on_conflict(OnConflict::columns(["consumer", "event_id"]).do_nothing().to_owned());
+        // Not every driver reports a conflict as zero rows (MySQL may report 2 for an upsert), so
+        // only exactly one new row counts as a claim.
+        if txn.execute(&insert).await?.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // Queued earlier by the in-process bus and not handled yet: take it.
+        let update = Query::update()
+            .table(Alias::new(&*self.table))
+            .value("processed_at", now)
+            .and_where(Expr::col("consumer").eq(consumer))
+            .and_where(Expr::col("event_id").eq(envelope.id.to_string()))
+            .and_where(Expr::col("processed_at").is_null())
+            .and_where(Expr::col("dead").eq(false))
+            .to_owned();
+        Ok(txn.execute(&update).await?.rows_affected() == 1)
+    }
+
+    fn insert_row(&self, consumer: &str, envelope: &Envelope) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
+        let payload = serde_json::to_string(envelope).map_err(|e| DbErr::Json(e.to_string()))?;
+        Ok(Query::insert()
+            .into_table(Alias::new(&*self.table))
+            .columns(["consumer", "event_id", "event", "version", "payload", "received_at", "attempts", "dead"])
+            .values_panic([
+                consumer.into(),
+                envelope.id.to_string().into(),
+                envelope.event.clone().into(),
+                envelope.version.into(),
+                payload.into(),
+                Utc::now().into(),
+                0i32.into(),
+                false.into(),
+            ])
+            .to_owned())
+    }
+
+    /// Queues `envelope` for `consumer` (in-process bus); a repeat of a known event is ignored.
+    pub async fn enqueue(&self, consumer: &str, envelope: &Envelope) -> Result<(), DbErr> {
+        let mut insert = self.insert_row(consumer, envelope)?;
+        insert.on_conflict(OnConflict::columns(["consumer", "event_id"]).do_nothing().to_owned());
+        self.db.execute(&insert).await?;
+        Ok(())
+    }
+
+    /// Queued events of `consumer` that are due, oldest first.
+    pub async fn due(&self, consumer: &str, limit: u64) -> Result<Vec<Queued>, DbErr> {
+        let now = Utc::now();
+        let select = Query::select()
+            .columns(["event_id", "payload", "attempts"])
+            .from(Alias::new(&*self.table))
+            .and_where(Expr::col("consumer").eq(consumer))
+            .and_where(Expr::col("processed_at").is_null())
+            .and_where(Expr::col("dead").eq(false))
+            .and_where(Expr::col("next_attempt_at").is_null().or(Expr::col("next_attempt_at").lte(now)))
+            .order_by("seq", Order::Asc)
+            .limit(limit)
+            .to_owned();
+        self.db
+            .query_all(&select)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(Queued {
+                    event_id: row.try_get("", "event_id")?,
+                    payload: row.try_get("", "payload")?,
+                    attempts: u32::try_from(row.try_get::<i32>("", "attempts")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// When the earliest queued retry of `consumer` falls due, if any is waiting.
+    pub async fn next_retry_at(&self, consumer: &str) -> Result<Option<DateTime<Utc>>, DbErr> {
+        let select = Query::select()
+            .column("next_attempt_at")
+            .from(Alias::new(&*self.table))
+            .and_where(Expr::col("consumer").eq(consumer))
+            .and_where(Expr::col("processed_at").is_null())
+            .and_where(Expr::col("dead").eq(false))
+            .and_where(Expr::col("next_attempt_at").is_not_null())
+            .order_by("next_attempt_at", Order::Asc)
+            .limit(1)
+            .to_owned();
+        match self.db.query_one(&select).await? {
+            Some(row) => Ok(Some(row.try_get("", "next_attempt_at")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn schedule_retry(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        attempts: u32,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), DbErr> {
+        let update = Query::update()
+            .table(Alias::new(&*self.table))
+            .value("attempts", attempts as i32)
+            .value("next_attempt_at", at)
+            .value("last_error", error)
+            .and_where(Expr::col("consumer").eq(consumer))
+            .and_where(Expr::col("event_id").eq(event_id))
+            .to_owned();
+        self.db.execute(&update).await?;
+        metrics::counter!(metric::FAILED, "module" => self.module).increment(1);
+        Ok(())
+    }
+
+    /// Gives up on a queued event: it moves to the dead-letter table, in one transaction.
+    pub async fn dead_letter(&self, consumer: &str, queued: &Queued, attempts: u32, error: &str) -> Result<(), DbErr> {
+        let txn = self.db.begin().await?;
+        let update = Query::update()
+            .table(Alias::new(&*self.table))
+            .value("attempts", attempts as i32)
+            .value("dead", true)
+            .value("last_error", error)
+            .and_where(Expr::col("consumer").eq(consumer))
+            .and_where(Expr::col("event_id").eq(queued.event_id.as_str()))
+            .to_owned();
+        txn.execute(&update).await?;
+        let event = serde_json::from_str::<Envelope>(&queued.payload).map(|e| e.event).unwrap_or_default();
+        self.record_dead_letter(&txn, consumer, &queued.event_id, &event, &queued.payload, attempts, error).await?;
+        txn.commit().await?;
+        tracing::error!(consumer, event.id = %queued.event_id, attempts, error, "event dead-lettered");
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_dead_letter<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        consumer: &str,
+        event_id: &str,
+        event: &str,
+        payload: &str,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), DbErr> {
+        let insert = Query::insert()
+            .into_table(Alias::new(&*self.dead_letters))
+            .columns(["consumer", "event_id", "event", "payload", "error", "attempts", "failed_at"])
+            .values_panic([
+                consumer.into(),
+                event_id.into(),
+                event.into(),
+                payload.into(),
+                error.into(),
+                (attempts as i32).into(),
+                Utc::now().into(),
+            ])
+            .to_owned();
+        conn.execute(&insert).await?;
+        metrics::counter!(metric::DEAD_LETTERED, "module" => self.module).increment(1);
+        Ok(())
+    }
+
+    /// The dead letters of this module, newest first.
+    pub async fn dead_letter_list(&self, limit: u64) -> Result<Vec<DeadLetter>, DbErr> {
+        let select = Query::select()
+            .columns(["consumer", "event_id", "event", "payload", "error", "attempts", "failed_at"])
+            .from(Alias::new(&*self.dead_letters))
+            .order_by("id", Order::Desc)
+            .limit(limit)
+            .to_owned();
+        self.db
+            .query_all(&select)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(DeadLetter {
+                    consumer: row.try_get("", "consumer")?,
+                    event_id: row.try_get("", "event_id")?,
+                    event: row.try_get("", "event")?,
+                    payload: row.try_get("", "payload")?,
+                    error: row.try_get("", "error")?,
+                    attempts: u32::try_from(row.try_get::<i32>("", "attempts")?).unwrap_or(0),
+                    failed_at: row.try_get("", "failed_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many events this module has dead-lettered.
+    pub async fn dead_letter_count(&self) -> Result<u64, DbErr> {
+        let query = Query::select()
+            .expr(Expr::col("id").count())
+            .from(Alias::new(&*self.dead_letters))
+            .to_owned();
+        let row = self.db.query_one(&query).await?;
+        let count = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}

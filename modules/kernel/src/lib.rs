@@ -1,0 +1,29 @@
+//! Bazaar's shared kernel: what every module needs and no module owns.
+//!
+//! - [`bus`]: the [`EventBus`] trait modules talk through, and the handler side of it;
+//! - [`envelope`]: the [`Envelope`] every integration event travels in;
+//! - [`outbox`] and [`inbox`]: the transactional outbox with its relay, and the inbox that makes
+//!   redelivery harmless, with retries and a dead-letter table;
+//! - [`error`]: [`ApiError`], the one way HTTP errors leave Bazaar (RFC 9457 problem+json);
+//! - [`auth`]: the Bearer JWT extractor ([`Principal`], [`Admin`]);
+//! - [`pagination`]: cursor pages;
+//! - [`module`]: the [`Module`] trait the composition root hosts.
+
+pub mod auth;
+pub mod bus;
+pub mod db;
+pub mod envelope;
+pub mod error;
+pub mod inbox;
+pub mod module;
+pub mod outbox;
+pub mod pagination;
+
+pub use auth::{Admin, JwtVerifier, Principal, Role};
+pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError};
+pub use envelope::Envelope;
+pub use error::{ApiError, FieldError};
+pub use inbox::Inbox;
+pub use module::{Module, ModuleContext, Routes};
+pub use outbox::Outbox;
+pub use pagination::{Page, page_limit};

@@ -1,0 +1,144 @@
+//! The in-process bus: events travel inside one process, with the guarantees of a broker.
+//!
+//! `publish` writes the envelope into the inbox table of every subscribed consumer (its durable
+//! queue, in the consumer module's own database) and returns once all have it; a worker per
+//! consumer then hands queued events to the consumer's handler, oldest first. So:
+//! - an event the relay saw accepted is queued durably: a crash before it is handled only delays it;
+//! - a failing consumer retries with backoff on its own queue and never holds up the others;
+//! - after `bus.max_attempts` failures the event moves to the consumer's dead-letter table;
+//! - a redelivered event finds its inbox row and has no second effect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use kernel::bus::RetryPolicy;
+use kernel::inbox::Queued;
+use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError};
+use tokio::sync::{Notify, RwLock};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How many queued events a worker takes per query.
+const BATCH: u64 = 64;
+/// The longest a worker sleeps without looking at its queue (rows written by an earlier run).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub struct InProcessBus {
+    consumers: RwLock<Vec<Subscriber>>,
+    policy: RetryPolicy,
+    shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+struct Subscriber {
+    consumer: Consumer,
+    wake: Arc<Notify>,
+}
+
+impl InProcessBus {
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self { consumers: RwLock::new(Vec::new()), policy, shutdown: CancellationToken::new() }
+    }
+}
+
+#[async_trait]
+impl EventBus for InProcessBus {
+    fn kind(&self) -> &'static str {
+        "in_process"
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        if self.shutdown.is_cancelled() {
+            return Err(BusError::ShuttingDown);
+        }
+        for subscriber in self.consumers.read().await.iter().filter(|s| s.consumer.wants(envelope)) {
+            let consumer = &subscriber.consumer;
+            consumer.inbox.enqueue(consumer.name, envelope).await.map_err(|e| {
+                BusError::Unavailable(format!("cannot queue {} for {}: {e}", envelope.event, consumer.name))
+            })?;
+            subscriber.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError> {
+        self.consumers.write().await.push(Subscriber { consumer, wake: Arc::new(Notify::new()) });
+        Ok(())
+    }
+
+    async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
+        let tracker = TaskTracker::new();
+        for subscriber in self.consumers.read().await.iter().cloned() {
+            tracker.spawn(consume(subscriber, self.policy, shutdown.clone()));
+        }
+        tracker.close();
+        shutdown.cancelled().await;
+        self.shutdown.cancel();
+        tracker.wait().await;
+        Ok(())
+    }
+}
+
+/// One consumer's worker: takes due events off its queue until shutdown.
+#[tracing::instrument(name = "bus.consume", skip_all, fields(consumer = subscriber.consumer.name))]
+async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: CancellationToken) {
+    let consumer = &subscriber.consumer;
+    loop {
+        let batch = match consumer.inbox.due(consumer.name, BATCH).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queue; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_POLL) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        };
+        let full = batch.len() as u64 == BATCH;
+        for queued in batch {
+            if shutdown.is_cancelled() {
+                return; // the rest stays queued
+            }
+            deliver(consumer, &queued, &policy).await;
+        }
+        if full {
+            continue;
+        }
+        let wait = match consumer.inbox.next_retry_at(consumer.name).await {
+            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(IDLE_POLL),
+            _ => IDLE_POLL,
+        };
+        tokio::select! {
+            _ = subscriber.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn deliver(consumer: &Consumer, queued: &Queued, policy: &RetryPolicy) {
+    let attempts = queued.attempts + 1;
+    let outcome = match serde_json::from_str::<Envelope>(&queued.payload) {
+        Ok(envelope) => consumer.inbox.process(consumer.name, &envelope, consumer.handler.as_ref()).await,
+        Err(e) => Err(HandlerError::Malformed(format!("the envelope does not decode: {e}"))),
+    };
+    let result = match outcome {
+        Ok(_) => Ok(()),
+        Err(HandlerError::Malformed(reason)) => consumer.inbox.dead_letter(consumer.name, queued, attempts, &reason).await,
+        Err(HandlerError::Failed(e)) if policy.exhausted(attempts) => {
+            consumer.inbox.dead_letter(consumer.name, queued, attempts, &format!("{e:#}")).await
+        }
+        Err(HandlerError::Failed(e)) => {
+            let delay = policy.delay(attempts);
+            tracing::warn!(event.id = %queued.event_id, attempts, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; will retry");
+            let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            consumer.inbox.schedule_retry(consumer.name, &queued.event_id, attempts, at, &format!("{e:#}")).await
+        }
+    };
+    if let Err(e) = result {
+        // The row is unchanged, so the event is delivered again on the next pass.
+        tracing::error!(event.id = %queued.event_id, error = %e, "cannot record a delivery outcome");
+    }
+}

@@ -1,0 +1,207 @@
+//! The HTTP surface the composition root owns: health, metrics, the merged OpenAPI document and
+//! Swagger UI, and the middleware every request passes (request id, tracing span, metrics, one log
+//! line, and problem+json for every error actix produces itself).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::{ErrorHandlerResponse, Next};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
+use kernel::error::{Problem, problem_response};
+use kernel::{EventBus, Module, ModuleContext};
+use serde::Serialize;
+use tracing::Instrument;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::telemetry;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the operational endpoints look at.
+#[derive(Clone)]
+pub struct Ops {
+    pub modules: Vec<(Arc<dyn Module>, ModuleContext)>,
+    pub bus: Arc<dyn EventBus>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Bazaar", description = "An e-commerce backend: a modular monolith that splits into services."),
+    paths(health_live, health_ready, prometheus_metrics),
+    tags((name = "operations", description = "Health and metrics"))
+)]
+struct OperationsApi;
+
+/// The OpenAPI document of `modules` with the operational endpoints and the bearer scheme.
+pub fn openapi(modules: &[Arc<dyn Module>]) -> utoipa::openapi::OpenApi {
+    let mut doc = OperationsApi::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    for module in modules {
+        doc.merge(module.openapi());
+    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+    );
+    components.schemas.insert("Problem".to_owned(), <Problem as utoipa::PartialSchema>::schema());
+    doc
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    status: &'static str,
+    /// Each dependency's state: `ok`, or what is wrong.
+    checks: std::collections::BTreeMap<String, String>,
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
+#[get("/health/live")]
+pub async fn health_live() -> web::Json<Health> {
+    web::Json(Health { status: "ok", checks: Default::default() })
+}
+
+/// Readiness: every hosted module's database and the bus answer.
+#[utoipa::path(tag = "operations", responses(
+    (status = 200, description = "Ready", body = Health),
+    (status = 503, description = "Not ready; `checks` says why", body = Health),
+))]
+#[get("/health/ready")]
+pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
+    let mut checks = std::collections::BTreeMap::new();
+    for (module, ctx) in &ops.modules {
+        let state = match tokio::time::timeout(std::time::Duration::from_secs(2), ctx.db.ping()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => format!("database unreachable: {e}"),
+            Err(_) => "database did not answer within 2 s".to_owned(),
+        };
+        checks.insert(format!("{}.database", module.name()), state);
+    }
+    let bus = match ops.bus.check().await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    checks.insert(format!("bus.{}", ops.bus.kind()), bus);
+    let ready = checks.values().all(|v| v == "ok");
+    let body = Health { status: if ready { "ok" } else { "unavailable" }, checks };
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+/// Prometheus metrics: HTTP requests by route and status with latencies, outbox backlog and bus
+/// counters per module.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn prometheus_metrics(ops: web::Data<Ops>) -> HttpResponse {
+    use kernel::bus::metric;
+    for (module, ctx) in &ops.modules {
+        let name = module.name();
+        match ctx.outbox.pending().await {
+            Ok(n) => metrics::gauge!(metric::OUTBOX_PENDING, "module" => name).set(n as f64),
+            Err(e) => tracing::warn!(module = name, error = %e, "cannot count the outbox backlog"),
+        }
+        match kernel::Inbox::new(ctx.outbox.clone()).dead_letter_count().await {
+            Ok(n) => metrics::gauge!(metric::DEAD_LETTERS, "module" => name).set(n as f64),
+            Err(e) => tracing::warn!(module = name, error = %e, "cannot count dead letters"),
+        }
+    }
+    let handle = telemetry::metrics();
+    handle.run_upkeep();
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render())
+}
+
+/// `/swagger-ui` → `/swagger-ui/`.
+pub async fn swagger_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/swagger-ui/")).finish()
+}
+
+/// Anything no route matches.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, kernel::ApiError> {
+    Err(kernel::ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// The request's id: the caller's `x-request-id` when it is sane, a new UUID v7 otherwise.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Request id, span, metrics and one log line per request.
+pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = request_id(&req);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!(
+        "http.request",
+        http.method = %req.method(),
+        http.target = %req.path(),
+        http.route = tracing::field::Empty,
+        http.status = tracing::field::Empty,
+        request.id = %id,
+    );
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    span.record("http.route", route.as_str());
+    span.record("http.status", status.as_u16());
+    let labels = [("method", method), ("route", route), ("status", status.as_u16().to_string())];
+    metrics::counter!(telemetry::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(telemetry::HTTP_DURATION, &labels[..2]).record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::error!(latency_ms, "request failed");
+        } else {
+            tracing::info!(latency_ms, "request served");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// Turns any error response that is not problem+json yet (actix's own 404, 405, 413…) into one.
+pub fn problem_for_actix_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            Some(format!("{} is not allowed on {}", res.request().method(), res.request().path()))
+        }
+        StatusCode::NOT_FOUND => Some(format!("no route for {} {}", res.request().method(), res.request().path())),
+        _ => None,
+    };
+    let (req, original) = res.into_parts();
+    let mut problem: HttpResponse<BoxBody> = problem_response(status, detail, None);
+    for (name, value) in original.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, problem).map_into_right_body()))
+}

@@ -1,0 +1,387 @@
+//! Bazaar's settings: `config/default.toml`, then `config/<BAZAAR_ENV>.toml`, then
+//! `BAZAAR__SECTION__KEY` environment variables. Loading validates everything a process needs
+//! before it starts, and reports the first problem as one line naming the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::modules;
+
+/// The settings shipped in the binary: a process runs even without a `config/` folder.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    fn parse(raw: &str) -> Result<Self, SettingsError> {
+        match raw {
+            "development" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" => Ok(Self::Production),
+            other => Err(SettingsError::new("BAZAAR_ENV", format!("'{other}' is not development, test or production"))),
+        }
+    }
+
+    fn as_str(&self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(skip_deserializing, default = "development")]
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub modules: ModulesSettings,
+    pub bus: BusSettings,
+    pub outbox: OutboxSettings,
+    pub auth: AuthSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+fn development() -> Environment {
+    Environment::Development
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    /// Wider than `u16` so that an out-of-range port gets a clear message, not a type error.
+    pub port: u32,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    /// A URL template: `{module}` becomes each module's name.
+    pub url: String,
+    pub max_connections: u32,
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModulesSettings {
+    pub enabled: Vec<String>,
+    /// `[modules.<name>]` tables.
+    #[serde(flatten)]
+    pub overrides: BTreeMap<String, ModuleOverrides>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModuleOverrides {
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    InProcess,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BusSettings {
+    pub kind: BusKind,
+    pub max_attempts: u32,
+    pub retry_base_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+}
+
+impl BusSettings {
+    pub fn retry_policy(&self) -> kernel::bus::RetryPolicy {
+        kernel::bus::RetryPolicy {
+            max_attempts: self.max_attempts,
+            base_delay: std::time::Duration::from_millis(self.retry_base_delay_ms),
+            max_delay: std::time::Duration::from_millis(self.retry_max_delay_ms),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxSettings {
+    pub batch_size: u64,
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+/// A setting that stops start-up: `invalid setting `key`: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{key}`: {message}")]
+pub struct SettingsError {
+    pub key: String,
+    pub message: String,
+}
+
+impl SettingsError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+impl Settings {
+    /// Loads the layers for the environment named by `BAZAAR_ENV` and validates the result;
+    /// `modules` (the `--modules` flag) overrides every layer.
+    pub fn load(config_dir: &Path, modules: Option<Vec<String>>) -> Result<Self, SettingsError> {
+        let environment = Environment::parse(&std::env::var("BAZAAR_ENV").unwrap_or_else(|_| "development".into()))?;
+        Self::load_for(config_dir, environment, config::Environment::with_prefix("BAZAAR"), modules)
+    }
+
+    fn load_for(
+        config_dir: &Path,
+        environment: Environment,
+        env_source: config::Environment,
+        modules: Option<Vec<String>>,
+    ) -> Result<Self, SettingsError> {
+        use config::{Config, File, FileFormat};
+        let layered = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(config_dir.join("default.toml")).required(false))
+            .add_source(File::from(config_dir.join(format!("{}.toml", environment.as_str()))).required(false))
+            .add_source(
+                env_source
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("modules.enabled")
+                    .try_parsing(true),
+            )
+            .set_override_option("modules.enabled", modules)
+            .map_err(config_error)?
+            .build()
+            .map_err(config_error)?;
+        let mut settings: Settings = layered.try_deserialize().map_err(config_error)?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.server.port > u32::from(u16::MAX) {
+            return Err(SettingsError::new("server.port", format!("{} is out of range (0 to 65535)", self.server.port)));
+        }
+        if self.database.max_connections == 0 {
+            return Err(SettingsError::new("database.max_connections", "must be at least 1"));
+        }
+        self.validate_modules()?;
+        for module in &self.modules.enabled {
+            let key = match self.modules.overrides.get(module).and_then(|o| o.database_url.as_ref()) {
+                Some(_) => format!("modules.{module}.database_url"),
+                None => "database.url".to_owned(),
+            };
+            validate_database_url(&self.database_url(module)).map_err(|m| SettingsError::new(key, m))?;
+        }
+        match self.bus.kind {
+            BusKind::InProcess => {
+                let all: Vec<&str> = modules::names().collect();
+                if all.iter().any(|m| !self.modules.enabled.iter().any(|e| e == m)) {
+                    return Err(SettingsError::new(
+                        "bus.kind",
+                        format!(
+                            "the in-process bus needs every module in this process ({}); a partial set needs a broker",
+                            all.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.bus.max_attempts == 0 {
+            return Err(SettingsError::new("bus.max_attempts", "must be at least 1"));
+        }
+        if self.outbox.batch_size == 0 {
+            return Err(SettingsError::new("outbox.batch_size", "must be at least 1"));
+        }
+        match &self.auth.public_key {
+            Some(pem) => {
+                kernel::JwtVerifier::from_public_key_pem(pem, &self.auth.issuer, &self.auth.audience)
+                    .map_err(|e| SettingsError::new("auth.public_key", e.to_string()))?;
+            }
+            None if self.environment == Environment::Production => {
+                return Err(SettingsError::new("auth.public_key", "is required in production"));
+            }
+            None => {}
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.filter) {
+            return Err(SettingsError::new("telemetry.filter", e.to_string()));
+        }
+        Ok(())
+    }
+
+    fn validate_modules(&self) -> Result<(), SettingsError> {
+        let known: Vec<&str> = modules::names().collect();
+        let unknown = |name: &str| format!("unknown module '{name}' (known: {})", known.join(", "));
+        if self.modules.enabled.is_empty() {
+            return Err(SettingsError::new("modules.enabled", "names no module"));
+        }
+        for (i, name) in self.modules.enabled.iter().enumerate() {
+            if !known.contains(&name.as_str()) {
+                return Err(SettingsError::new("modules.enabled", unknown(name)));
+            }
+            if self.modules.enabled[..i].contains(name) {
+                return Err(SettingsError::new("modules.enabled", format!("'{name}' is named twice")));
+            }
+        }
+        for name in self.modules.overrides.keys() {
+            if !known.contains(&name.as_str()) {
+                return Err(SettingsError::new(format!("modules.{name}"), unknown(name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL of `module`: its own override, or the template filled in.
+    pub fn database_url(&self, module: &str) -> String {
+        self.modules
+            .overrides
+            .get(module)
+            .and_then(|o| o.database_url.clone())
+            .unwrap_or_else(|| self.database.url.replace("{module}", module))
+    }
+
+    /// The address to bind.
+    pub fn address(&self) -> (String, u16) {
+        (self.server.host.clone(), u16::try_from(self.server.port).unwrap_or_default())
+    }
+
+    /// The effective settings with every secret hidden, for `bazaar config`.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut copy = self.clone();
+        copy.database.url = redact_url(&copy.database.url);
+        for overrides in copy.modules.overrides.values_mut() {
+            overrides.database_url = overrides.database_url.as_deref().map(redact_url);
+        }
+        let mut value = serde_json::to_value(&copy).unwrap_or_default();
+        let urls: BTreeMap<String, String> =
+            self.modules.enabled.iter().map(|m| (m.clone(), redact_url(&self.database_url(m)))).collect();
+        value["database"]["effective_urls"] = serde_json::json!(urls);
+        value
+    }
+}
+
+fn config_error(e: config::ConfigError) -> SettingsError {
+    // The config crate names the key in its message ("... for key `server.port`").
+    let message = e.to_string().replace('\n', " ");
+    let key = message
+        .split("for key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or("settings")
+        .to_owned();
+    SettingsError { key, message }
+}
+
+fn validate_database_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("'{}' is not a URL: {e}", redact_url(raw)))?;
+    match url.scheme() {
+        "sqlite" | "postgres" | "postgresql" | "mysql" => Ok(()),
+        other => Err(format!("'{other}' is not a supported database (sqlite, postgres, mysql)")),
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => raw.to_owned(),
+        Err(_) => "***".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)], environment: Environment) -> Result<Settings, SettingsError> {
+        let source: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = config::Environment::with_prefix("BAZAAR").source(Some(source));
+        Settings::load_for(Path::new("config"), environment, env, None)
+    }
+
+    #[test]
+    fn the_defaults_give_every_module_its_own_sqlite_file() {
+        let settings = load(&[], Environment::Development).expect("defaults are valid");
+        assert_eq!(settings.database_url("catalog"), "sqlite://data/catalog.db?mode=rwc");
+        assert!(settings.database.auto_migrate, "development migrates on start");
+        assert_eq!(settings.address().1, 8080);
+    }
+
+    #[test]
+    fn environment_variables_override_files() {
+        let settings = load(
+            &[("BAZAAR__SERVER__PORT", "9000"), ("BAZAAR__MODULES__CATALOG__DATABASE_URL", "postgres://u:pw@db/cat")],
+            Environment::Test,
+        )
+        .expect("valid");
+        assert_eq!(settings.address().1, 9000);
+        assert_eq!(settings.database_url("catalog"), "postgres://u:pw@db/cat");
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("BAZAAR__SERVER__PORT", "70000")], "server.port"),
+            (&[("BAZAAR__MODULES__ENABLED", "catalog,nope")], "modules.enabled"),
+            (&[("BAZAAR__MODULES__ENABLED", "catalog,catalog")], "modules.enabled"),
+            (&[("BAZAAR__DATABASE__URL", "not a url")], "database.url"),
+            (&[("BAZAAR__DATABASE__URL", "redis://x/{module}")], "database.url"),
+            (&[("BAZAAR__BUS__KIND", "carrier-pigeon")], "bus.kind"),
+            (&[("BAZAAR__AUTH__PUBLIC_KEY", "not a key")], "auth.public_key"),
+            (&[("BAZAAR__MODULES__CATALGO__DATABASE_URL", "sqlite::memory:")], "modules.catalgo"),
+        ];
+        for (vars, key) in cases {
+            let error = load(vars, Environment::Development).expect_err("invalid");
+            assert_eq!(&error.key, key, "{vars:?}: {error}");
+            assert!(!error.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn production_requires_a_public_key() {
+        let error = load(&[], Environment::Production).expect_err("no key");
+        assert_eq!(error.key, "auth.public_key");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let settings = load(&[("BAZAAR__DATABASE__URL", "postgres://bazaar:hunter2@db/{module}")], Environment::Test)
+            .expect("valid");
+        let shown = settings.redacted().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://bazaar:***@db/catalog"), "{shown}");
+    }
+}

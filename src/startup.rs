@@ -1,0 +1,154 @@
+//! The composition root: builds the hosted modules, their databases, the bus, the relays and the
+//! HTTP server from [`Settings`].
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use kernel::outbox::Relay;
+use kernel::{Consumer, EventBus, Inbox, JwtVerifier, Module, ModuleContext};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::bus::InProcessBus;
+use crate::http::{self, Ops};
+use crate::modules;
+use crate::settings::{BusKind, Settings};
+
+/// A running Bazaar process: bound, with its background work started.
+pub struct Application {
+    port: u16,
+    server: Server,
+    shutdown: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Connects every module in `modules` to its own database, migrating it when `migrate` is set.
+pub async fn connect_modules(
+    settings: &Settings,
+    modules: Vec<Arc<dyn Module>>,
+    migrate: bool,
+) -> anyhow::Result<Vec<(Arc<dyn Module>, ModuleContext)>> {
+    let mut hosted = Vec::with_capacity(modules.len());
+    for module in modules {
+        let name = module.name();
+        let url = settings.database_url(name);
+        let db = kernel::db::connect(&url, settings.database.max_connections)
+            .await
+            .with_context(|| format!("failed to connect the {name} module to {}", crate::settings::redact_url(&url)))?;
+        if migrate {
+            module.migrate(&db).await.with_context(|| format!("failed to migrate the {name} module"))?;
+            tracing::info!(module = name, "migrations applied");
+        }
+        hosted.push((module, ModuleContext::new(name, db)));
+    }
+    Ok(hosted)
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        crate::telemetry::metrics();
+        let modules = modules::select(&settings.modules.enabled);
+        let hosted = connect_modules(&settings, modules, settings.database.auto_migrate).await?;
+
+        let bus: Arc<dyn EventBus> = match settings.bus.kind {
+            BusKind::InProcess => Arc::new(InProcessBus::new(settings.bus.retry_policy())),
+        };
+        for (module, ctx) in &hosted {
+            if let Some(handler) = module.handler(ctx) {
+                let consumer =
+                    Consumer { name: module.name(), events: module.consumes(), handler, inbox: Inbox::new(ctx.outbox.clone()) };
+                bus.subscribe(consumer).await.with_context(|| format!("failed to subscribe {}", module.name()))?;
+            }
+        }
+
+        let shutdown = CancellationToken::new();
+        let mut background = Vec::new();
+        let bus_task = bus.clone();
+        let token = shutdown.clone();
+        background.push(tokio::spawn(async move {
+            if let Err(e) = bus_task.run(token).await {
+                tracing::error!(error = %e, "the bus stopped");
+            }
+        }));
+        for (module, ctx) in &hosted {
+            let relay = Relay::new(
+                ctx.outbox.clone(),
+                bus.clone(),
+                settings.outbox.batch_size,
+                Duration::from_millis(settings.outbox.poll_interval_ms),
+            );
+            background.push(tokio::spawn(relay.run(shutdown.clone())));
+            background.extend(module.background_tasks(ctx, shutdown.clone()).into_iter().map(tokio::spawn));
+        }
+
+        let verifier = match &settings.auth.public_key {
+            Some(pem) => JwtVerifier::from_public_key_pem(pem, &settings.auth.issuer, &settings.auth.audience)?,
+            None => {
+                tracing::warn!("auth.public_key is not set: every route that needs a token answers 401");
+                JwtVerifier::disabled()
+            }
+        };
+        let openapi = http::openapi(&hosted.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
+        let routes: Vec<kernel::Routes> = hosted.iter().map(|(m, ctx)| m.routes(ctx)).collect();
+        let ops = web::Data::new(Ops { modules: hosted, bus });
+        let verifier = web::Data::new(verifier);
+
+        let listener = TcpListener::bind(settings.address())
+            .with_context(|| format!("failed to bind {}:{}", settings.server.host, settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            let routes = routes.clone();
+            App::new()
+                .app_data(web::JsonConfig::default().limit(256 * 1024).error_handler(kernel::error::json_error))
+                .app_data(web::PathConfig::default().error_handler(kernel::error::path_error))
+                .app_data(web::QueryConfig::default().error_handler(kernel::error::query_error))
+                .app_data(verifier.clone())
+                .app_data(ops.clone())
+                .wrap(ErrorHandlers::new().default_handler(http::problem_for_actix_errors))
+                .wrap(from_fn(http::observe))
+                .configure(move |cfg| routes.iter().for_each(|r| r(cfg)))
+                .service(http::health_live)
+                .service(http::health_ready)
+                .service(http::prometheus_metrics)
+                .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
+                .route("/swagger-ui", web::get().to(http::swagger_redirect))
+                .default_service(web::to(http::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        tracing::info!(port, modules = ?settings.modules.enabled, bus = ?settings.bus.kind, "Bazaar is listening");
+        Ok(Self { port, server: server.run(), shutdown, background })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the HTTP server (as SIGTERM would): in-flight requests finish first.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM, Ctrl-C or [`ServerHandle::stop`]; then drains HTTP, lets the relays
+    /// finish their batch and the consumers their event, and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        tracing::info!("HTTP drained; stopping background work");
+        self.shutdown.cancel();
+        for task in self.background {
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+                tracing::warn!("a background task did not stop within 10 s");
+            }
+        }
+        served.context("the HTTP server failed")
+    }
+}
