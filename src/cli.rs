@@ -13,9 +13,9 @@ use crate::{modules, telemetry};
 #[derive(Debug, Parser)]
 #[command(name = "bazaar", version, about = "An e-commerce backend: a modular monolith that splits into services.")]
 pub struct Cli {
-    /// The folder with default.toml and <BAZAAR_ENV>.toml.
-    #[arg(long, global = true, default_value = "config", env = "BAZAAR_CONFIG_DIR")]
-    pub config_dir: PathBuf,
+    /// The folder with default.toml and <BAZAAR_ENV>.toml [default: config, optional there].
+    #[arg(long, global = true, env = "BAZAAR_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -55,18 +55,20 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<()> {
-    if !cli.config_dir.is_dir() && cli.config_dir != PathBuf::from("config") {
-        return Err(SettingsError {
-            key: "--config-dir".into(),
-            message: format!("{} is not a folder", cli.config_dir.display()),
+    let config_dir = match cli.config_dir {
+        Some(dir) if !dir.is_dir() => {
+            let message = format!("{} is not a folder", dir.display());
+            return Err(SettingsError { key: "--config-dir".into(), message }.into());
         }
-        .into());
-    }
+        Some(dir) => dir,
+        // The defaults are built in, so a process started elsewhere runs without the folder.
+        None => PathBuf::from("config"),
+    };
     let modules_flag = match &cli.command {
         Some(Command::Serve { modules } | Command::Migrate { modules }) => modules.clone(),
         _ => None,
     };
-    let settings = Settings::load(&cli.config_dir, modules_flag)?;
+    let settings = Settings::load(&config_dir, modules_flag)?;
     match cli.command.unwrap_or(Command::Serve { modules: None }) {
         Command::Serve { .. } => {
             telemetry::init(&settings.telemetry);

@@ -140,7 +140,10 @@ fn request_id(req: &ServiceRequest) -> String {
 }
 
 /// Request id, span, metrics and one log line per request.
-pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = request_id(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(

@@ -155,32 +155,45 @@ impl Settings {
     /// `modules` (the `--modules` flag) overrides every layer.
     pub fn load(config_dir: &Path, modules: Option<Vec<String>>) -> Result<Self, SettingsError> {
         let environment = Environment::parse(&std::env::var("BAZAAR_ENV").unwrap_or_else(|_| "development".into()))?;
-        Self::load_for(config_dir, environment, config::Environment::with_prefix("BAZAAR"), modules)
+        let overrides = modules.map(|m| ("modules.enabled".to_owned(), config::Value::from(m)));
+        Self::load_for(config_dir, environment, Some(config::Environment::with_prefix("BAZAAR")), overrides)
+    }
+
+    /// The files' layers for `environment` plus `overrides`, ignoring the process's environment
+    /// variables: what tests and embedding programs use.
+    pub fn load_with_overrides(
+        config_dir: &Path,
+        environment: Environment,
+        overrides: impl IntoIterator<Item = (String, config::Value)>,
+    ) -> Result<Self, SettingsError> {
+        Self::load_for(config_dir, environment, None, overrides)
     }
 
     fn load_for(
         config_dir: &Path,
         environment: Environment,
-        env_source: config::Environment,
-        modules: Option<Vec<String>>,
+        env_source: Option<config::Environment>,
+        overrides: impl IntoIterator<Item = (String, config::Value)>,
     ) -> Result<Self, SettingsError> {
         use config::{Config, File, FileFormat};
-        let layered = Config::builder()
+        let mut builder = Config::builder()
             .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
             .add_source(File::from(config_dir.join("default.toml")).required(false))
-            .add_source(File::from(config_dir.join(format!("{}.toml", environment.as_str()))).required(false))
-            .add_source(
+            .add_source(File::from(config_dir.join(format!("{}.toml", environment.as_str()))).required(false));
+        if let Some(env_source) = env_source {
+            builder = builder.add_source(
                 env_source
                     .prefix_separator("__")
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("modules.enabled")
                     .try_parsing(true),
-            )
-            .set_override_option("modules.enabled", modules)
-            .map_err(config_error)?
-            .build()
-            .map_err(config_error)?;
+            );
+        }
+        for (key, value) in overrides {
+            builder = builder.set_override(key, value).map_err(config_error)?;
+        }
+        let layered = builder.build().map_err(config_error)?;
         let mut settings: Settings = layered.try_deserialize().map_err(config_error)?;
         settings.environment = environment;
         settings.validate()?;
@@ -189,7 +202,10 @@ impl Settings {
 
     fn validate(&self) -> Result<(), SettingsError> {
         if self.server.port > u32::from(u16::MAX) {
-            return Err(SettingsError::new("server.port", format!("{} is out of range (0 to 65535)", self.server.port)));
+            return Err(SettingsError::new(
+                "server.port",
+                format!("{} is out of range (0 to 65535)", self.server.port),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(SettingsError::new("database.max_connections", "must be at least 1"));
@@ -292,12 +308,8 @@ impl Settings {
 fn config_error(e: config::ConfigError) -> SettingsError {
     // The config crate names the key in its message ("... for key `server.port`").
     let message = e.to_string().replace('\n', " ");
-    let key = message
-        .split("for key `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .unwrap_or("settings")
-        .to_owned();
+    let key =
+        message.split("for key `").nth(1).and_then(|rest| rest.split('`').next()).unwrap_or("settings").to_owned();
     SettingsError { key, message }
 }
 
@@ -329,7 +341,7 @@ mod tests {
     fn load(vars: &[(&str, &str)], environment: Environment) -> Result<Settings, SettingsError> {
         let source: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let env = config::Environment::with_prefix("BAZAAR").source(Some(source));
-        Settings::load_for(Path::new("config"), environment, env, None)
+        Settings::load_for(Path::new("config"), environment, Some(env), None)
     }
 
     #[test]

@@ -61,8 +61,12 @@ impl Application {
         };
         for (module, ctx) in &hosted {
             if let Some(handler) = module.handler(ctx) {
-                let consumer =
-                    Consumer { name: module.name(), events: module.consumes(), handler, inbox: Inbox::new(ctx.outbox.clone()) };
+                let consumer = Consumer {
+                    name: module.name(),
+                    events: module.consumes(),
+                    handler,
+                    inbox: Inbox::new(ctx.outbox.clone()),
+                };
                 bus.subscribe(consumer).await.with_context(|| format!("failed to subscribe {}", module.name()))?;
             }
         }

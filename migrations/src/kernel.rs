@@ -49,6 +49,7 @@ impl MigrationTrait for KernelTables {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name(format!("idx_{}_outbox_pending", self.module))
                     .table(outbox)
                     .col("published_at")
@@ -60,10 +61,19 @@ impl MigrationTrait for KernelTables {
         // One row: the relay that locks it is the only one publishing (FOR UPDATE SKIP LOCKED).
         let lock = self.table("outbox_lock");
         manager
-            .create_table(Table::create().table(lock.clone()).if_not_exists().col(integer("id").primary_key()).to_owned())
+            .create_table(
+                Table::create().table(lock.clone()).if_not_exists().col(integer("id").primary_key()).to_owned(),
+            )
             .await?;
         manager
-            .exec_stmt(Query::insert().into_table(lock).columns(["id"]).values_panic([1.into()]).to_owned())
+            .exec_stmt(
+                Query::insert()
+                    .into_table(lock)
+                    .columns(["id"])
+                    .values_panic([1.into()])
+                    .on_conflict(OnConflict::column("id").do_nothing().to_owned())
+                    .to_owned(),
+            )
             .await?;
 
         let inbox = self.table("inbox");
@@ -90,6 +100,7 @@ impl MigrationTrait for KernelTables {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name(format!("uq_{}_inbox_event", self.module))
                     .table(inbox.clone())
                     .col("consumer")
@@ -101,6 +112,7 @@ impl MigrationTrait for KernelTables {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name(format!("idx_{}_inbox_queue", self.module))
                     .table(inbox)
                     .col("consumer")

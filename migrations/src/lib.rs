@@ -7,4 +7,4 @@
 pub mod catalog;
 pub mod kernel;
 
-pub use sea_orm_migration::MigratorTrait;
+pub use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};

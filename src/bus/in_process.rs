@@ -126,7 +126,9 @@ async fn deliver(consumer: &Consumer, queued: &Queued, policy: &RetryPolicy) {
     };
     let result = match outcome {
         Ok(_) => Ok(()),
-        Err(HandlerError::Malformed(reason)) => consumer.inbox.dead_letter(consumer.name, queued, attempts, &reason).await,
+        Err(malformed @ HandlerError::Malformed(_)) => {
+            consumer.inbox.dead_letter(consumer.name, queued, attempts, &malformed.to_string()).await
+        }
         Err(HandlerError::Failed(e)) if policy.exhausted(attempts) => {
             consumer.inbox.dead_letter(consumer.name, queued, attempts, &format!("{e:#}")).await
         }

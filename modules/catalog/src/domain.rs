@@ -297,7 +297,8 @@ mod tests {
         .expect_err("invalid");
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["sku", "name", "description", "price.currency"]);
-        let negative = ProductDetails::parse(RawProductDetails { price_amount: Some(-1), ..raw() }).expect_err("invalid");
+        let negative =
+            ProductDetails::parse(RawProductDetails { price_amount: Some(-1), ..raw() }).expect_err("invalid");
         assert_eq!(negative[0].field, "price.amount");
     }
 

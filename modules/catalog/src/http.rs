@@ -113,7 +113,8 @@ impl ListProductsQuery {
             .as_deref()
             .map(|c| Uuid::parse_str(c).map(ProductId::from).map_err(|_| ApiError::invalid("after", "is not a cursor")))
             .transpose()?;
-        let status = self.status.as_deref().map(ProductStatus::parse).transpose().map_err(|m| ApiError::invalid("status", m))?;
+        let status =
+            self.status.as_deref().map(ProductStatus::parse).transpose().map_err(|m| ApiError::invalid("status", m))?;
         let search = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);
         if search.as_ref().is_some_and(|q| q.chars().count() > 100) {
             return Err(ApiError::invalid("q", "must be at most 100 characters"));
@@ -136,7 +137,7 @@ impl ListProductsQuery {
 #[tracing::instrument(skip_all)]
 pub async fn list_products(
     catalog: web::Data<Catalog>,
-    query: web::Query<ListProductsQuery>,  // qualified: utoipa reads it
+    query: web::Query<ListProductsQuery>, // qualified: utoipa reads it
 ) -> Result<web::Json<Page<ProductResponse>>, ApiError> {
     let limit = page_limit(query.limit)?;
     let filter = query.filter()?;
@@ -155,7 +156,10 @@ pub async fn list_products(
 )]
 #[get("/products/{id}")]
 #[tracing::instrument(skip_all, fields(product.id = %id))]
-pub async fn get_product(catalog: web::Data<Catalog>, id: web::Path<Uuid>) -> Result<web::Json<ProductResponse>, ApiError> {
+pub async fn get_product(
+    catalog: web::Data<Catalog>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<ProductResponse>, ApiError> {
     let id = ProductId::from(id.into_inner());
     let product = catalog.get(id).await?.ok_or_else(|| not_found(id))?;
     Ok(web::Json(product.into()))

@@ -5,7 +5,9 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ActiveValue::Set, Condition, ConnectionTrait, QueryOrder, QuerySelect};
 
-use crate::domain::{Currency, Description, Money, Product, ProductDetails, ProductId, ProductName, ProductStatus, Sku};
+use crate::domain::{
+    Currency, Description, Money, Product, ProductDetails, ProductId, ProductName, ProductStatus, Sku,
+};
 
 pub mod product {
     use super::*;
@@ -109,9 +111,8 @@ pub async fn list<C: ConnectionTrait>(db: &C, filter: &ProductFilter, limit: u64
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
         let like = |column: Column| {
-            Expr::expr(Func::lower(Expr::col((product::Entity, column)))).like(
-                sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'),
-            )
+            Expr::expr(Func::lower(Expr::col((product::Entity, column))))
+                .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'))
         };
         query = query.filter(Condition::any().add(like(Column::Name)).add(like(Column::Sku)));
     }

@@ -5,7 +5,7 @@ use chrono::Utc;
 use contracts::IntegrationEvent;
 use contracts::catalog::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use kernel::{Envelope, Outbox};
-use sea_orm::{DatabaseConnection, DbErr, SqlErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr, SqlErr};
 
 use crate::domain::{Product, ProductDetails, ProductId};
 use crate::persistence::{self, ProductFilter};
@@ -50,7 +50,7 @@ impl Catalog {
     #[tracing::instrument(skip_all, fields(product.sku = %details.sku.as_str()))]
     pub async fn create(&self, details: ProductDetails) -> Result<Product, CreateProductError> {
         let product = Product::new(details, Utc::now());
-        let txn = self.db.begin().await.context("failed to begin a transaction")?;
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         if let Err(e) = persistence::insert(&txn, &product).await {
             return Err(match unique_violation(&e) {
                 true => CreateProductError::DuplicateSku(product.details.sku.as_str().to_owned()),
@@ -65,7 +65,7 @@ impl Catalog {
 
     #[tracing::instrument(skip_all, fields(product.id = %id))]
     pub async fn update(&self, id: ProductId, details: ProductDetails) -> Result<Product, UpdateProductError> {
-        let txn = self.db.begin().await.context("failed to begin a transaction")?;
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut product = persistence::find_for_update(&txn, id)
             .await
             .context("failed to load a product")?
@@ -85,7 +85,7 @@ impl Catalog {
     /// Marks the product discontinued; doing it again changes nothing and publishes nothing.
     #[tracing::instrument(skip_all, fields(product.id = %id))]
     pub async fn discontinue(&self, id: ProductId) -> Result<(), DiscontinueProductError> {
-        let txn = self.db.begin().await.context("failed to begin a transaction")?;
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut product = persistence::find_for_update(&txn, id)
             .await
             .context("failed to load a product")?

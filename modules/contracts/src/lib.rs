@@ -70,9 +70,6 @@ mod tests {
     #[test]
     fn routing_keys_are_kebab_case_with_the_version() {
         assert_eq!(routing_key("orders", "OrderCreated", 1), "orders.order-created.v1");
-        assert_eq!(
-            catalog::ProductDiscontinued::event_type().routing_key(),
-            "catalog.product-discontinued.v1"
-        );
+        assert_eq!(catalog::ProductDiscontinued::event_type().routing_key(), "catalog.product-discontinued.v1");
     }
 }

@@ -66,12 +66,10 @@ impl JwtVerifier {
         let Some(key) = &self.key else {
             return Err(ApiError::Unauthorized("token verification is not configured on this server".into()));
         };
-        decode::<Claims>(token, &key.0, &key.1)
-            .map(|data| data.claims)
-            .map_err(|e| {
-                tracing::debug!(error = %e, "rejected a bearer token");
-                ApiError::Unauthorized("the bearer token is invalid or expired".into())
-            })
+        decode::<Claims>(token, &key.0, &key.1).map(|data| data.claims).map_err(|e| {
+            tracing::debug!(error = %e, "rejected a bearer token");
+            ApiError::Unauthorized("the bearer token is invalid or expired".into())
+        })
     }
 }
 
@@ -126,7 +124,11 @@ impl FromRequest for Admin {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req).and_then(|p| {
-            if p.is_admin() { Ok(Admin(p)) } else { Err(ApiError::Forbidden("this action needs the admin role".into())) }
+            if p.is_admin() {
+                Ok(Admin(p))
+            } else {
+                Err(ApiError::Forbidden("this action needs the admin role".into()))
+            }
         }))
     }
 }

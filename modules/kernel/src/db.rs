@@ -3,16 +3,19 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 
 /// Opens a module's own pool. SQLite files get WAL (readers never wait for the writer) and a busy
 /// timeout, and their folder is created if missing.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
-    if let Some(path) = sqlite_file(url) {
-        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DbErr::Custom(format!("cannot create the folder {}: {e}", dir.display())))?;
-        }
+    if let Some(dir) =
+        sqlite_file(url).and_then(|path| std::path::Path::new(path).parent()).filter(|dir| !dir.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbErr::Custom(format!("cannot create the folder {}: {e}", dir.display())))?;
     }
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -28,6 +31,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 .foreign_keys(true)
         });
     Database::connect(options).await
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN
+/// IMMEDIATE`): a deferred transaction that reads first cannot upgrade once another writer has
+/// committed, and fails at once instead of waiting (`SQLITE_BUSY_SNAPSHOT`).
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return db.begin().await;
+    }
+    let options = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    db.begin_with_options(options).await
 }
 
 /// The file behind a `sqlite:` URL, unless it is in memory.

@@ -107,8 +107,8 @@ mod tests {
 
     #[test]
     fn a_caused_envelope_keeps_the_correlation_and_names_its_cause() {
-        let cause = Envelope::new(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "A".into() })
-            .expect("serialises");
+        let cause =
+            Envelope::new(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "A".into() }).expect("serialises");
         let effect = Envelope::caused_by(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "B".into() }, &cause)
             .expect("serialises");
         assert_eq!(effect.correlation_id, cause.correlation_id);
@@ -118,8 +118,8 @@ mod tests {
 
     #[test]
     fn data_of_the_wrong_shape_is_malformed() {
-        let mut envelope = Envelope::new(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "A".into() })
-            .expect("serialises");
+        let mut envelope =
+            Envelope::new(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "A".into() }).expect("serialises");
         envelope.data = serde_json::json!({"productId": 42});
         assert!(matches!(envelope.decode::<ProductDiscontinued>(), Err(HandlerError::Malformed(_))));
     }

@@ -108,9 +108,7 @@ impl ResponseError for ApiError {
         };
         let mut response = problem_response(status, detail, errors);
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -130,10 +128,9 @@ pub fn problem_response(status: StatusCode, detail: Option<String>, errors: Opti
 pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let error = match &err {
-        E::Deserialize(e) if e.is_data() => ApiError::Validation(vec![FieldError::new(
-            field_of(&e.to_string()).unwrap_or("body"),
-            e.to_string(),
-        )]),
+        E::Deserialize(e) if e.is_data() => {
+            ApiError::Validation(vec![FieldError::new(field_of(&e.to_string()).unwrap_or("body"), e.to_string())])
+        }
         E::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON body: {e}")),
         E::ContentType => {
             return ProblemError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected Content-Type: application/json".into())
@@ -192,7 +189,10 @@ mod tests {
 
     #[test]
     fn a_validation_error_is_a_422_problem_naming_each_field() {
-        let error = ApiError::Validation(vec![FieldError::new("sku", "is empty"), FieldError::new("price.amount", "is negative")]);
+        let error = ApiError::Validation(vec![
+            FieldError::new("sku", "is empty"),
+            FieldError::new("price.amount", "is negative"),
+        ]);
         let response = error.error_response();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(response.headers().get(header::CONTENT_TYPE).expect("a content type"), "application/problem+json");

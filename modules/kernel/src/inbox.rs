@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Order, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::Serialize;
 
 use crate::bus::metric;
@@ -80,7 +80,7 @@ impl Inbox {
         envelope: &Envelope,
         handler: &dyn EventHandler,
     ) -> Result<Processed, HandlerError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         if !self.claim(&txn, consumer, envelope).await? {
             txn.rollback().await?;
             return Ok(Processed::Duplicate);
@@ -94,11 +94,8 @@ impl Inbox {
     /// Marks the event handled by `consumer` in `txn`; `false` if it already was.
     async fn claim<C: ConnectionTrait>(&self, txn: &C, consumer: &str, envelope: &Envelope) -> Result<bool, DbErr> {
         let now = Utc::now();
-        let mut insert = self.insert_row(consumer, envelope)?;
-        insert
-            .columns(["processed_at"])
-            .values_panic([now.into()])
-            .on_conflict(OnConflict::columns(["consumer", "event_id"]).do_nothing().to_owned());
+        let mut insert = self.insert_row(consumer, envelope, Some(now))?;
+        insert.on_conflict(OnConflict::columns(["consumer", "event_id"]).do_nothing().to_owned());
         // Not every driver reports a conflict as zero rows (MySQL may report 2 for an upsert), so
         // only exactly one new row counts as a claim.
         if txn.execute(&insert).await?.rows_affected() == 1 {
@@ -116,11 +113,27 @@ impl Inbox {
         Ok(txn.execute(&update).await?.rows_affected() == 1)
     }
 
-    fn insert_row(&self, consumer: &str, envelope: &Envelope) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
+    /// The inbox row of `envelope` for `consumer`; `processed_at` is `None` for a queued event.
+    fn insert_row(
+        &self,
+        consumer: &str,
+        envelope: &Envelope,
+        processed_at: Option<DateTime<Utc>>,
+    ) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
         let payload = serde_json::to_string(envelope).map_err(|e| DbErr::Json(e.to_string()))?;
         Ok(Query::insert()
             .into_table(Alias::new(&*self.table))
-            .columns(["consumer", "event_id", "event", "version", "payload", "received_at", "attempts", "dead"])
+            .columns([
+                "consumer",
+                "event_id",
+                "event",
+                "version",
+                "payload",
+                "received_at",
+                "processed_at",
+                "attempts",
+                "dead",
+            ])
             .values_panic([
                 consumer.into(),
                 envelope.id.to_string().into(),
@@ -128,6 +141,7 @@ impl Inbox {
                 envelope.version.into(),
                 payload.into(),
                 Utc::now().into(),
+                processed_at.into(),
                 0i32.into(),
                 false.into(),
             ])
@@ -136,7 +150,7 @@ impl Inbox {
 
     /// Queues `envelope` for `consumer` (in-process bus); a repeat of a known event is ignored.
     pub async fn enqueue(&self, consumer: &str, envelope: &Envelope) -> Result<(), DbErr> {
-        let mut insert = self.insert_row(consumer, envelope)?;
+        let mut insert = self.insert_row(consumer, envelope, None)?;
         insert.on_conflict(OnConflict::columns(["consumer", "event_id"]).do_nothing().to_owned());
         self.db.execute(&insert).await?;
         Ok(())
@@ -211,7 +225,7 @@ impl Inbox {
 
     /// Gives up on a queued event: it moves to the dead-letter table, in one transaction.
     pub async fn dead_letter(&self, consumer: &str, queued: &Queued, attempts: u32, error: &str) -> Result<(), DbErr> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let update = Query::update()
             .table(Alias::new(&*self.table))
             .value("attempts", attempts as i32)
@@ -285,10 +299,7 @@ impl Inbox {
 
     /// How many events this module has dead-lettered.
     pub async fn dead_letter_count(&self) -> Result<u64, DbErr> {
-        let query = Query::select()
-            .expr(Expr::col("id").count())
-            .from(Alias::new(&*self.dead_letters))
-            .to_owned();
+        let query = Query::select().expr(Expr::col("id").count()).from(Alias::new(&*self.dead_letters)).to_owned();
         let row = self.db.query_one(&query).await?;
         let count = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
         Ok(u64::try_from(count).unwrap_or(0))

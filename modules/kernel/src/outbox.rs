@@ -15,9 +15,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, T
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::Envelope;
 use crate::bus::{EventBus, backoff, metric};
 use crate::db::{KernelTables, locks_rows};
-use crate::Envelope;
 
 /// One module's outbox.
 #[derive(Clone)]

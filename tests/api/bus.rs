@@ -1,0 +1,245 @@
+//! The delivery guarantees of BRIEF.md on the in-process bus: outbox crash survival, inbox
+//! de-duplication, retry then success, dead-lettering after N attempts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bazaar::bus::InProcessBus;
+use contracts::IntegrationEvent;
+use contracts::catalog::ProductDiscontinued;
+use kernel::bus::RetryPolicy;
+use kernel::inbox::Processed;
+use kernel::outbox::Relay;
+use kernel::{Consumer, Envelope, EventBus, EventHandler, HandlerError, Inbox, Outbox};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::eventually;
+
+const PRODUCER: &str = "producer";
+
+async fn module_db(dir: &std::path::Path, module: &'static str) -> DatabaseConnection {
+    crate::helpers::init_logs();
+    let url = format!("sqlite://{}/{module}.db?mode=rwc", dir.display());
+    let db = kernel::db::connect(&url, 5).await.expect("a database");
+    let manager = migrations::SchemaManager::new(&db);
+    migrations::MigrationTrait::up(&migrations::kernel::KernelTables::new(module), &manager)
+        .await
+        .expect("kernel tables");
+    db.execute_unprepared("CREATE TABLE IF NOT EXISTS effects (event_id TEXT NOT NULL, sku TEXT NOT NULL)")
+        .await
+        .expect("an effects table");
+    db
+}
+
+/// A consumer that records each event it handles in `effects`, failing as told.
+#[derive(Default)]
+struct Recorder {
+    calls: AtomicU32,
+    fail_first: u32,
+    fail_sku: Option<&'static str>,
+}
+
+#[async_trait]
+impl EventHandler for Recorder {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let event: ProductDiscontinued = envelope.decode()?;
+        if call <= self.fail_first || self.fail_sku == Some(event.sku.as_str()) {
+            return Err(HandlerError::Failed(anyhow::anyhow!("failure number {call}")));
+        }
+        txn.execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "INSERT INTO effects (event_id, sku) VALUES (?, ?)",
+            [envelope.id.to_string().into(), event.sku.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
+async fn effects(db: &DatabaseConnection, sku: &str) -> usize {
+    db.query_all_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT event_id FROM effects WHERE sku = ?",
+        [sku.into()],
+    ))
+    .await
+    .expect("effects")
+    .len()
+}
+
+fn event(sku: &str) -> Envelope {
+    Envelope::new(&ProductDiscontinued { product_id: uuid::Uuid::now_v7(), sku: sku.to_owned() }).expect("an envelope")
+}
+
+fn policy(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy { max_attempts, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(50) }
+}
+
+fn consumer(name: &'static str, db: &DatabaseConnection, handler: Arc<dyn EventHandler>) -> Consumer {
+    let outbox = Outbox::new(name, db.clone());
+    Consumer { name, events: vec![ProductDiscontinued::event_type()], handler, inbox: Inbox::new(outbox) }
+}
+
+/// A running bus with a relay for the producer's outbox; stops when dropped.
+struct Running {
+    bus: Arc<InProcessBus>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start(producer: &Outbox, consumers: Vec<Consumer>, policy: RetryPolicy) -> Running {
+    let bus = Arc::new(InProcessBus::new(policy));
+    for consumer in consumers {
+        bus.subscribe(consumer).await.expect("subscribed");
+    }
+    let shutdown = CancellationToken::new();
+    let running = bus.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move { running.run(token).await });
+    let relay = Relay::new(producer.clone(), bus.clone(), 100, Duration::from_millis(50));
+    tokio::spawn(relay.run(shutdown.clone()));
+    Running { bus, shutdown }
+}
+
+async fn commit_event(outbox: &Outbox, envelope: &Envelope) {
+    let txn = kernel::db::begin_write(outbox.db()).await.expect("a transaction");
+    outbox.enqueue(&txn, envelope).await.expect("enqueued");
+    outbox.commit(txn).await.expect("committed");
+}
+
+#[tokio::test]
+async fn an_event_committed_before_a_crash_is_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().expect("a folder");
+    {
+        // The state change and its event commit, then the process dies before any relay runs.
+        let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+        commit_event(&producer, &event("CRASH-1")).await;
+        assert_eq!(producer.pending().await.expect("pending"), 1);
+    }
+    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+    let consumer_db = module_db(dir.path(), "consumer").await;
+    let _running =
+        start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::default()))], policy(3)).await;
+    eventually(10, || async { (effects(&consumer_db, "CRASH-1").await == 1).then_some(()) }).await;
+    eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn an_event_accepted_for_a_consumer_survives_a_crash_before_it_is_handled() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let consumer_db = module_db(dir.path(), "consumer").await;
+    {
+        let bus = InProcessBus::new(policy(3));
+        bus.subscribe(consumer("consumer", &consumer_db, Arc::new(Recorder::default()))).await.expect("subscribed");
+        bus.publish(&event("QUEUED-1")).await.expect("accepted");
+        // The bus never ran: the process died with the event queued.
+    }
+    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+    let _running =
+        start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::default()))], policy(3)).await;
+    eventually(10, || async { (effects(&consumer_db, "QUEUED-1").await == 1).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn a_redelivered_event_has_no_second_effect() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+    let consumer_db = module_db(dir.path(), "consumer").await;
+    let recorder = Arc::new(Recorder::default());
+    let running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(3)).await;
+    let first = event("ONCE-1");
+    commit_event(&producer, &first).await;
+    eventually(10, || async { (effects(&consumer_db, "ONCE-1").await == 1).then_some(()) }).await;
+
+    // The relay died after the bus accepted the event but before it marked the row: it goes again.
+    producer.db().execute_unprepared("UPDATE producer_outbox SET published_at = NULL").await.expect("reset");
+    producer.wake();
+    running.bus.publish(&first).await.expect("accepted again");
+    // And the inbox itself refuses a second effect, whatever a bus redelivers.
+    let inbox = Inbox::new(Outbox::new("consumer", consumer_db.clone()));
+    assert_eq!(inbox.process("consumer", &first, recorder.as_ref()).await.expect("processed"), Processed::Duplicate);
+
+    let marker = event("AFTER-1");
+    commit_event(&producer, &marker).await;
+    eventually(10, || async { (effects(&consumer_db, "AFTER-1").await == 1).then_some(()) }).await;
+    eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+    assert_eq!(effects(&consumer_db, "ONCE-1").await, 1);
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_with_backoff_until_it_succeeds() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+    let consumer_db = module_db(dir.path(), "consumer").await;
+    let recorder = Arc::new(Recorder { fail_first: 2, ..Recorder::default() });
+    let _running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(5)).await;
+    commit_event(&producer, &event("RETRY-1")).await;
+    eventually(10, || async { (effects(&consumer_db, "RETRY-1").await == 1).then_some(()) }).await;
+    assert_eq!(recorder.calls.load(Ordering::SeqCst), 3);
+    let inbox = Inbox::new(Outbox::new("consumer", consumer_db.clone()));
+    assert_eq!(inbox.dead_letter_count().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+    let failing_db = module_db(dir.path(), "failing").await;
+    let healthy_db = module_db(dir.path(), "healthy").await;
+    let failing = Arc::new(Recorder { fail_sku: Some("POISON"), ..Recorder::default() });
+    let consumers = vec![
+        consumer("failing", &failing_db, failing.clone()),
+        consumer("healthy", &healthy_db, Arc::new(Recorder::default())),
+    ];
+    let _running = start(&producer, consumers, policy(3)).await;
+
+    commit_event(&producer, &event("POISON")).await;
+    commit_event(&producer, &event("FINE-1")).await;
+    // The healthy consumer and the failing one's later events are not held up by the poison.
+    eventually(10, || async { (effects(&healthy_db, "POISON").await == 1).then_some(()) }).await;
+    eventually(10, || async { (effects(&failing_db, "FINE-1").await == 1).then_some(()) }).await;
+
+    let inbox = Inbox::new(Outbox::new("failing", failing_db.clone()));
+    let dead = eventually(10, || async {
+        let dead = inbox.dead_letter_list(10).await.expect("dead letters");
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event, "ProductDiscontinued");
+    assert_eq!(dead[0].attempts, 3);
+    assert!(dead[0].error.contains("failure number"), "{}", dead[0].error);
+    assert!(dead[0].payload.contains("POISON"));
+    assert_eq!(effects(&failing_db, "POISON").await, 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(failing.calls.load(Ordering::SeqCst), 4, "3 attempts at the poison, 1 for the fine event; no more");
+}
+
+#[tokio::test]
+async fn an_event_whose_data_does_not_decode_is_dead_lettered_at_once() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+    let consumer_db = module_db(dir.path(), "consumer").await;
+    let recorder = Arc::new(Recorder::default());
+    let _running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(5)).await;
+    let mut malformed = event("BROKEN");
+    malformed.data = serde_json::json!({"productId": 42});
+    commit_event(&producer, &malformed).await;
+    let inbox = Inbox::new(Outbox::new("consumer", consumer_db.clone()));
+    let dead = eventually(10, || async {
+        let dead = inbox.dead_letter_list(10).await.expect("dead letters");
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead[0].attempts, 1);
+    assert!(dead[0].error.contains("malformed"), "{}", dead[0].error);
+}

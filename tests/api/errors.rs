@@ -1,0 +1,116 @@
+//! Every error a client can provoke comes back as problem+json, and tokens are checked strictly.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{As, OTHER_PRIVATE_KEY, PRIVATE_KEY, assert_problem, product_body, spawn_app, token, token_with};
+
+async fn create_with_token(app: &crate::helpers::TestApp, token: &str) -> reqwest::Response {
+    app.request(Method::POST, "/products", As::Anonymous)
+        .bearer_auth(token)
+        .json(&product_body("AUTH-1", "Guarded"))
+        .send()
+        .await
+        .expect("sent")
+}
+
+#[tokio::test]
+async fn writes_need_an_admin_token() {
+    let app = spawn_app().await;
+    let anonymous = app.request(Method::POST, "/products", As::Anonymous).json(&product_body("A-1", "A")).send().await;
+    let anonymous = anonymous.expect("sent");
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    assert_problem(anonymous, 401).await;
+    let customer = app.request(Method::POST, "/products", As::Customer).json(&product_body("A-1", "A")).send().await;
+    assert_problem(customer.expect("sent"), 403).await;
+    let id = uuid::Uuid::now_v7();
+    let put =
+        app.request(Method::PUT, &format!("/products/{id}"), As::Customer).json(&product_body("A-1", "A")).send().await;
+    assert_problem(put.expect("sent"), 403).await;
+    let delete = app.request(Method::DELETE, &format!("/products/{id}"), As::Anonymous).send().await;
+    assert_problem(delete.expect("sent"), 401).await;
+}
+
+#[tokio::test]
+async fn forged_expired_or_foreign_tokens_are_401() {
+    let app = spawn_app().await;
+    let valid = token("admin", 900, PRIVATE_KEY);
+    let (header, rest) = valid.split_once('.').expect("a JWT");
+    let (_, signature) = rest.split_once('.').expect("a JWT");
+    let cases = [
+        ("expired", token("admin", -120, PRIVATE_KEY)),
+        ("signed with another key", token("admin", 900, OTHER_PRIVATE_KEY)),
+        ("wrong audience", token_with(json!({"role": "admin", "aud": "elsewhere"}), 900, PRIVATE_KEY)),
+        ("wrong issuer", token_with(json!({"role": "admin", "iss": "mallory"}), 900, PRIVATE_KEY)),
+        ("unknown role", token_with(json!({"role": "root"}), 900, PRIVATE_KEY)),
+        ("not a JWT", "garbage".to_owned()),
+        ("alg none", format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), rest.split_once('.').expect("payload").0)),
+        ("tampered payload", format!("{header}.{}.{signature}", b64(&tampered_claims()))),
+    ];
+    for (case, token) in cases {
+        let response = create_with_token(&app, &token).await;
+        assert_eq!(response.status(), 401, "{case}");
+        assert_problem(response, 401).await;
+    }
+    assert_eq!(create_with_token(&app, &valid).await.status(), 201, "the valid token works");
+}
+
+fn tampered_claims() -> String {
+    let now = chrono::Utc::now().timestamp();
+    json!({"sub": uuid::Uuid::now_v7(), "role": "admin", "iss": "bazaar", "aud": "bazaar", "iat": now, "exp": now + 900, "jti": "x"})
+        .to_string()
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+#[tokio::test]
+async fn rsa_keys_verify_rs256_tokens() {
+    let app = crate::helpers::spawn_app_with(&[("auth.public_key", include_str!("../fixtures/rsa-public.pem"))]).await;
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../fixtures/rsa-private.pem")).expect("an RSA key");
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": uuid::Uuid::now_v7(), "role": "admin", "iss": "bazaar", "aud": "bazaar", "iat": now, "exp": now + 60, "jti": "j"});
+    let rs256 = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
+        .expect("a token");
+    assert_eq!(create_with_token(&app, &rs256).await.status(), 201);
+    // An Ed25519 token is refused: the algorithm is pinned by the configured key.
+    assert_eq!(create_with_token(&app, &token("admin", 900, PRIVATE_KEY)).await.status(), 401);
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_problems() {
+    let app = spawn_app().await;
+    let send = |body: &'static str, content_type: &'static str| {
+        app.request(Method::POST, "/products", As::Admin).header("content-type", content_type).body(body).send()
+    };
+    let problem = assert_problem(send("{not json", "application/json").await.expect("sent"), 400).await;
+    assert!(problem["detail"].as_str().expect("a detail").contains("malformed JSON"));
+    assert_problem(send("{}", "text/plain").await.expect("sent"), 415).await;
+    let huge = Box::leak(format!("{{\"sku\": \"{}\"}}", "x".repeat(300 * 1024)).into_boxed_str());
+    assert_problem(send(huge, "application/json").await.expect("sent"), 413).await;
+}
+
+#[tokio::test]
+async fn unknown_routes_methods_and_bad_parameters_are_problems() {
+    let app = spawn_app().await;
+    let problem = assert_problem(app.get("/nowhere").await, 404).await;
+    assert_eq!(problem["detail"], "no route for GET /nowhere");
+    assert_problem(app.request(Method::PATCH, "/products", As::Admin).send().await.expect("sent"), 404).await;
+    let problem = assert_problem(app.get("/products/not-a-uuid").await, 400).await;
+    assert!(problem["detail"].as_str().expect("a detail").contains("path"));
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let app = spawn_app().await;
+    let echoed = app.client.get(format!("{}/health/live", app.address)).header("x-request-id", "abc-123").send().await;
+    assert_eq!(echoed.expect("sent").headers()["x-request-id"], "abc-123");
+    let generated = app.get("/nowhere").await;
+    let id = generated.headers()["x-request-id"].to_str().expect("ASCII").to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let unsafe_id = app.client.get(format!("{}/health/live", app.address)).header("x-request-id", "a b").send().await;
+    assert_ne!(unsafe_id.expect("sent").headers()["x-request-id"], "a b");
+}

@@ -1,0 +1,163 @@
+//! `spawn_app()`: a Bazaar on port 0 with its own data folder, and a client that speaks to it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use bazaar::settings::Environment;
+use bazaar::{Application, Settings};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const PUBLIC_KEY: &str = include_str!("../fixtures/ed25519-public.pem");
+pub const PRIVATE_KEY: &str = include_str!("../fixtures/ed25519-private.pem");
+pub const OTHER_PRIVATE_KEY: &str = include_str!("../fixtures/other-ed25519-private.pem");
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    handle: ServerHandle,
+}
+
+/// `TEST_LOG=1 cargo test ...` shows the apps' logs.
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "debug,sqlx=warn,sea_orm=warn".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}
+
+/// Settings for a test app in `dir`, with `overrides` on top.
+pub fn test_settings(dir: &Path, overrides: &[(&str, &str)]) -> Settings {
+    let url = format!("sqlite://{}/{{module}}.db?mode=rwc", dir.display());
+    let mut layers: Vec<(String, config::Value)> = vec![
+        ("database.url".into(), url.into()),
+        ("auth.public_key".into(), PUBLIC_KEY.into()),
+        ("outbox.poll_interval_ms".into(), 200.into()),
+    ];
+    layers.extend(overrides.iter().map(|(k, v)| (k.to_string(), (*v).into())));
+    Settings::load_with_overrides(Path::new("config"), Environment::Test, layers).expect("valid test settings")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    init_logs();
+    let data_dir = tempfile::tempdir().expect("a temporary folder");
+    let settings = test_settings(data_dir.path(), overrides);
+    let app = Application::build(settings).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    TestApp { address, client, data_dir, handle }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum As {
+    Anonymous,
+    Customer,
+    Admin,
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str, who: As) -> RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.address));
+        match who {
+            As::Anonymous => builder,
+            As::Customer => builder.bearer_auth(token("customer", 900, PRIVATE_KEY)),
+            As::Admin => builder.bearer_auth(token("admin", 900, PRIVATE_KEY)),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path, As::Anonymous).send().await.expect("request sent")
+    }
+
+    pub async fn create_product(&self, body: &Value) -> Response {
+        self.request(Method::POST, "/products", As::Admin).json(body).send().await.expect("request sent")
+    }
+
+    /// Creates a valid product and returns its JSON.
+    pub async fn a_product(&self, sku: &str, name: &str) -> Value {
+        let response = self.create_product(&product_body(sku, name)).await;
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json().await.expect("JSON")
+    }
+
+    /// The database file of `module`.
+    pub async fn db(&self, module: &str) -> sea_orm::DatabaseConnection {
+        let url = format!("sqlite://{}/{module}.db", self.data_dir.path().display());
+        sea_orm::Database::connect(url).await.expect("the module's database")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.expect("text")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // `stop` sends the command at once; the future only waits for it to complete.
+        drop(self.handle.stop(false));
+    }
+}
+
+pub fn product_body(sku: &str, name: &str) -> Value {
+    json!({"sku": sku, "name": name, "description": "A test product", "price": {"amount": 1299, "currency": "EUR"}})
+}
+
+/// An access token as the users module will issue them.
+pub fn token(role: &str, expires_in: i64, private_key: &str) -> String {
+    token_with(json!({"role": role}), expires_in, private_key)
+}
+
+/// A token whose claims are the defaults with `overrides` on top.
+pub fn token_with(overrides: Value, expires_in: i64, private_key: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "sub": Uuid::now_v7(), "role": "customer", "iss": "bazaar", "aud": "bazaar",
+        "iat": now, "exp": now + expires_in, "jti": Uuid::new_v4(),
+    });
+    for (k, v) in overrides.as_object().expect("an object") {
+        claims[k] = v.clone();
+    }
+    let key = EncodingKey::from_ed_pem(private_key.as_bytes()).expect("an Ed25519 key");
+    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).expect("a token")
+}
+
+/// Asserts a problem+json response with `status`, and returns its body.
+pub async fn assert_problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status of {}", response.url());
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap_or_default().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    let body: Value = response.json().await.expect("a JSON problem");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string(), "{body}");
+    body
+}
+
+/// Polls `check` until it returns `Some`, for at most `seconds`.
+pub async fn eventually<T, F, Fut>(seconds: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {seconds} s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Black-box tests of the whole binary: one test executable, one file per area.
+
+mod architecture;
+mod bus;
+mod catalog;
+mod cli;
+mod errors;
+mod helpers;
+mod operations;

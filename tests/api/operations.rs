@@ -1,0 +1,89 @@
+//! Health, metrics, Swagger UI, the OpenAPI document and graceful shutdown.
+
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, test_settings};
+
+#[tokio::test]
+async fn liveness_and_readiness_report_ok_with_each_module_database() {
+    let app = spawn_app().await;
+    let live = app.get("/health/live").await;
+    assert_eq!(live.status(), 200);
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.expect("JSON");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["checks"]["catalog.database"], "ok");
+    assert_eq!(body["checks"]["bus.in_process"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_with_latencies() {
+    let app = spawn_app().await;
+    app.get("/products").await;
+    app.get(&format!("/products/{}", uuid::Uuid::now_v7())).await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().expect("ASCII").starts_with("text/plain"));
+    let text = response.text().await.expect("text");
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/products",status="200"}"#), "{text}");
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/products/{id}",status="404"}"#), "{text}");
+    assert!(
+        text.contains(r#"http_request_duration_seconds_bucket{method="GET",route="/products",le="0.005"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"bazaar_outbox_pending{module="catalog"}"#), "{text}");
+    assert!(text.contains(r#"bazaar_dead_letters{module="catalog"}"#), "{text}");
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_and_its_bare_path_redirects() {
+    let app = spawn_app().await;
+    let redirect = app.get("/swagger-ui").await;
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(redirect.headers()["location"], "/swagger-ui/");
+    let page = app.get("/swagger-ui/").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("HTML").to_lowercase().contains("swagger"));
+    let config = app.get("/swagger-ui/swagger-initializer.js").await.text().await.expect("JS");
+    assert!(config.contains("/api-docs/openapi.json"), "{config}");
+}
+
+#[tokio::test]
+async fn the_served_spec_is_openapi_3_1_with_bearer_security() {
+    let app = spawn_app().await;
+    let spec: Value = app.get("/api-docs/openapi.json").await.json().await.expect("JSON");
+    assert!(spec["openapi"].as_str().expect("a version").starts_with("3.1"));
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(spec["paths"]["/products/{id}"]["put"]["security"].is_array());
+    assert!(spec["paths"]["/health/ready"]["get"].is_object());
+    assert_eq!(spec, served_spec_of_the_binary());
+}
+
+fn served_spec_of_the_binary() -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .arg("openapi")
+        .env("BAZAAR_ENV", "test")
+        .output()
+        .expect("bazaar openapi runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// Fails on any change of the spec: review the diff, then `cargo insta accept`
+/// (or `INSTA_UPDATE=always cargo test --test api openapi`).
+#[test]
+fn the_openapi_document_matches_its_reviewed_snapshot() {
+    insta::assert_json_snapshot!("openapi", served_spec_of_the_binary());
+}
+
+#[tokio::test]
+async fn stopping_drains_http_and_the_relay() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let app = bazaar::Application::build(test_settings(dir.path(), &[])).await.expect("builds");
+    let handle = app.handle();
+    let running = tokio::spawn(app.run_until_stopped());
+    handle.stop(true).await;
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(15), running).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+}
