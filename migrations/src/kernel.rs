@@ -3,6 +3,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use crate::{instant, instant_null};
+
 /// `<module>_outbox`, `<module>_outbox_lock`, `<module>_inbox` and `<module>_dead_letters`.
 pub struct KernelTables {
     module: &'static str,
@@ -39,8 +41,8 @@ impl MigrationTrait for KernelTables {
                     .col(integer("version"))
                     .col(string_len("routing_key", 200))
                     .col(text("payload"))
-                    .col(timestamp_with_time_zone("created_at"))
-                    .col(timestamp_with_time_zone_null("published_at"))
+                    .col(instant(manager, "created_at"))
+                    .col(instant_null(manager, "published_at"))
                     .col(integer("attempts").default(0))
                     .col(text_null("last_error"))
                     .to_owned(),
@@ -71,7 +73,7 @@ impl MigrationTrait for KernelTables {
                     .into_table(lock)
                     .columns(["id"])
                     .values_panic([1.into()])
-                    .on_conflict(OnConflict::column("id").do_nothing().to_owned())
+                    .on_conflict(OnConflict::column("id").do_nothing_on(["id"]).to_owned())
                     .to_owned(),
             )
             .await?;
@@ -88,10 +90,10 @@ impl MigrationTrait for KernelTables {
                     .col(string_len("event", 100))
                     .col(integer("version"))
                     .col(text("payload"))
-                    .col(timestamp_with_time_zone("received_at"))
-                    .col(timestamp_with_time_zone_null("processed_at"))
+                    .col(instant(manager, "received_at"))
+                    .col(instant_null(manager, "processed_at"))
                     .col(integer("attempts").default(0))
-                    .col(timestamp_with_time_zone_null("next_attempt_at"))
+                    .col(instant_null(manager, "next_attempt_at"))
                     .col(text_null("last_error"))
                     .col(boolean("dead").default(false))
                     .to_owned(),
@@ -134,7 +136,7 @@ impl MigrationTrait for KernelTables {
                     .col(text("payload"))
                     .col(text("error"))
                     .col(integer("attempts"))
-                    .col(timestamp_with_time_zone("failed_at"))
+                    .col(instant(manager, "failed_at"))
                     .to_owned(),
             )
             .await

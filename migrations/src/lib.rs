@@ -8,3 +8,22 @@ pub mod catalog;
 pub mod kernel;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+/// A UTC instant kept to the microsecond on every engine. MySQL/MariaDB get `DATETIME(6)`: their
+/// `TIMESTAMP` drops the fraction, converts through the session time zone and ends in 2038.
+pub fn instant<T: IntoIden>(manager: &SchemaManager, column: T) -> ColumnDef {
+    let mut def = ColumnDef::new(column);
+    match manager.get_database_backend() {
+        DbBackend::MySql => def.custom("DATETIME(6)"),
+        _ => def.timestamp_with_time_zone(),
+    };
+    def.not_null().take()
+}
+
+/// [`instant`], nullable.
+pub fn instant_null<T: IntoIden>(manager: &SchemaManager, column: T) -> ColumnDef {
+    instant(manager, column).null().take()
+}

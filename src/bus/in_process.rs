@@ -135,7 +135,7 @@ async fn deliver(consumer: &Consumer, queued: &Queued, policy: &RetryPolicy) {
         Err(HandlerError::Failed(e)) => {
             let delay = policy.delay(attempts);
             tracing::warn!(event.id = %queued.event_id, attempts, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; will retry");
-            let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let at = kernel::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             consumer.inbox.schedule_retry(consumer.name, &queued.event_id, attempts, at, &format!("{e:#}")).await
         }
     };

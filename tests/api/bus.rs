@@ -13,33 +13,54 @@ use kernel::bus::RetryPolicy;
 use kernel::inbox::Processed;
 use kernel::outbox::Relay;
 use kernel::{Consumer, Envelope, EventBus, EventHandler, HandlerError, Inbox, Outbox};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement};
+use sea_orm::sea_query::{Alias, ColumnDef, Expr, ExprTrait, Query, Table};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use tokio_util::sync::CancellationToken;
 
+use crate::engines::{Engine, TestDatabase, on_every_engine};
 use crate::helpers::eventually;
+
+on_every_engine!(
+    an_event_committed_before_a_crash_is_delivered_after_the_restart,
+    an_event_accepted_for_a_consumer_survives_a_crash_before_it_is_handled,
+    a_redelivered_event_has_no_second_effect,
+    a_failing_handler_is_retried_with_backoff_until_it_succeeds,
+    after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing,
+    an_event_whose_data_does_not_decode_is_dead_lettered_at_once,
+);
 
 const PRODUCER: &str = "producer";
 
-async fn module_db(dir: &std::path::Path, module: &'static str) -> DatabaseConnection {
+/// The kernel's tables of `module` and a `<module>_effects` table, on `database`.
+async fn module_db(database: &TestDatabase, module: &'static str) -> DatabaseConnection {
     crate::helpers::init_logs();
-    let url = format!("sqlite://{}/{module}.db?mode=rwc", dir.display());
-    let db = kernel::db::connect(&url, 5).await.expect("a database");
+    let db = kernel::db::connect(&database.url_for(module), 5).await.expect("a database");
     let manager = migrations::SchemaManager::new(&db);
     migrations::MigrationTrait::up(&migrations::kernel::KernelTables::new(module), &manager)
         .await
         .expect("kernel tables");
-    db.execute_unprepared("CREATE TABLE IF NOT EXISTS effects (event_id TEXT NOT NULL, sku TEXT NOT NULL)")
-        .await
-        .expect("an effects table");
+    let effects = Table::create()
+        .table(Alias::new(format!("{module}_effects")))
+        .if_not_exists()
+        .col(ColumnDef::new("event_id").string_len(36).not_null())
+        .col(ColumnDef::new("sku").string_len(64).not_null())
+        .to_owned();
+    db.execute(&effects).await.expect("an effects table");
     db
 }
 
-/// A consumer that records each event it handles in `effects`, failing as told.
-#[derive(Default)]
+/// A consumer that records each event it handles in `<module>_effects`, failing as told.
 struct Recorder {
+    module: &'static str,
     calls: AtomicU32,
     fail_first: u32,
     fail_sku: Option<&'static str>,
+}
+
+impl Recorder {
+    fn new(module: &'static str) -> Self {
+        Self { module, calls: AtomicU32::new(0), fail_first: 0, fail_sku: None }
+    }
 }
 
 #[async_trait]
@@ -50,25 +71,24 @@ impl EventHandler for Recorder {
         if call <= self.fail_first || self.fail_sku == Some(event.sku.as_str()) {
             return Err(HandlerError::Failed(anyhow::anyhow!("failure number {call}")));
         }
-        txn.execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            "INSERT INTO effects (event_id, sku) VALUES (?, ?)",
-            [envelope.id.to_string().into(), event.sku.into()],
-        ))
-        .await?;
+        let insert = Query::insert()
+            .into_table(Alias::new(format!("{}_effects", self.module)))
+            .columns(["event_id", "sku"])
+            .values_panic([envelope.id.to_string().into(), event.sku.into()])
+            .to_owned();
+        txn.execute(&insert).await?;
         Ok(())
     }
 }
 
-async fn effects(db: &DatabaseConnection, sku: &str) -> usize {
-    db.query_all_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT event_id FROM effects WHERE sku = ?",
-        [sku.into()],
-    ))
-    .await
-    .expect("effects")
-    .len()
+/// How many times `module` had an effect for `sku`.
+async fn effects(db: &DatabaseConnection, module: &str, sku: &str) -> usize {
+    let select = Query::select()
+        .column("event_id")
+        .from(Alias::new(format!("{module}_effects")))
+        .and_where(Expr::col("sku").eq(sku))
+        .to_owned();
+    db.query_all(&select).await.expect("effects").len()
 }
 
 fn event(sku: &str) -> Envelope {
@@ -116,49 +136,54 @@ async fn commit_event(outbox: &Outbox, envelope: &Envelope) {
     outbox.commit(txn).await.expect("committed");
 }
 
-#[tokio::test]
-async fn an_event_committed_before_a_crash_is_delivered_after_the_restart() {
+async fn an_event_committed_before_a_crash_is_delivered_after_the_restart(engine: Engine) {
     let dir = tempfile::tempdir().expect("a folder");
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
     {
         // The state change and its event commit, then the process dies before any relay runs.
-        let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+        let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
         commit_event(&producer, &event("CRASH-1")).await;
         assert_eq!(producer.pending().await.expect("pending"), 1);
     }
-    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
-    let consumer_db = module_db(dir.path(), "consumer").await;
+    let reconnected = kernel::db::connect(&database.url_for(PRODUCER), 5).await.expect("the database again");
+    let producer = Outbox::new(PRODUCER, reconnected);
+    let consumer_db = module_db(&database, "consumer").await;
     let _running =
-        start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::default()))], policy(3)).await;
-    eventually(10, || async { (effects(&consumer_db, "CRASH-1").await == 1).then_some(()) }).await;
+        start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))], policy(3))
+            .await;
+    eventually(10, || async { (effects(&consumer_db, "consumer", "CRASH-1").await == 1).then_some(()) }).await;
     eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
 }
 
-#[tokio::test]
-async fn an_event_accepted_for_a_consumer_survives_a_crash_before_it_is_handled() {
+async fn an_event_accepted_for_a_consumer_survives_a_crash_before_it_is_handled(engine: Engine) {
     let dir = tempfile::tempdir().expect("a folder");
-    let consumer_db = module_db(dir.path(), "consumer").await;
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let consumer_db = module_db(&database, "consumer").await;
     {
         let bus = InProcessBus::new(policy(3));
-        bus.subscribe(consumer("consumer", &consumer_db, Arc::new(Recorder::default()))).await.expect("subscribed");
+        bus.subscribe(consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer"))))
+            .await
+            .expect("subscribed");
         bus.publish(&event("QUEUED-1")).await.expect("accepted");
         // The bus never ran: the process died with the event queued.
     }
-    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
     let _running =
-        start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::default()))], policy(3)).await;
-    eventually(10, || async { (effects(&consumer_db, "QUEUED-1").await == 1).then_some(()) }).await;
+        start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))], policy(3))
+            .await;
+    eventually(10, || async { (effects(&consumer_db, "consumer", "QUEUED-1").await == 1).then_some(()) }).await;
 }
 
-#[tokio::test]
-async fn a_redelivered_event_has_no_second_effect() {
+async fn a_redelivered_event_has_no_second_effect(engine: Engine) {
     let dir = tempfile::tempdir().expect("a folder");
-    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
-    let consumer_db = module_db(dir.path(), "consumer").await;
-    let recorder = Arc::new(Recorder::default());
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let recorder = Arc::new(Recorder::new("consumer"));
     let running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(3)).await;
     let first = event("ONCE-1");
     commit_event(&producer, &first).await;
-    eventually(10, || async { (effects(&consumer_db, "ONCE-1").await == 1).then_some(()) }).await;
+    eventually(10, || async { (effects(&consumer_db, "consumer", "ONCE-1").await == 1).then_some(()) }).await;
 
     // The relay died after the bus accepted the event but before it marked the row: it goes again.
     producer.db().execute_unprepared("UPDATE producer_outbox SET published_at = NULL").await.expect("reset");
@@ -170,43 +195,43 @@ async fn a_redelivered_event_has_no_second_effect() {
 
     let marker = event("AFTER-1");
     commit_event(&producer, &marker).await;
-    eventually(10, || async { (effects(&consumer_db, "AFTER-1").await == 1).then_some(()) }).await;
+    eventually(10, || async { (effects(&consumer_db, "consumer", "AFTER-1").await == 1).then_some(()) }).await;
     eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
-    assert_eq!(effects(&consumer_db, "ONCE-1").await, 1);
+    assert_eq!(effects(&consumer_db, "consumer", "ONCE-1").await, 1);
 }
 
-#[tokio::test]
-async fn a_failing_handler_is_retried_with_backoff_until_it_succeeds() {
+async fn a_failing_handler_is_retried_with_backoff_until_it_succeeds(engine: Engine) {
     let dir = tempfile::tempdir().expect("a folder");
-    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
-    let consumer_db = module_db(dir.path(), "consumer").await;
-    let recorder = Arc::new(Recorder { fail_first: 2, ..Recorder::default() });
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let recorder = Arc::new(Recorder { fail_first: 2, ..Recorder::new("consumer") });
     let _running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(5)).await;
     commit_event(&producer, &event("RETRY-1")).await;
-    eventually(10, || async { (effects(&consumer_db, "RETRY-1").await == 1).then_some(()) }).await;
+    eventually(10, || async { (effects(&consumer_db, "consumer", "RETRY-1").await == 1).then_some(()) }).await;
     assert_eq!(recorder.calls.load(Ordering::SeqCst), 3);
     let inbox = Inbox::new(Outbox::new("consumer", consumer_db.clone()));
     assert_eq!(inbox.dead_letter_count().await.expect("count"), 0);
 }
 
-#[tokio::test]
-async fn after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing() {
+async fn after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing(engine: Engine) {
     let dir = tempfile::tempdir().expect("a folder");
-    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
-    let failing_db = module_db(dir.path(), "failing").await;
-    let healthy_db = module_db(dir.path(), "healthy").await;
-    let failing = Arc::new(Recorder { fail_sku: Some("POISON"), ..Recorder::default() });
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let failing_db = module_db(&database, "failing").await;
+    let healthy_db = module_db(&database, "healthy").await;
+    let failing = Arc::new(Recorder { fail_sku: Some("POISON"), ..Recorder::new("failing") });
     let consumers = vec![
         consumer("failing", &failing_db, failing.clone()),
-        consumer("healthy", &healthy_db, Arc::new(Recorder::default())),
+        consumer("healthy", &healthy_db, Arc::new(Recorder::new("healthy"))),
     ];
     let _running = start(&producer, consumers, policy(3)).await;
 
     commit_event(&producer, &event("POISON")).await;
     commit_event(&producer, &event("FINE-1")).await;
     // The healthy consumer and the failing one's later events are not held up by the poison.
-    eventually(10, || async { (effects(&healthy_db, "POISON").await == 1).then_some(()) }).await;
-    eventually(10, || async { (effects(&failing_db, "FINE-1").await == 1).then_some(()) }).await;
+    eventually(10, || async { (effects(&healthy_db, "healthy", "POISON").await == 1).then_some(()) }).await;
+    eventually(10, || async { (effects(&failing_db, "failing", "FINE-1").await == 1).then_some(()) }).await;
 
     let inbox = Inbox::new(Outbox::new("failing", failing_db.clone()));
     let dead = eventually(10, || async {
@@ -219,17 +244,17 @@ async fn after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing()
     assert_eq!(dead[0].attempts, 3);
     assert!(dead[0].error.contains("failure number"), "{}", dead[0].error);
     assert!(dead[0].payload.contains("POISON"));
-    assert_eq!(effects(&failing_db, "POISON").await, 0);
+    assert_eq!(effects(&failing_db, "failing", "POISON").await, 0);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(failing.calls.load(Ordering::SeqCst), 4, "3 attempts at the poison, 1 for the fine event; no more");
 }
 
-#[tokio::test]
-async fn an_event_whose_data_does_not_decode_is_dead_lettered_at_once() {
+async fn an_event_whose_data_does_not_decode_is_dead_lettered_at_once(engine: Engine) {
     let dir = tempfile::tempdir().expect("a folder");
-    let producer = Outbox::new(PRODUCER, module_db(dir.path(), PRODUCER).await);
-    let consumer_db = module_db(dir.path(), "consumer").await;
-    let recorder = Arc::new(Recorder::default());
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let recorder = Arc::new(Recorder::new("consumer"));
     let _running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(5)).await;
     let mut malformed = event("BROKEN");
     malformed.data = serde_json::json!({"productId": 42});

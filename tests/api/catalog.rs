@@ -2,7 +2,21 @@ use reqwest::Method;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{As, assert_problem, eventually, product_body, spawn_app};
+use crate::engines::{Engine, on_every_engine};
+use crate::helpers::{As, assert_problem, eventually, product_body, spawn_app_on};
+
+on_every_engine!(
+    an_admin_creates_a_product_that_anyone_can_read,
+    each_change_publishes_its_event_through_the_outbox,
+    an_update_replaces_the_fields_and_keeps_the_status_and_creation_time,
+    a_discontinued_product_stays_readable,
+    a_duplicate_sku_is_a_conflict,
+    invalid_fields_are_a_422_naming_each_field,
+    unknown_products_are_404,
+    lists_are_paged_with_a_cursor_in_creation_order,
+    a_search_matches_name_or_sku_in_any_case_and_the_status_filters,
+    bad_list_parameters_are_problems,
+);
 
 /// The catalog's outbox rows as `(event, published)`, oldest first.
 async fn outbox(app: &crate::helpers::TestApp) -> Vec<(String, bool)> {
@@ -10,18 +24,20 @@ async fn outbox(app: &crate::helpers::TestApp) -> Vec<(String, bool)> {
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT event, published_at IS NOT NULL AS published FROM catalog_outbox ORDER BY seq",
+            "SELECT event, published_at FROM catalog_outbox ORDER BY seq",
         ))
         .await
         .expect("the outbox");
     rows.iter()
-        .map(|r| (r.try_get("", "event").expect("event"), r.try_get::<bool>("", "published").expect("published")))
+        .map(|r| {
+            let published: Option<chrono::DateTime<chrono::Utc>> = r.try_get("", "published_at").expect("published_at");
+            (r.try_get("", "event").expect("event"), published.is_some())
+        })
         .collect()
 }
 
-#[tokio::test]
-async fn an_admin_creates_a_product_that_anyone_can_read() {
-    let app = spawn_app().await;
+async fn an_admin_creates_a_product_that_anyone_can_read(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let response = app.create_product(&product_body("MUG-001", "Enamel mug")).await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().expect("ASCII").to_owned();
@@ -36,9 +52,8 @@ async fn an_admin_creates_a_product_that_anyone_can_read() {
     assert_eq!(fetched, created);
 }
 
-#[tokio::test]
-async fn each_change_publishes_its_event_through_the_outbox() {
-    let app = spawn_app().await;
+async fn each_change_publishes_its_event_through_the_outbox(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let product = app.a_product("MUG-002", "Mug").await;
     let path = format!("/products/{}", product["id"].as_str().expect("an id"));
     let response = app.request(Method::PUT, &path, As::Admin).json(&product_body("MUG-002", "Big mug")).send().await;
@@ -59,9 +74,8 @@ async fn each_change_publishes_its_event_through_the_outbox() {
     assert!(metrics.contains("bazaar_outbox_pending{module=\"catalog\"} 0"), "{metrics}");
 }
 
-#[tokio::test]
-async fn an_update_replaces_the_fields_and_keeps_the_status_and_creation_time() {
-    let app = spawn_app().await;
+async fn an_update_replaces_the_fields_and_keeps_the_status_and_creation_time(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let product = app.a_product("LAMP-1", "Lamp").await;
     let path = format!("/products/{}", product["id"].as_str().expect("an id"));
     let body = json!({"sku": "LAMP-1b", "name": "Desk lamp", "price": {"amount": 4500, "currency": "USD"}});
@@ -76,9 +90,8 @@ async fn an_update_replaces_the_fields_and_keeps_the_status_and_creation_time() 
     assert_eq!(app.get(&path).await.json::<Value>().await.expect("JSON"), updated);
 }
 
-#[tokio::test]
-async fn a_discontinued_product_stays_readable() {
-    let app = spawn_app().await;
+async fn a_discontinued_product_stays_readable(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let product = app.a_product("OLD-1", "Old thing").await;
     let path = format!("/products/{}", product["id"].as_str().expect("an id"));
     assert_eq!(app.request(Method::DELETE, &path, As::Admin).send().await.expect("sent").status(), 204);
@@ -86,9 +99,8 @@ async fn a_discontinued_product_stays_readable() {
     assert_eq!(fetched["status"], "discontinued");
 }
 
-#[tokio::test]
-async fn a_duplicate_sku_is_a_conflict() {
-    let app = spawn_app().await;
+async fn a_duplicate_sku_is_a_conflict(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     app.a_product("DUP-1", "First").await;
     let body = assert_problem(app.create_product(&product_body("DUP-1", "Second")).await, 409).await;
     assert!(body["detail"].as_str().expect("a detail").contains("DUP-1"));
@@ -99,9 +111,8 @@ async fn a_duplicate_sku_is_a_conflict() {
     assert_problem(response.expect("sent"), 409).await;
 }
 
-#[tokio::test]
-async fn invalid_fields_are_a_422_naming_each_field() {
-    let app = spawn_app().await;
+async fn invalid_fields_are_a_422_naming_each_field(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let body = json!({"sku": "bad sku!", "name": "", "price": {"amount": -5, "currency": "euro"}});
     let problem = assert_problem(app.create_product(&body).await, 422).await;
     let fields: Vec<&str> =
@@ -124,9 +135,8 @@ async fn invalid_fields_are_a_422_naming_each_field() {
     assert_eq!(problem["errors"][0]["field"], "colour");
 }
 
-#[tokio::test]
-async fn unknown_products_are_404() {
-    let app = spawn_app().await;
+async fn unknown_products_are_404(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let missing = format!("/products/{}", uuid::Uuid::now_v7());
     assert_problem(app.get(&missing).await, 404).await;
     let response = app.request(Method::PUT, &missing, As::Admin).json(&product_body("X-1", "X")).send().await;
@@ -134,9 +144,8 @@ async fn unknown_products_are_404() {
     assert_problem(app.request(Method::DELETE, &missing, As::Admin).send().await.expect("sent"), 404).await;
 }
 
-#[tokio::test]
-async fn lists_are_paged_with_a_cursor_in_creation_order() {
-    let app = spawn_app().await;
+async fn lists_are_paged_with_a_cursor_in_creation_order(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let mut created = Vec::new();
     for i in 0..5 {
         created.push(app.a_product(&format!("PAGE-{i}"), &format!("Item {i}")).await["id"].clone());
@@ -155,9 +164,8 @@ async fn lists_are_paged_with_a_cursor_in_creation_order() {
     assert_eq!(seen, created);
 }
 
-#[tokio::test]
-async fn a_search_matches_name_or_sku_in_any_case_and_the_status_filters() {
-    let app = spawn_app().await;
+async fn a_search_matches_name_or_sku_in_any_case_and_the_status_filters(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     app.a_product("TEA-1", "Green Tea").await;
     let coffee = app.a_product("COF-1", "Coffee").await;
     app.a_product("TEAPOT-9", "Pot").await;
@@ -176,9 +184,8 @@ async fn a_search_matches_name_or_sku_in_any_case_and_the_status_filters() {
     assert_eq!(names(app.get("/products?status=discontinued").await.json().await.expect("JSON")), ["Coffee"]);
 }
 
-#[tokio::test]
-async fn bad_list_parameters_are_problems() {
-    let app = spawn_app().await;
+async fn bad_list_parameters_are_problems(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     assert_eq!(assert_problem(app.get("/products?limit=101").await, 422).await["errors"][0]["field"], "limit");
     assert_eq!(assert_problem(app.get("/products?limit=0").await, 422).await["errors"][0]["field"], "limit");
     assert_eq!(assert_problem(app.get("/products?after=nope").await, 422).await["errors"][0]["field"], "after");

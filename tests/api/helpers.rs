@@ -11,6 +11,8 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::engines::{Engine, TestDatabase};
+
 pub const PUBLIC_KEY: &str = include_str!("../fixtures/ed25519-public.pem");
 pub const PRIVATE_KEY: &str = include_str!("../fixtures/ed25519-private.pem");
 pub const OTHER_PRIVATE_KEY: &str = include_str!("../fixtures/other-ed25519-private.pem");
@@ -18,8 +20,10 @@ pub const OTHER_PRIVATE_KEY: &str = include_str!("../fixtures/other-ed25519-priv
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub data_dir: tempfile::TempDir,
     handle: ServerHandle,
+    // Dropped after `handle` stops the server, in this order.
+    pub database: TestDatabase,
+    _data_dir: tempfile::TempDir,
 }
 
 /// `TEST_LOG=1 cargo test ...` shows the apps' logs.
@@ -30,9 +34,12 @@ pub fn init_logs() {
     }
 }
 
-/// Settings for a test app in `dir`, with `overrides` on top.
+/// Settings for a test app with its SQLite files in `dir`, with `overrides` on top.
 pub fn test_settings(dir: &Path, overrides: &[(&str, &str)]) -> Settings {
-    let url = format!("sqlite://{}/{{module}}.db?mode=rwc", dir.display());
+    settings_for(&format!("sqlite://{}/{{module}}.db?mode=rwc", dir.display()), overrides)
+}
+
+fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
     let mut layers: Vec<(String, config::Value)> = vec![
         ("database.url".into(), url.into()),
         ("auth.public_key".into(), PUBLIC_KEY.into()),
@@ -47,9 +54,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_on_with(Engine::Sqlite, overrides).await.expect("SQLite is always there")
+}
+
+/// An app whose modules keep their data on `engine`; `None` when the engine is unavailable.
+pub async fn spawn_app_on(engine: Engine) -> Option<TestApp> {
+    spawn_app_on_with(engine, &[]).await
+}
+
+async fn spawn_app_on_with(engine: Engine, overrides: &[(&str, &str)]) -> Option<TestApp> {
     init_logs();
     let data_dir = tempfile::tempdir().expect("a temporary folder");
-    let settings = test_settings(data_dir.path(), overrides);
+    let database = TestDatabase::create(engine, data_dir.path()).await?;
+    let settings = settings_for(&database.url, overrides);
     let app = Application::build(settings).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
@@ -59,7 +76,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("a client");
-    TestApp { address, client, data_dir, handle }
+    Some(TestApp { address, client, handle, database, _data_dir: data_dir })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -94,10 +111,9 @@ impl TestApp {
         response.json().await.expect("JSON")
     }
 
-    /// The database file of `module`.
+    /// The database of `module`.
     pub async fn db(&self, module: &str) -> sea_orm::DatabaseConnection {
-        let url = format!("sqlite://{}/{module}.db", self.data_dir.path().display());
-        sea_orm::Database::connect(url).await.expect("the module's database")
+        sea_orm::Database::connect(self.database.url_for(module)).await.expect("the module's database")
     }
 
     pub async fn metrics(&self) -> String {

@@ -4,6 +4,7 @@ mod architecture;
 mod bus;
 mod catalog;
 mod cli;
+mod engines;
 mod errors;
 mod helpers;
 mod operations;

@@ -1,6 +1,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use crate::instant;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -33,8 +35,8 @@ impl MigrationTrait for Migration {
                     .col(big_integer(CatalogProducts::PriceAmount))
                     .col(string_len(CatalogProducts::PriceCurrency, 3))
                     .col(string_len(CatalogProducts::Status, 16))
-                    .col(timestamp_with_time_zone(CatalogProducts::CreatedAt))
-                    .col(timestamp_with_time_zone(CatalogProducts::UpdatedAt))
+                    .col(instant(manager, CatalogProducts::CreatedAt))
+                    .col(instant(manager, CatalogProducts::UpdatedAt))
                     .to_owned(),
             )
             .await

@@ -1,7 +1,6 @@
 //! The catalog's use cases. Each write is one transaction: the product row and its event.
 
 use anyhow::Context;
-use chrono::Utc;
 use contracts::IntegrationEvent;
 use contracts::catalog::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use kernel::{Envelope, Outbox};
@@ -49,7 +48,7 @@ impl Catalog {
 
     #[tracing::instrument(skip_all, fields(product.sku = %details.sku.as_str()))]
     pub async fn create(&self, details: ProductDetails) -> Result<Product, CreateProductError> {
-        let product = Product::new(details, Utc::now());
+        let product = Product::new(details, kernel::db::now());
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         if let Err(e) = persistence::insert(&txn, &product).await {
             return Err(match unique_violation(&e) {
@@ -70,7 +69,7 @@ impl Catalog {
             .await
             .context("failed to load a product")?
             .ok_or(UpdateProductError::NotFound(id))?;
-        product.revise(details, Utc::now());
+        product.revise(details, kernel::db::now());
         if let Err(e) = persistence::update(&txn, &product).await {
             return Err(match unique_violation(&e) {
                 true => UpdateProductError::DuplicateSku(product.details.sku.as_str().to_owned()),
@@ -90,7 +89,7 @@ impl Catalog {
             .await
             .context("failed to load a product")?
             .ok_or(DiscontinueProductError::NotFound(id))?;
-        if !product.discontinue(Utc::now()) {
+        if !product.discontinue(kernel::db::now()) {
             return Ok(());
         }
         persistence::update(&txn, &product).await.context("failed to discontinue a product")?;

@@ -33,6 +33,18 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(options).await
 }
 
+/// The current instant to the microsecond: what every engine stores, so a value written and read
+/// back is the value that was returned.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// Whether `e` is a unique-key violation, on any engine.
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN
 /// IMMEDIATE`): a deferred transaction that reads first cannot upgrade once another writer has
 /// committed, and fails at once instead of waiting (`SQLITE_BUSY_SNAPSHOT`).

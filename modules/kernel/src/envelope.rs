@@ -35,7 +35,7 @@ impl Envelope {
             event: E::NAME.to_owned(),
             version: E::VERSION,
             source: E::SOURCE.to_owned(),
-            occurred_at: Utc::now(),
+            occurred_at: crate::db::now(),
             correlation_id: id,
             causation_id: None,
             traceparent: None,

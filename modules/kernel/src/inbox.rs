@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::Serialize;
 
 use crate::bus::metric;
-use crate::db::KernelTables;
+use crate::db::{self, KernelTables};
 use crate::{Envelope, EventHandler, HandlerError, Outbox};
 
 /// One module's inbox and dead-letter table.
@@ -93,15 +93,9 @@ impl Inbox {
 
     /// Marks the event handled by `consumer` in `txn`; `false` if it already was.
     async fn claim<C: ConnectionTrait>(&self, txn: &C, consumer: &str, envelope: &Envelope) -> Result<bool, DbErr> {
-        let now = Utc::now();
-        let mut insert = self.insert_row(consumer, envelope, Some(now))?;
-        insert.on_conflict(OnConflict::columns(["consumer", "event_id"]).do_nothing().to_owned());
-        // Not every driver reports a conflict as zero rows (MySQL may report 2 for an upsert), so
-        // only exactly one new row counts as a claim.
-        if txn.execute(&insert).await?.rows_affected() == 1 {
-            return Ok(true);
-        }
-        // Queued earlier by the in-process bus and not handled yet: take it.
+        let now = db::now();
+        // Queued by the in-process bus and not handled yet: take it. (A concurrent claim waits for
+        // the row lock, then finds `processed_at` set.)
         let update = Query::update()
             .table(Alias::new(&*self.table))
             .value("processed_at", now)
@@ -110,7 +104,16 @@ impl Inbox {
             .and_where(Expr::col("processed_at").is_null())
             .and_where(Expr::col("dead").eq(false))
             .to_owned();
-        Ok(txn.execute(&update).await?.rows_affected() == 1)
+        if txn.execute(&update).await?.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // Not queued (a broker delivery): record it. The unique key turns a second delivery into a
+        // violation, on every engine, where an upsert's row count would differ between drivers.
+        match txn.execute(&self.insert_row(consumer, envelope, Some(now))?).await {
+            Ok(_) => Ok(true),
+            Err(e) if db::is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The inbox row of `envelope` for `consumer`; `processed_at` is `None` for a queued event.
@@ -140,7 +143,7 @@ impl Inbox {
                 envelope.event.clone().into(),
                 envelope.version.into(),
                 payload.into(),
-                Utc::now().into(),
+                db::now().into(),
                 processed_at.into(),
                 0i32.into(),
                 false.into(),
@@ -151,14 +154,16 @@ impl Inbox {
     /// Queues `envelope` for `consumer` (in-process bus); a repeat of a known event is ignored.
     pub async fn enqueue(&self, consumer: &str, envelope: &Envelope) -> Result<(), DbErr> {
         let mut insert = self.insert_row(consumer, envelope, None)?;
-        insert.on_conflict(OnConflict::columns(["consumer", "event_id"]).do_nothing().to_owned());
+        insert.on_conflict(
+            OnConflict::columns(["consumer", "event_id"]).do_nothing_on(["consumer", "event_id"]).to_owned(),
+        );
         self.db.execute(&insert).await?;
         Ok(())
     }
 
     /// Queued events of `consumer` that are due, oldest first.
     pub async fn due(&self, consumer: &str, limit: u64) -> Result<Vec<Queued>, DbErr> {
-        let now = Utc::now();
+        let now = db::now();
         let select = Query::select()
             .columns(["event_id", "payload", "attempts"])
             .from(Alias::new(&*self.table))
@@ -263,7 +268,7 @@ impl Inbox {
                 payload.into(),
                 error.into(),
                 (attempts as i32).into(),
-                Utc::now().into(),
+                db::now().into(),
             ])
             .to_owned();
         conn.execute(&insert).await?;

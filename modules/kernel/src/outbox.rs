@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::Notify;
@@ -198,7 +197,7 @@ impl Relay {
         }
         let envelopes: Vec<Envelope> = batch.iter().map(|(_, e)| e.clone()).collect();
         let (accepted, failure) = self.bus.publish_all(&envelopes).await;
-        let now = Utc::now();
+        let now = crate::db::now();
         if accepted > 0 {
             let seqs: Vec<i64> = batch[..accepted].iter().map(|(seq, _)| *seq).collect();
             let update = Query::update()

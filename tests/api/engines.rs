@@ -1,0 +1,114 @@
+//! The database engines the tests run on: SQLite always; PostgreSQL and MariaDB/MySQL when the
+//! machine has them (with `BAZAAR_REQUIRE_SERVICES=1`, as in CI, a missing one fails the test).
+//!
+//! Each test gets a database of its own, dropped when the test ends.
+
+use std::path::Path;
+
+use sea_orm::{ConnectionTrait, Database};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+/// `on_every_engine!(a, b)` turns `async fn a(engine: Engine)` into tests `sqlite::a`,
+/// `postgres::a` and `mysql::a`.
+macro_rules! on_every_engine {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(crate::engines::Engine::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(crate::engines::Engine::Postgres).await } )*
+        }
+        mod mysql {
+            $( #[tokio::test] async fn $name() { super::$name(crate::engines::Engine::Mysql).await } )*
+        }
+    };
+}
+pub(crate) use on_every_engine;
+
+/// A fresh database (SQLite: a folder of files) for one test.
+pub struct TestDatabase {
+    /// The URL template: `{module}` names the module's file on SQLite; the server engines share one
+    /// database per test, as modules may in production (their tables are prefixed).
+    pub url: String,
+    server: Option<(Engine, String, String)>,
+}
+
+impl TestDatabase {
+    /// `None` (the test skips) when the engine's server is not reachable and services are optional.
+    pub async fn create(engine: Engine, dir: &Path) -> Option<Self> {
+        let admin_url = match engine {
+            Engine::Sqlite => {
+                return Some(Self { url: format!("sqlite://{}/{{module}}.db?mode=rwc", dir.display()), server: None });
+            }
+            Engine::Postgres => std::env::var("BAZAAR_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            Engine::Mysql => {
+                std::env::var("BAZAAR_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+            }
+        };
+        let admin = match Database::connect(&admin_url).await {
+            Ok(admin) => admin,
+            Err(e) if std::env::var("BAZAAR_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+                panic!("{engine:?} at {admin_url} is required (BAZAAR_REQUIRE_SERVICES=1) but unreachable: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipped: {engine:?} at {admin_url} is unreachable: {e}");
+                return None;
+            }
+        };
+        let name = format!("bazaar_test_{}", uuid::Uuid::new_v4().simple());
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("a test database");
+        admin.close().await.ok();
+        let base = admin_url.rsplit_once('/').map(|(base, _)| base).expect("a URL with a database");
+        Some(Self { url: format!("{base}/{name}"), server: Some((engine, admin_url, name)) })
+    }
+
+    pub fn url_for(&self, module: &str) -> String {
+        self.url.replace("{module}", module)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((engine, admin_url, name)) = self.server.take() else { return };
+        let statement = match engine {
+            Engine::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            _ => format!("DROP DATABASE IF EXISTS {name}"),
+        };
+        // Drop cannot await, and the test's runtime may be going away: use a runtime of its own.
+        let database = name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(async {
+                let admin = Database::connect(&admin_url).await?;
+                if engine == Engine::Mysql {
+                    // The app's pool may outlive the test (actix workers hold it) with a transaction
+                    // the test's runtime never rolled back: end those sessions, or DROP waits on them.
+                    let sessions = admin
+                        .query_all_raw(sea_orm::Statement::from_string(
+                            sea_orm::DbBackend::MySql,
+                            format!("SELECT id FROM information_schema.processlist WHERE db = '{database}'"),
+                        ))
+                        .await?;
+                    for session in sessions {
+                        let id: i64 = session.try_get_by_index(0)?;
+                        admin.execute_unprepared(&format!("KILL {id}")).await.ok();
+                    }
+                    admin.execute_unprepared("SET SESSION lock_wait_timeout = 10").await?;
+                }
+                admin.execute_unprepared(&statement).await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {name}: {dropped:?}");
+        }
+    }
+}
