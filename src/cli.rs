@@ -72,9 +72,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { modules: None }) {
         Command::Serve { .. } => {
             telemetry::init(&settings.telemetry);
-            let app = Application::build(settings).await?;
-            println!("Bazaar serves http://localhost:{0} (Swagger UI: http://localhost:{0}/swagger-ui/)", app.port());
-            app.run_until_stopped().await
+            Application::build(settings).await?.run_until_stopped().await
         }
         Command::Migrate { .. } => {
             telemetry::init(&settings.telemetry);

@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
-use kernel::error::{Problem, problem_response};
+use kernel::error::{Problem, problem_response, problem_with};
 use kernel::{EventBus, Module, ModuleContext};
 use serde::Serialize;
 use tracing::Instrument;
@@ -55,7 +55,7 @@ pub fn openapi(modules: &[Arc<dyn Module>]) -> utoipa::openapi::OpenApi {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` or `unavailable`.
+    /// `ok`.
     status: &'static str,
     /// Each dependency's state: `ok`, or what is wrong.
     checks: std::collections::BTreeMap<String, String>,
@@ -71,7 +71,8 @@ pub async fn health_live() -> web::Json<Health> {
 /// Readiness: every hosted module's database and the bus answer.
 #[utoipa::path(tag = "operations", responses(
     (status = 200, description = "Ready", body = Health),
-    (status = 503, description = "Not ready; `checks` says why", body = Health),
+    (status = 503, description = "Not ready: a problem whose `checks` say why", body = Problem,
+        content_type = "application/problem+json"),
 ))]
 #[get("/health/ready")]
 pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
@@ -89,9 +90,16 @@ pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
         Err(e) => e.to_string(),
     };
     checks.insert(format!("bus.{}", ops.bus.kind()), bus);
-    let ready = checks.values().all(|v| v == "ok");
-    let body = Health { status: if ready { "ok" } else { "unavailable" }, checks };
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    let failing: Vec<&str> = checks.iter().filter(|(_, state)| *state != "ok").map(|(name, _)| name.as_str()).collect();
+    if failing.is_empty() {
+        return HttpResponse::Ok().json(Health { status: "ok", checks });
+    }
+    let detail = format!("not ready: {}", failing.join(", "));
+    #[derive(Debug, Serialize)]
+    struct Checks {
+        checks: std::collections::BTreeMap<String, String>,
+    }
+    problem_with(StatusCode::SERVICE_UNAVAILABLE, Some(detail), Checks { checks })
 }
 
 /// Prometheus metrics: HTTP requests by route and status with latencies, outbox backlog and bus

@@ -48,6 +48,7 @@ pub struct Settings {
     pub modules: ModulesSettings,
     pub bus: BusSettings,
     pub outbox: OutboxSettings,
+    pub housekeeping: HousekeepingSettings,
     pub auth: AuthSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -114,6 +115,12 @@ impl BusSettings {
 pub struct OutboxSettings {
     pub batch_size: u64,
     pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HousekeepingSettings {
+    pub retention_hours: u64,
+    pub interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,6 +241,12 @@ impl Settings {
         }
         if self.bus.max_attempts == 0 {
             return Err(SettingsError::new("bus.max_attempts", "must be at least 1"));
+        }
+        if self.housekeeping.retention_hours == 0 {
+            return Err(SettingsError::new("housekeeping.retention_hours", "must be at least 1"));
+        }
+        if self.housekeeping.interval_secs == 0 {
+            return Err(SettingsError::new("housekeeping.interval_secs", "must be at least 1"));
         }
         if self.outbox.batch_size == 0 {
             return Err(SettingsError::new("outbox.batch_size", "must be at least 1"));

@@ -88,6 +88,12 @@ impl Application {
                 Duration::from_millis(settings.outbox.poll_interval_ms),
             );
             background.push(tokio::spawn(relay.run(shutdown.clone())));
+            background.push(tokio::spawn(kernel::housekeeping::run(
+                ctx.outbox.clone(),
+                Duration::from_secs(settings.housekeeping.retention_hours * 3600),
+                Duration::from_secs(settings.housekeeping.interval_secs),
+                shutdown.clone(),
+            )));
             background.extend(module.background_tasks(ctx, shutdown.clone()).into_iter().map(tokio::spawn));
         }
 
@@ -125,11 +131,19 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .listen(listener)?
+        // Signals are ours (see `run_until_stopped`): actix only handles them under its own runtime.
+        .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout_secs);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        tracing::info!(port, modules = ?settings.modules.enabled, bus = ?settings.bus.kind, "Bazaar is listening");
+        tracing::info!(
+            port,
+            swagger_ui = %format!("http://localhost:{port}/swagger-ui/"),
+            modules = %settings.modules.enabled.join(","),
+            bus = ?settings.bus.kind,
+            "Bazaar is listening"
+        );
         Ok(Self { port, server: server.run(), shutdown, background })
     }
 
@@ -145,7 +159,15 @@ impl Application {
     /// Serves until SIGTERM, Ctrl-C or [`ServerHandle::stop`]; then drains HTTP, lets the relays
     /// finish their batch and the consumers their event, and returns.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let served = self.server.await;
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let signals = tokio::spawn(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(signal, "stopping: draining HTTP requests");
+            handle.stop(true).await;
+        });
+        let served = server.await.context("the HTTP server panicked")?;
+        signals.abort();
         tracing::info!("HTTP drained; stopping background work");
         self.shutdown.cancel();
         for task in self.background {
@@ -154,5 +176,29 @@ impl Application {
             }
         }
         served.context("the HTTP server failed")
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM, naming the one that came.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }

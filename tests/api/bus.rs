@@ -27,6 +27,9 @@ on_every_engine!(
     a_failing_handler_is_retried_with_backoff_until_it_succeeds,
     after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing,
     an_event_whose_data_does_not_decode_is_dead_lettered_at_once,
+    the_relay_retries_with_backoff_while_the_bus_refuses,
+    several_relays_on_one_outbox_publish_each_event_once_in_order,
+    housekeeping_purges_what_was_published_and_handled_but_keeps_the_rest,
 );
 
 const PRODUCER: &str = "producer";
@@ -267,4 +270,121 @@ async fn an_event_whose_data_does_not_decode_is_dead_lettered_at_once(engine: En
     .await;
     assert_eq!(dead[0].attempts, 1);
     assert!(dead[0].error.contains("malformed"), "{}", dead[0].error);
+}
+
+/// A bus that refuses the first `refusals` publishes, then records what it accepts.
+struct FlakyBus {
+    refusals: AtomicU32,
+    accepted: std::sync::Mutex<Vec<uuid::Uuid>>,
+}
+
+impl FlakyBus {
+    fn new(refusals: u32) -> Self {
+        Self { refusals: AtomicU32::new(refusals), accepted: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    fn accepted(&self) -> Vec<uuid::Uuid> {
+        self.accepted.lock().expect("not poisoned").clone()
+    }
+}
+
+#[async_trait]
+impl EventBus for FlakyBus {
+    fn kind(&self) -> &'static str {
+        "flaky"
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), kernel::BusError> {
+        if self.refusals.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(kernel::BusError::Unavailable("the broker is down".into()));
+        }
+        self.accepted.lock().expect("not poisoned").push(envelope.id);
+        Ok(())
+    }
+
+    async fn subscribe(&self, _: Consumer) -> Result<(), kernel::BusError> {
+        Ok(())
+    }
+
+    async fn run(&self, shutdown: CancellationToken) -> Result<(), kernel::BusError> {
+        shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+async fn relay_to(outbox: &Outbox, bus: Arc<dyn EventBus>, shutdown: &CancellationToken) {
+    let relay = Relay::new(outbox.clone(), bus, 10, Duration::from_millis(50));
+    tokio::spawn(relay.run(shutdown.clone()));
+}
+
+async fn outbox_attempts(db: &DatabaseConnection) -> (i32, Option<String>) {
+    let select = Query::select().columns(["attempts", "last_error"]).from(Alias::new("producer_outbox")).to_owned();
+    let row = db.query_one(&select).await.expect("a query").expect("a row");
+    (row.try_get("", "attempts").expect("attempts"), row.try_get("", "last_error").expect("last_error"))
+}
+
+async fn the_relay_retries_with_backoff_while_the_bus_refuses(engine: Engine) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let bus = Arc::new(FlakyBus::new(2));
+    let shutdown = CancellationToken::new();
+    let envelope = event("LATER-1");
+    commit_event(&producer, &envelope).await;
+    relay_to(&producer, bus.clone(), &shutdown).await;
+    eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+    assert_eq!(bus.accepted(), [envelope.id], "published once, after the refusals");
+    let (attempts, last_error) = outbox_attempts(producer.db()).await;
+    assert_eq!(attempts, 2);
+    assert!(last_error.expect("the last refusal").contains("broker is down"));
+    shutdown.cancel();
+}
+
+async fn several_relays_on_one_outbox_publish_each_event_once_in_order(engine: Engine) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let bus = Arc::new(FlakyBus::new(0));
+    let shutdown = CancellationToken::new();
+    // Three replicas, each with its own pool, as three processes would have.
+    for _ in 0..3 {
+        let replica = kernel::db::connect(&database.url_for(PRODUCER), 3).await.expect("a pool");
+        relay_to(&Outbox::new(PRODUCER, replica), bus.clone(), &shutdown).await;
+    }
+    let mut committed = Vec::new();
+    for i in 0..60 {
+        let envelope = event(&format!("MANY-{i}"));
+        commit_event(&producer, &envelope).await;
+        committed.push(envelope.id);
+    }
+    eventually(20, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+    shutdown.cancel();
+    let accepted = bus.accepted();
+    if engine == Engine::Sqlite {
+        // One process per SQLite file: replicas are not a SQLite topology, only at-least-once holds.
+        assert!(committed.iter().all(|id| accepted.contains(id)));
+    } else {
+        assert_eq!(accepted, committed, "each event once, in commit order, across replicas");
+    }
+}
+
+async fn housekeeping_purges_what_was_published_and_handled_but_keeps_the_rest(engine: Engine) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let consumers = vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))];
+    let running = start(&producer, consumers, policy(3)).await;
+    commit_event(&producer, &event("OLD-1")).await;
+    eventually(10, || async { (effects(&consumer_db, "consumer", "OLD-1").await == 1).then_some(()) }).await;
+    eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+    drop(running);
+    // An event still queued for the consumer must survive the purge.
+    let queued = Inbox::new(Outbox::new("consumer", consumer_db.clone()));
+    queued.enqueue("consumer", &event("WAITING-1")).await.expect("queued");
+
+    let cutoff = kernel::db::now() + chrono::Duration::seconds(1);
+    assert_eq!(producer.purge_published(cutoff).await.expect("purged"), 1);
+    assert_eq!(queued.purge_processed(cutoff).await.expect("purged"), 1);
+    assert_eq!(queued.due("consumer", 10).await.expect("due").len(), 1, "the queued event stays");
 }

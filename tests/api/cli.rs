@@ -61,3 +61,46 @@ fn migrate_creates_each_module_database_and_is_repeatable() {
     }
     assert!(dir.path().join("catalog.db").exists());
 }
+
+#[test]
+fn serve_logs_json_lines_in_production_format_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("a folder");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .arg("serve")
+        .env("BAZAAR_ENV", "test")
+        .env("BAZAAR__DATABASE__URL", format!("sqlite://{}/{{module}}.db?mode=rwc", dir.path().display()))
+        .env("BAZAAR__TELEMETRY__FORMAT", "json")
+        .env("BAZAAR__TELEMETRY__FILTER", "info")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("bazaar starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let listening = loop {
+        let line = lines.next().expect("a log line before it listens").expect("UTF-8");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(json["level"].is_string() && json["timestamp"].is_string(), "{json}");
+        if json["message"] == "Bazaar is listening" {
+            break json;
+        }
+    };
+    let port = listening["port"].as_u64().expect("a port");
+    assert!(port > 0);
+    let ready = std::net::TcpStream::connect(("127.0.0.1", port as u16));
+    assert!(ready.is_ok(), "it serves on {port}");
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waitable") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running 20 s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "exits 0 after a graceful stop: {status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("HTTP drained")), "{rest:?}");
+}

@@ -76,6 +76,13 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        self.destroy();
+    }
+}
+
+impl TestDatabase {
+    /// Drops the database now, even while an app uses it (its sessions are ended).
+    pub fn destroy(&mut self) {
         let Some((engine, admin_url, name)) = self.server.take() else { return };
         let statement = match engine {
             Engine::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, test_settings};
+use crate::engines::Engine;
+use crate::helpers::{assert_problem, spawn_app, spawn_app_on, test_settings};
 
 #[tokio::test]
 async fn liveness_and_readiness_report_ok_with_each_module_database() {
@@ -15,6 +16,19 @@ async fn liveness_and_readiness_report_ok_with_each_module_database() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["checks"]["catalog.database"], "ok");
     assert_eq!(body["checks"]["bus.in_process"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_is_a_503_problem_naming_the_database_that_went_away() {
+    let Some(mut app) = spawn_app_on(Engine::Postgres).await else { return };
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    app.database.destroy();
+    let problem = assert_problem(app.get("/health/ready").await, 503).await;
+    assert_eq!(problem["status"], 503);
+    assert_eq!(problem["detail"], "not ready: catalog.database");
+    assert!(problem["checks"]["catalog.database"].as_str().expect("a reason").contains("database"), "{problem}");
+    assert_eq!(problem["checks"]["bus.in_process"], "ok");
+    assert_eq!(app.get("/health/live").await.status(), 200, "alive all the same");
 }
 
 #[tokio::test]

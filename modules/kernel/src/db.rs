@@ -87,6 +87,38 @@ impl KernelTables {
     }
 }
 
+/// Counts the rows of `table` that match `filter`.
+pub(crate) async fn count(
+    db: &DatabaseConnection,
+    table: &str,
+    filter: sea_orm::sea_query::SimpleExpr,
+) -> Result<u64, DbErr> {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Asterisk, Expr, Func, Query};
+    let query =
+        Query::select().expr(Func::count(Expr::col(Asterisk))).from(Alias::new(table)).and_where(filter).to_owned();
+    let row = db.query_one(&query).await?;
+    let count = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Deletes the rows of `table` whose `column` is set and earlier than `cutoff`; returns how many.
+pub(crate) async fn purge_before(
+    db: &DatabaseConnection,
+    table: &str,
+    column: &'static str,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let delete = Query::delete()
+        .from_table(Alias::new(table))
+        .and_where(Expr::col(column).is_not_null())
+        .and_where(Expr::col(column).lt(cutoff))
+        .to_owned();
+    Ok(db.execute(&delete).await?.rows_affected())
+}
+
 /// Whether the backend can lock rows with `FOR UPDATE SKIP LOCKED` (SQLite has one writer anyway).
 pub(crate) fn locks_rows(backend: DbBackend) -> bool {
     !matches!(backend, DbBackend::Sqlite)

@@ -116,8 +116,17 @@ impl ResponseError for ApiError {
 
 /// A problem+json response with the status's reason as title.
 pub fn problem_response(status: StatusCode, detail: Option<String>, errors: Option<Vec<FieldError>>) -> HttpResponse {
+    problem_with(status, detail, Extensions { errors })
+}
+
+/// A problem+json response whose `extensions` are flattened into the document.
+pub fn problem_with<E: Serialize + std::fmt::Debug>(
+    status: StatusCode,
+    detail: Option<String>,
+    extensions: E,
+) -> HttpResponse {
     let code = http::StatusCode::from_u16(status.as_u16()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    let mut problem = ProblemDetails::from_status_code(code).with_extensions(Extensions { errors });
+    let mut problem = ProblemDetails::from_status_code(code).with_extensions(extensions);
     if let Some(detail) = detail {
         problem = problem.with_detail(detail);
     }

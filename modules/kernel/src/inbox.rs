@@ -276,6 +276,12 @@ impl Inbox {
         Ok(())
     }
 
+    /// Deletes the records of events handled before `cutoff`; returns how many. A redelivery older
+    /// than that would have a second effect, so `cutoff` must lie far beyond any redelivery.
+    pub async fn purge_processed(&self, cutoff: DateTime<Utc>) -> Result<u64, DbErr> {
+        db::purge_before(&self.db, &self.table, "processed_at", cutoff).await
+    }
+
     /// The dead letters of this module, newest first.
     pub async fn dead_letter_list(&self, limit: u64) -> Result<Vec<DeadLetter>, DbErr> {
         let select = Query::select()
@@ -304,9 +310,6 @@ impl Inbox {
 
     /// How many events this module has dead-lettered.
     pub async fn dead_letter_count(&self) -> Result<u64, DbErr> {
-        let query = Query::select().expr(Expr::col("id").count()).from(Alias::new(&*self.dead_letters)).to_owned();
-        let row = self.db.query_one(&query).await?;
-        let count = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
-        Ok(u64::try_from(count).unwrap_or(0))
+        db::count(&self.db, &self.dead_letters, Expr::value(true)).await
     }
 }

@@ -6,6 +6,7 @@
 //!   redelivery harmless, with retries and a dead-letter table;
 //! - [`error`]: [`ApiError`], the one way HTTP errors leave Bazaar (RFC 9457 problem+json);
 //! - [`auth`]: the Bearer JWT extractor ([`Principal`], [`Admin`]);
+//! - [`housekeeping`]: purging what the outbox and inbox no longer need;
 //! - [`pagination`]: cursor pages;
 //! - [`module`]: the [`Module`] trait the composition root hosts.
 
@@ -14,6 +15,7 @@ pub mod bus;
 pub mod db;
 pub mod envelope;
 pub mod error;
+pub mod housekeeping;
 pub mod inbox;
 pub mod module;
 pub mod outbox;

@@ -81,16 +81,14 @@ impl Outbox {
         self.wake.notify_one();
     }
 
+    /// Deletes the rows the bus accepted before `cutoff`; returns how many.
+    pub async fn purge_published(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<u64, DbErr> {
+        crate::db::purge_before(&self.db, &self.table, "published_at", cutoff).await
+    }
+
     /// Rows not yet accepted by the bus.
     pub async fn pending(&self) -> Result<u64, DbErr> {
-        let query = Query::select()
-            .expr(Expr::col("seq").count())
-            .from(Alias::new(&*self.table))
-            .and_where(Expr::col("published_at").is_null())
-            .to_owned();
-        let row = self.db.query_one(&query).await?;
-        let count = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
-        Ok(u64::try_from(count).unwrap_or(0))
+        crate::db::count(&self.db, &self.table, Expr::col("published_at").is_null()).await
     }
 }
 
