@@ -37,7 +37,27 @@ pub enum Command {
     Openapi,
     /// Print the effective settings, secrets redacted.
     Config,
+    /// Manage accounts.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an admin account, or make an existing account admin. The password comes from
+    /// BAZAAR_ADMIN_PASSWORD or the first line of standard input, never from an argument.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+/// A command line the user got wrong: exit code 2, like a bad setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// Runs the command line; settings problems exit with 2, other failures with 1.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -46,6 +66,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Err(e) => {
             if let Some(setting) = e.downcast_ref::<SettingsError>() {
                 eprintln!("error: {setting}");
+                return ExitCode::from(2);
+            }
+            if let Some(usage) = e.downcast_ref::<UsageError>() {
+                eprintln!("error: {usage}");
                 return ExitCode::from(2);
             }
             eprintln!("error: {e:#}");
@@ -89,5 +113,39 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
+        Command::Users { command: UsersCommand::CreateAdmin { email } } => {
+            telemetry::init(&settings.telemetry);
+            let password = admin_password()?;
+            let users: Vec<_> = modules::select(&["users".to_owned()]);
+            let (_, ctx) =
+                connect_modules(&settings, users, true).await?.pop().context("the users module is missing")?;
+            match users::create_admin(&ctx, &email, &password).await {
+                Ok(outcome) => {
+                    let done = match outcome {
+                        users::AdminBootstrap::Created => "created",
+                        users::AdminBootstrap::Promoted => "promoted to admin",
+                        users::AdminBootstrap::AlreadyAdmin => "already an admin",
+                    };
+                    println!("{}: {done}", email.trim().to_lowercase());
+                    Ok(())
+                }
+                Err(users::BootstrapError::Invalid(message)) => Err(UsageError(message).into()),
+                Err(users::BootstrapError::Unexpected(e)) => Err(e),
+            }
+        }
     }
+}
+
+/// The admin's password: `BAZAAR_ADMIN_PASSWORD`, or the first line of standard input.
+fn admin_password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("BAZAAR_ADMIN_PASSWORD") {
+        return Ok(password);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err(UsageError("no password: set BAZAAR_ADMIN_PASSWORD or pipe it to standard input".into()).into());
+    }
+    Ok(password)
 }

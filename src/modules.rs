@@ -6,7 +6,7 @@ use kernel::Module;
 
 /// Every module, in start-up order.
 pub fn all() -> Vec<Arc<dyn Module>> {
-    vec![Arc::new(catalog::CatalogModule)]
+    vec![Arc::new(users::UsersModule), Arc::new(catalog::CatalogModule)]
 }
 
 pub fn names() -> impl Iterator<Item = &'static str> {

@@ -50,6 +50,7 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub housekeeping: HousekeepingSettings,
     pub auth: AuthSettings,
+    pub users: UsersSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -127,7 +128,30 @@ pub struct HousekeepingSettings {
 pub struct AuthSettings {
     pub issuer: String,
     pub audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_days: u64,
+    /// The users module's Ed25519 private key (PKCS#8 PEM). A secret.
+    pub signing_key: Option<String>,
+    pub signing_key_file: String,
+    pub previous_public_key: Option<String>,
+    /// Verification where `users` is not hosted: a PEM public key…
     pub public_key: Option<String>,
+    /// …or the users module's JWKS.
+    pub jwks_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsersSettings {
+    pub failed_logins_per_minute: u32,
+    pub failed_logins_per_minute_per_address: u32,
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootstrapAdmin {
+    pub email: String,
+    /// A secret.
+    pub password: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,18 +275,51 @@ impl Settings {
         if self.outbox.batch_size == 0 {
             return Err(SettingsError::new("outbox.batch_size", "must be at least 1"));
         }
-        match &self.auth.public_key {
-            Some(pem) => {
-                kernel::JwtVerifier::from_public_key_pem(pem, &self.auth.issuer, &self.auth.audience)
-                    .map_err(|e| SettingsError::new("auth.public_key", e.to_string()))?;
-            }
-            None if self.environment == Environment::Production => {
-                return Err(SettingsError::new("auth.public_key", "is required in production"));
-            }
-            None => {}
-        }
+        self.validate_auth()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.filter) {
             return Err(SettingsError::new("telemetry.filter", e.to_string()));
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), SettingsError> {
+        let auth = &self.auth;
+        if let Some(message) = auth.signing_key.as_deref().and_then(users::signing_key_error) {
+            return Err(SettingsError::new("auth.signing_key", message));
+        }
+        for (key, pem) in
+            [("auth.public_key", &auth.public_key), ("auth.previous_public_key", &auth.previous_public_key)]
+        {
+            if let Some(pem) = pem {
+                kernel::auth::VerificationKey::from_public_pem(pem)
+                    .map_err(|e| SettingsError::new(key, e.to_string()))?;
+            }
+        }
+        if let Some(url) = &auth.jwks_url {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => return Err(SettingsError::new("auth.jwks_url", format!("'{url}' is not an http(s) URL"))),
+            }
+        }
+        if auth.access_token_ttl_secs == 0 || auth.refresh_token_ttl_days == 0 {
+            return Err(SettingsError::new("auth.access_token_ttl_secs", "token lifetimes must be positive"));
+        }
+        let hosts_users = self.modules.enabled.iter().any(|m| m == "users");
+        if self.environment == Environment::Production {
+            if hosts_users && auth.signing_key.is_none() {
+                return Err(SettingsError::new("auth.signing_key", "is required in production where users is hosted"));
+            }
+            if !hosts_users && auth.public_key.is_none() && auth.jwks_url.is_none() {
+                return Err(SettingsError::new(
+                    "auth.jwks_url",
+                    "(or auth.public_key) is required in production where users is hosted elsewhere",
+                ));
+            }
+        }
+        if let Some(admin) = &self.users.bootstrap_admin
+            && (admin.email.trim().is_empty() || admin.password.is_empty())
+        {
+            return Err(SettingsError::new("users.bootstrap_admin", "needs an email and a password"));
         }
         Ok(())
     }
@@ -306,6 +363,15 @@ impl Settings {
     /// The effective settings with every secret hidden, for `bazaar config`.
     pub fn redacted(&self) -> serde_json::Value {
         let mut copy = self.clone();
+        let hidden = |secret: &mut Option<String>| {
+            if secret.is_some() {
+                *secret = Some("***".into());
+            }
+        };
+        hidden(&mut copy.auth.signing_key);
+        if let Some(admin) = &mut copy.users.bootstrap_admin {
+            admin.password = "***".into();
+        }
         copy.database.url = redact_url(&copy.database.url);
         for overrides in copy.modules.overrides.values_mut() {
             overrides.database_url = overrides.database_url.as_deref().map(redact_url);
@@ -387,6 +453,8 @@ mod tests {
             (&[("BAZAAR__BUS__KIND", "carrier-pigeon")], "bus.kind"),
             (&[("BAZAAR__AUTH__PUBLIC_KEY", "not a key")], "auth.public_key"),
             (&[("BAZAAR__MODULES__CATALGO__DATABASE_URL", "sqlite::memory:")], "modules.catalgo"),
+            (&[("BAZAAR__AUTH__SIGNING_KEY", "not a key")], "auth.signing_key"),
+            (&[("BAZAAR__AUTH__JWKS_URL", "ftp://keys")], "auth.jwks_url"),
         ];
         for (vars, key) in cases {
             let error = load(vars, Environment::Development).expect_err("invalid");
@@ -396,17 +464,25 @@ mod tests {
     }
 
     #[test]
-    fn production_requires_a_public_key() {
+    fn production_requires_a_signing_key_where_users_is_hosted() {
         let error = load(&[], Environment::Production).expect_err("no key");
-        assert_eq!(error.key, "auth.public_key");
+        assert_eq!(error.key, "auth.signing_key");
     }
 
     #[test]
     fn secrets_are_redacted() {
-        let settings = load(&[("BAZAAR__DATABASE__URL", "postgres://bazaar:hunter2@db/{module}")], Environment::Test)
-            .expect("valid");
+        let settings = load(
+            &[
+                ("BAZAAR__DATABASE__URL", "postgres://bazaar:hunter2@db/{module}"),
+                ("BAZAAR__USERS__BOOTSTRAP_ADMIN__EMAIL", "root@example.com"),
+                ("BAZAAR__USERS__BOOTSTRAP_ADMIN__PASSWORD", "sw0rdfish-sw0rdfish"),
+            ],
+            Environment::Test,
+        )
+        .expect("valid");
         let shown = settings.redacted().to_string();
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("sw0rdfish"), "{shown}");
         assert!(shown.contains("postgres://bazaar:***@db/catalog"), "{shown}");
     }
 }

@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use kernel::auth::VerificationKey;
 use kernel::outbox::Relay;
 use kernel::{Consumer, EventBus, Inbox, JwtVerifier, Module, ModuleContext};
 use tokio::task::JoinHandle;
@@ -23,6 +24,7 @@ use crate::settings::{BusKind, Settings};
 /// A running Bazaar process: bound, with its background work started.
 pub struct Application {
     port: u16,
+    modules: String,
     server: Server,
     shutdown: CancellationToken,
     background: Vec<JoinHandle<()>>,
@@ -34,6 +36,7 @@ pub async fn connect_modules(
     modules: Vec<Arc<dyn Module>>,
     migrate: bool,
 ) -> anyhow::Result<Vec<(Arc<dyn Module>, ModuleContext)>> {
+    let settings_value = Arc::new(serde_json::to_value(settings).context("failed to serialise the settings")?);
     let mut hosted = Vec::with_capacity(modules.len());
     for module in modules {
         let name = module.name();
@@ -45,7 +48,7 @@ pub async fn connect_modules(
             module.migrate(&db).await.with_context(|| format!("failed to migrate the {name} module"))?;
             tracing::info!(module = name, "migrations applied");
         }
-        hosted.push((module, ModuleContext::new(name, db)));
+        hosted.push((module, ModuleContext::new(name, db, settings_value.clone())));
     }
     Ok(hosted)
 }
@@ -56,11 +59,18 @@ impl Application {
         let modules = modules::select(&settings.modules.enabled);
         let hosted = connect_modules(&settings, modules, settings.database.auto_migrate).await?;
 
+        let mut running = Vec::with_capacity(hosted.len());
+        for (module, ctx) in &hosted {
+            let started =
+                module.start(ctx.clone()).await.with_context(|| format!("failed to start {}", module.name()))?;
+            running.push((module.clone(), ctx.clone(), started));
+        }
+
         let bus: Arc<dyn EventBus> = match settings.bus.kind {
             BusKind::InProcess => Arc::new(InProcessBus::new(settings.bus.retry_policy())),
         };
-        for (module, ctx) in &hosted {
-            if let Some(handler) = module.handler(ctx) {
+        for (module, ctx, started) in &running {
+            if let Some(handler) = started.handler() {
                 let consumer = Consumer {
                     name: module.name(),
                     events: module.consumes(),
@@ -80,7 +90,7 @@ impl Application {
                 tracing::error!(error = %e, "the bus stopped");
             }
         }));
-        for (module, ctx) in &hosted {
+        for (_, ctx, started) in &running {
             let relay = Relay::new(
                 ctx.outbox.clone(),
                 bus.clone(),
@@ -94,18 +104,13 @@ impl Application {
                 Duration::from_secs(settings.housekeeping.interval_secs),
                 shutdown.clone(),
             )));
-            background.extend(module.background_tasks(ctx, shutdown.clone()).into_iter().map(tokio::spawn));
+            background.extend(started.background_tasks(shutdown.clone()).into_iter().map(tokio::spawn));
         }
 
-        let verifier = match &settings.auth.public_key {
-            Some(pem) => JwtVerifier::from_public_key_pem(pem, &settings.auth.issuer, &settings.auth.audience)?,
-            None => {
-                tracing::warn!("auth.public_key is not set: every route that needs a token answers 401");
-                JwtVerifier::disabled()
-            }
-        };
+        let verifier =
+            verifier(&settings, running.iter().flat_map(|(_, _, s)| s.verification_keys()).collect()).await?;
         let openapi = http::openapi(&hosted.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
-        let routes: Vec<kernel::Routes> = hosted.iter().map(|(m, ctx)| m.routes(ctx)).collect();
+        let routes: Vec<kernel::Routes> = running.iter().map(|(_, _, started)| started.routes()).collect();
         let ops = web::Data::new(Ops { modules: hosted, bus });
         let verifier = web::Data::new(verifier);
 
@@ -137,14 +142,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        tracing::info!(
-            port,
-            swagger_ui = %format!("http://localhost:{port}/swagger-ui/"),
-            modules = %settings.modules.enabled.join(","),
-            bus = ?settings.bus.kind,
-            "Bazaar is listening"
-        );
-        Ok(Self { port, server: server.run(), shutdown, background })
+        Ok(Self { port, modules: settings.modules.enabled.join(","), server: server.run(), shutdown, background })
     }
 
     pub fn port(&self) -> u16 {
@@ -160,9 +158,17 @@ impl Application {
     /// finish their batch and the consumers their event, and returns.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        // Listen before announcing: a SIGTERM right after "listening" must stop us gracefully.
+        let signal = shutdown_signal()?;
         let server = tokio::spawn(self.server);
+        tracing::info!(
+            port = self.port,
+            swagger_ui = %format!("http://localhost:{}/swagger-ui/", self.port),
+            modules = %self.modules,
+            "Bazaar is listening"
+        );
         let signals = tokio::spawn(async move {
-            let signal = shutdown_signal().await;
+            let signal = signal.await;
             tracing::info!(signal, "stopping: draining HTTP requests");
             handle.stop(true).await;
         });
@@ -179,26 +185,45 @@ impl Application {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM, naming the one that came.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = terminate.recv() => "SIGTERM",
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
+/// How this process verifies access tokens, in order of preference: the keys of a hosted module
+/// that issues them (users), a configured public key, the users module's JWKS.
+async fn verifier(settings: &Settings, local_keys: Vec<VerificationKey>) -> anyhow::Result<JwtVerifier> {
+    let auth = &settings.auth;
+    if !local_keys.is_empty() {
+        return Ok(JwtVerifier::with_keys(local_keys, &auth.issuer, &auth.audience));
     }
-    #[cfg(not(unix))]
-    {
+    if let Some(pem) = &auth.public_key {
+        return Ok(JwtVerifier::from_public_key_pem(pem, &auth.issuer, &auth.audience)?);
+    }
+    if let Some(url) = &auth.jwks_url {
+        let verifier = JwtVerifier::from_jwks_url(url, &auth.issuer, &auth.audience);
+        verifier.prefetch().await;
+        return Ok(verifier);
+    }
+    tracing::warn!(
+        "no way to verify access tokens (auth.public_key or auth.jwks_url): routes that need one answer 401"
+    );
+    Ok(JwtVerifier::disabled())
+}
+
+/// Resolves on Ctrl-C or SIGTERM, naming the one that came. The handlers are installed now.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
+    Ok(async {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
-    }
+    })
 }

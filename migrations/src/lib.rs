@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod kernel;
+pub mod users;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
 

@@ -29,7 +29,11 @@ fn bad_settings_stop_start_up_with_one_line_and_exit_code_2() {
     assert_refused(&bazaar(&["serve"], &[("BAZAAR__MODULES__ENABLED", "catalog,catalog")]), "modules.enabled");
     assert_refused(&bazaar(&["serve"], &[("BAZAAR__DATABASE__URL", "::not a url::")]), "database.url");
     assert_refused(&bazaar(&["migrate"], &[("BAZAAR__BUS__KIND", "pigeon")]), "bus.kind");
-    assert_refused(&bazaar(&["serve"], &[("BAZAAR_ENV", "production")]), "auth.public_key");
+    assert_refused(&bazaar(&["serve"], &[("BAZAAR_ENV", "production")]), "auth.signing_key");
+    assert_refused(
+        &bazaar(&["serve"], &[("BAZAAR__AUTH__SIGNING_KEY", "-----BEGIN PRIVATE KEY-----")]),
+        "auth.signing_key",
+    );
     assert_refused(&bazaar(&["serve"], &[("BAZAAR_ENV", "staging")]), "BAZAAR_ENV");
     assert_refused(&bazaar(&["--config-dir", "/no/such/folder", "config"], &[]), "--config-dir");
 }
@@ -70,6 +74,7 @@ fn serve_logs_json_lines_in_production_format_and_stops_cleanly_on_sigterm() {
         .arg("serve")
         .env("BAZAAR_ENV", "test")
         .env("BAZAAR__DATABASE__URL", format!("sqlite://{}/{{module}}.db?mode=rwc", dir.path().display()))
+        .env("BAZAAR__AUTH__SIGNING_KEY_FILE", dir.path().join("signing-key.pem"))
         .env("BAZAAR__TELEMETRY__FORMAT", "json")
         .env("BAZAAR__TELEMETRY__FILTER", "info")
         .env_remove("RUST_LOG")
@@ -103,4 +108,139 @@ fn serve_logs_json_lines_in_production_format_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exits 0 after a graceful stop: {status:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("HTTP drained")), "{rest:?}");
+}
+
+#[tokio::test]
+async fn create_admin_makes_an_admin_who_can_create_products() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let url = format!("sqlite://{}/{{module}}.db?mode=rwc", dir.path().display());
+    let key = crate::helpers::PRIVATE_KEY;
+    let run = |password_env: Option<&str>, stdin: &str, email: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bazaar"));
+        command
+            .args(["users", "create-admin", "--email", email])
+            .env("BAZAAR_ENV", "test")
+            .env("BAZAAR__DATABASE__URL", &url)
+            .env("BAZAAR__AUTH__SIGNING_KEY", key)
+            .env_remove("BAZAAR_ADMIN_PASSWORD")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(password) = password_env {
+            command.env("BAZAAR_ADMIN_PASSWORD", password);
+        }
+        let mut child = command.spawn().expect("bazaar runs");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("written");
+        child.wait_with_output().expect("bazaar ends")
+    };
+    let created = run(Some("a long admin passphrase"), "", "Boss@Example.com");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert_eq!(String::from_utf8_lossy(&created.stdout).trim(), "boss@example.com: created");
+    let again = run(None, "a long admin passphrase\n", "boss@example.com");
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "boss@example.com: already an admin");
+    let weak = run(Some("short"), "", "weak@example.com");
+    assert_eq!(weak.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&weak.stderr).trim().lines().count(), 1);
+
+    let settings = crate::helpers::test_settings(dir.path(), &[]);
+    let app = bazaar::Application::build(settings).await.expect("builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let tokens: serde_json::Value = client
+        .post(format!("{address}/auth/token"))
+        .json(&serde_json::json!({"email": "boss@example.com", "password": "a long admin passphrase"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let created = client
+        .post(format!("{address}/products"))
+        .bearer_auth(tokens["accessToken"].as_str().expect("a token"))
+        .json(&crate::helpers::product_body("BOSS-1", "The boss's"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    handle.stop(true).await;
+}
+
+#[tokio::test]
+async fn no_response_or_log_line_carries_a_password_hash_refresh_token_or_private_key() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("a folder");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .arg("serve")
+        .env("BAZAAR_ENV", "test")
+        .env("BAZAAR__DATABASE__URL", format!("sqlite://{}/{{module}}.db?mode=rwc", dir.path().display()))
+        .env("BAZAAR__AUTH__SIGNING_KEY", crate::helpers::PRIVATE_KEY)
+        .env("BAZAAR__TELEMETRY__FORMAT", "json")
+        .env("RUST_LOG", "trace,sqlx=warn,sea_orm=warn,hyper=warn,h2=warn,reqwest=warn,actix_server=warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bazaar starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let port = loop {
+        let line = lines.next_line().await.expect("readable").expect("a line before it listens");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        if json["message"] == "Bazaar is listening" {
+            break json["port"].as_u64().expect("a port");
+        }
+    };
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let password = "a secret nobody logs 42";
+    let mut seen = String::new();
+    let register = serde_json::json!({"email": "quiet@example.com", "password": password, "name": "Quiet"});
+    seen += &client
+        .post(format!("{address}/users"))
+        .json(&register)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let login = serde_json::json!({"email": "quiet@example.com", "password": password});
+    let tokens: serde_json::Value = client
+        .post(format!("{address}/auth/token"))
+        .json(&login)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let refresh_token = tokens["refreshToken"].as_str().expect("a refresh token").to_owned();
+    let refresh = serde_json::json!({"refreshToken": refresh_token});
+    let rotated = client.post(format!("{address}/auth/refresh")).json(&refresh).send().await.expect("sent");
+    seen += &rotated.text().await.expect("text");
+    let wrong = serde_json::json!({"email": "quiet@example.com", "password": "wrong, but also secret"});
+    seen += &client
+        .post(format!("{address}/auth/token"))
+        .json(&wrong)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let me = client.get(format!("{address}/users/me")).bearer_auth(tokens["accessToken"].as_str().expect("a token"));
+    seen += &me.send().await.expect("sent").text().await.expect("text");
+
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().expect("a pid").to_string()]).status();
+    while let Ok(Some(line)) = lines.next_line().await {
+        seen += &line;
+        seen.push('\n');
+    }
+    let private_key_body: String = crate::helpers::PRIVATE_KEY.lines().filter(|l| !l.starts_with("-----")).collect();
+    for secret in [password, "wrong, but also secret", "$argon2", refresh_token.as_str(), private_key_body.as_str()] {
+        assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
+    }
+    assert!(seen.contains("user logged in"), "the logs were captured:\n{seen}");
 }

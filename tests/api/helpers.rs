@@ -42,7 +42,7 @@ pub fn test_settings(dir: &Path, overrides: &[(&str, &str)]) -> Settings {
 fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
     let mut layers: Vec<(String, config::Value)> = vec![
         ("database.url".into(), url.into()),
-        ("auth.public_key".into(), PUBLIC_KEY.into()),
+        ("auth.signing_key".into(), PRIVATE_KEY.into()),
         ("outbox.poll_interval_ms".into(), 200.into()),
     ];
     layers.extend(overrides.iter().map(|(k, v)| (k.to_string(), (*v).into())));
@@ -148,7 +148,14 @@ pub fn token_with(overrides: Value, expires_in: i64, private_key: &str) -> Strin
         claims[k] = v.clone();
     }
     let key = EncodingKey::from_ed_pem(private_key.as_bytes()).expect("an Ed25519 key");
-    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).expect("a token")
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid());
+    jsonwebtoken::encode(&header, &claims, &key).expect("a token")
+}
+
+/// The `kid` of the test signing key, as the users module names it.
+pub fn kid() -> String {
+    kernel::auth::VerificationKey::from_public_pem(PUBLIC_KEY).expect("a key").kid.expect("a kid")
 }
 
 /// Asserts a problem+json response with `status`, and returns its body.

@@ -8,3 +8,4 @@ mod engines;
 mod errors;
 mod helpers;
 mod operations;
+mod users;

@@ -25,7 +25,7 @@ async fn readiness_is_a_503_problem_naming_the_database_that_went_away() {
     app.database.destroy();
     let problem = assert_problem(app.get("/health/ready").await, 503).await;
     assert_eq!(problem["status"], 503);
-    assert_eq!(problem["detail"], "not ready: catalog.database");
+    assert_eq!(problem["detail"], "not ready: catalog.database, users.database");
     assert!(problem["checks"]["catalog.database"].as_str().expect("a reason").contains("database"), "{problem}");
     assert_eq!(problem["checks"]["bus.in_process"], "ok");
     assert_eq!(app.get("/health/live").await.status(), 200, "alive all the same");

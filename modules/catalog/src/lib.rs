@@ -15,7 +15,7 @@ use actix_web::web;
 use async_trait::async_trait;
 use contracts::catalog::{ProductCreated, ProductDiscontinued, ProductUpdated};
 use contracts::{EventType, IntegrationEvent};
-use kernel::{Module, ModuleContext, Routes};
+use kernel::{Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
 use utoipa::OpenApi;
@@ -49,8 +49,18 @@ impl Module for CatalogModule {
         migrations::catalog::Migrator::up(db, None).await
     }
 
-    fn routes(&self, ctx: &ModuleContext) -> Routes {
-        let catalog = web::Data::new(Catalog::new(ctx.db.clone(), ctx.outbox.clone()));
+    async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
+        Ok(Box::new(HostedCatalog { catalog: web::Data::new(Catalog::new(ctx.db, ctx.outbox)) }))
+    }
+}
+
+struct HostedCatalog {
+    catalog: web::Data<Catalog>,
+}
+
+impl Hosted for HostedCatalog {
+    fn routes(&self) -> Routes {
+        let catalog = self.catalog.clone();
         Arc::new(move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(catalog.clone())
                 .service(http::list_products)

@@ -4,6 +4,7 @@
 //! a consumer names exactly the version it understands; a breaking change gets a new version.
 
 pub mod catalog;
+pub mod users;
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -1,14 +1,23 @@
 //! Bearer JWT authentication: [`Principal`] for any signed-in caller, [`Admin`] for admins.
 //!
-//! Tokens are verified, never issued, here: the algorithm, issuer and audience are pinned, the
-//! expiry is required, and `alg: none` or a key of another type never verifies.
+//! Tokens are verified, never issued, here. The key comes from, in order of preference, the users
+//! module when this process hosts it, a configured public key, or the users module's JWKS URL
+//! (fetched, cached, fetched again when a token names an unknown `kid`). The algorithm is the key's
+//! own, `iss` and `aud` are pinned, `exp` is required; `alg: none` never verifies.
 
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::ApiError;
@@ -18,6 +27,23 @@ use crate::ApiError;
 pub enum Role {
     Customer,
     Admin,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "customer" => Some(Self::Customer),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// The claims Bazaar's access tokens carry.
@@ -32,44 +58,204 @@ pub struct Claims {
     pub jti: String,
 }
 
-/// Checks access tokens against a configured public key.
+/// A public key that verifies tokens, with the `kid` tokens name it by.
 #[derive(Clone)]
-pub struct JwtVerifier {
-    key: Option<Arc<(DecodingKey, Validation)>>,
+pub struct VerificationKey {
+    /// RFC 7638 thumbprint for Ed25519 keys; `None` for a configured key that tokens need not name.
+    pub kid: Option<String>,
+    pub algorithm: Algorithm,
+    key: DecodingKey,
+    /// The key as a public JWK, for `/.well-known/jwks.json`.
+    jwk: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("not an Ed25519 or RSA public key in PEM form")]
 pub struct InvalidPublicKey;
 
-impl JwtVerifier {
-    /// Verifies EdDSA (Ed25519) or RS256 tokens, whichever `pem` is a key for.
-    pub fn from_public_key_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, InvalidPublicKey> {
-        let (key, algorithm) = match DecodingKey::from_ed_pem(pem.as_bytes()) {
-            Ok(key) => (key, Algorithm::EdDSA),
-            Err(_) => (DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| InvalidPublicKey)?, Algorithm::RS256),
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw key follows it.
+const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+impl VerificationKey {
+    /// An Ed25519 public key (its 32 raw bytes), named by its RFC 7638 thumbprint.
+    pub fn ed25519(public: &[u8; 32]) -> Self {
+        let x = URL_SAFE_NO_PAD.encode(public);
+        // RFC 7638: the required members, in lexicographic order, without white space.
+        let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
+        Self { kid: Some(kid), algorithm: Algorithm::EdDSA, key: DecodingKey::from_ed_der(public), jwk: Some(jwk) }
+    }
+
+    /// A PEM public key: Ed25519 (named by its thumbprint) or RSA (RS256, unnamed).
+    pub fn from_public_pem(pem: &str) -> Result<Self, InvalidPublicKey> {
+        if let Some(raw) = ed25519_public_bytes(pem) {
+            return Ok(Self::ed25519(&raw));
+        }
+        let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| InvalidPublicKey)?;
+        Ok(Self { kid: None, algorithm: Algorithm::RS256, key, jwk: None })
+    }
+
+    /// A key published in a JWKS; its algorithm follows from its type (OKP: EdDSA, RSA: RS256).
+    pub fn from_jwk(jwk: &Jwk) -> Option<Self> {
+        use jsonwebtoken::jwk::AlgorithmParameters as P;
+        let algorithm = match &jwk.algorithm {
+            P::OctetKeyPair(_) => Algorithm::EdDSA,
+            P::RSA(_) => Algorithm::RS256,
+            _ => return None,
         };
-        let mut validation = Validation::new(algorithm);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
-        Ok(Self { key: Some(Arc::new((key, validation))) })
+        let key = DecodingKey::from_jwk(jwk).ok()?;
+        Some(Self { kid: jwk.common.key_id.clone(), algorithm, key, jwk: serde_json::to_value(jwk).ok() })
+    }
+
+    pub fn jwk(&self) -> Option<&serde_json::Value> {
+        self.jwk.as_ref()
+    }
+}
+
+fn ed25519_public_bytes(pem: &str) -> Option<[u8; 32]> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
+    let der = STANDARD.decode(body).ok()?;
+    let raw = der.strip_prefix(&ED25519_SPKI_PREFIX)?;
+    raw.try_into().ok()
+}
+
+/// Checks access tokens.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    inner: Arc<Verifier>,
+}
+
+struct Verifier {
+    source: Source,
+    issuer: String,
+    audience: String,
+}
+
+enum Source {
+    Disabled,
+    Keys(Vec<VerificationKey>),
+    Jwks(Jwks),
+}
+
+impl JwtVerifier {
+    /// Verifies with these keys; a token must name its key by `kid` unless there is just one.
+    pub fn with_keys(keys: Vec<VerificationKey>, issuer: &str, audience: &str) -> Self {
+        Self::new(Source::Keys(keys), issuer, audience)
+    }
+
+    /// Verifies with one configured PEM public key (Ed25519 or RSA).
+    pub fn from_public_key_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, InvalidPublicKey> {
+        Ok(Self::with_keys(vec![VerificationKey::from_public_pem(pem)?], issuer, audience))
+    }
+
+    /// Verifies with the keys published at `url`, fetched when a token names an unknown one.
+    pub fn from_jwks_url(url: &str, issuer: &str, audience: &str) -> Self {
+        let jwks = Jwks {
+            url: url.to_owned(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+            keys: RwLock::new(Vec::new()),
+            fetched_at: Mutex::new(None),
+        };
+        Self::new(Source::Jwks(jwks), issuer, audience)
     }
 
     /// A verifier that accepts no token: every protected route answers 401.
     pub fn disabled() -> Self {
-        Self { key: None }
+        Self::new(Source::Disabled, "", "")
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let Some(key) = &self.key else {
-            return Err(ApiError::Unauthorized("token verification is not configured on this server".into()));
-        };
-        decode::<Claims>(token, &key.0, &key.1).map(|data| data.claims).map_err(|e| {
+    fn new(source: Source, issuer: &str, audience: &str) -> Self {
+        Self { inner: Arc::new(Verifier { source, issuer: issuer.to_owned(), audience: audience.to_owned() }) }
+    }
+
+    /// Fetches the JWKS now, if that is the source, so the first request does not wait for it.
+    pub async fn prefetch(&self) {
+        if let Source::Jwks(jwks) = &self.inner.source
+            && let Err(e) = jwks.refresh().await
+        {
+            tracing::warn!(url = %jwks.url, error = %e, "cannot fetch the JWKS yet; will retry on the first token");
+        }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let invalid = || ApiError::Unauthorized("the bearer token is invalid or expired".into());
+        let header = decode_header(token).map_err(|e| {
+            tracing::debug!(error = %e, "rejected a bearer token header");
+            invalid()
+        })?;
+        let key = match &self.inner.source {
+            Source::Disabled => {
+                return Err(ApiError::Unauthorized("token verification is not configured on this server".into()));
+            }
+            Source::Keys(keys) => pick(keys, header.kid.as_deref()),
+            Source::Jwks(jwks) => match header.kid.as_deref() {
+                Some(kid) => jwks.key(kid).await,
+                None => None,
+            },
+        }
+        .ok_or_else(invalid)?;
+        let mut validation = Validation::new(key.algorithm);
+        validation.set_issuer(&[&self.inner.issuer]);
+        validation.set_audience(&[&self.inner.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        decode::<Claims>(token, &key.key, &validation).map(|data| data.claims).map_err(|e| {
             tracing::debug!(error = %e, "rejected a bearer token");
-            ApiError::Unauthorized("the bearer token is invalid or expired".into())
+            invalid()
         })
+    }
+}
+
+fn pick(keys: &[VerificationKey], kid: Option<&str>) -> Option<VerificationKey> {
+    match kid {
+        Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid) || k.kid.is_none() && keys.len() == 1),
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    }
+    .cloned()
+}
+
+/// A cached JWKS.
+struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    keys: RwLock<Vec<VerificationKey>>,
+    fetched_at: Mutex<Option<Instant>>,
+}
+
+/// An unknown `kid` fetches the JWKS again, but not more often than this.
+const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
+
+impl Jwks {
+    async fn key(&self, kid: &str) -> Option<VerificationKey> {
+        if let Some(key) = self.find(kid).await {
+            return Some(key);
+        }
+        {
+            let fetched_at = self.fetched_at.lock().await;
+            if fetched_at.is_some_and(|at| at.elapsed() < JWKS_MIN_REFRESH) {
+                return None;
+            }
+        }
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(url = %self.url, error = %e, "cannot fetch the JWKS");
+            return None;
+        }
+        self.find(kid).await
+    }
+
+    async fn find(&self, kid: &str) -> Option<VerificationKey> {
+        self.keys.read().await.iter().find(|k| k.kid.as_deref() == Some(kid)).cloned()
+    }
+
+    async fn refresh(&self) -> Result<(), reqwest::Error> {
+        *self.fetched_at.lock().await = Some(Instant::now());
+        let set: JwkSet = self.client.get(&self.url).send().await?.error_for_status()?.json().await?;
+        let keys: Vec<VerificationKey> = set.keys.iter().filter_map(VerificationKey::from_jwk).collect();
+        tracing::info!(url = %self.url, keys = keys.len(), "fetched the JWKS");
+        *self.keys.write().await = keys;
+        Ok(())
     }
 }
 
@@ -86,16 +272,23 @@ impl Principal {
     }
 }
 
+type Authenticating<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Authenticating<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let request = bearer(req);
+        Box::pin(async move {
+            let (verifier, token) = request?;
+            let claims = verifier.verify(&token).await?;
+            Ok(Principal { user_id: claims.sub, role: claims.role })
+        })
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+fn bearer(req: &HttpRequest) -> Result<(JwtVerifier, String), ApiError> {
     let verifier = req
         .app_data::<web::Data<JwtVerifier>>()
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no JwtVerifier in the app data")))?;
@@ -110,8 +303,7 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::Unauthorized("the Authorization header is not a Bearer token".into()))?;
-    let claims = verifier.verify(token)?;
-    Ok(Principal { user_id: claims.sub, role: claims.role })
+    Ok((verifier.get_ref().clone(), token.to_owned()))
 }
 
 /// An authenticated admin; anyone else gets 401 (no or bad token) or 403.
@@ -120,15 +312,81 @@ pub struct Admin(pub Principal);
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Authenticating<Self>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).and_then(|p| {
-            if p.is_admin() {
-                Ok(Admin(p))
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let principal = Principal::from_request(req, payload);
+        Box::pin(async move {
+            let principal = principal.await?;
+            if principal.is_admin() {
+                Ok(Admin(principal))
             } else {
                 Err(ApiError::Forbidden("this action needs the admin role".into()))
             }
-        }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n";
+
+    #[test]
+    fn an_ed25519_key_is_named_by_its_rfc_7638_thumbprint() {
+        // RFC 8037, appendix A.3: the thumbprint of this key.
+        let key = VerificationKey::from_public_pem(PUBLIC).expect("an Ed25519 key");
+        assert_eq!(key.kid.as_deref(), Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"));
+        assert_eq!(key.algorithm, Algorithm::EdDSA);
+        assert_eq!(key.jwk().expect("a JWK")["x"], "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
+    }
+
+    fn claims() -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            sub: Uuid::now_v7(),
+            role: Role::Admin,
+            iss: "bazaar".into(),
+            aud: "bazaar".into(),
+            iat: now,
+            exp: now + 60,
+            jti: "j".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_configured_rsa_key_verifies_rs256_tokens_and_nothing_else() {
+        let public = include_str!("../../../tests/fixtures/rsa-public.pem");
+        let private = include_bytes!("../../../tests/fixtures/rsa-private.pem");
+        let verifier = JwtVerifier::from_public_key_pem(public, "bazaar", "bazaar").expect("an RSA key");
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private).expect("an RSA key");
+        let rs256 =
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &claims(), &key).expect("signed");
+        assert_eq!(verifier.verify(&rs256).await.expect("verified").role, Role::Admin);
+        // Algorithm confusion: an HMAC token keyed with the public key must not pass.
+        let hs256 = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+        )
+        .expect("signed");
+        assert!(verifier.verify(&hs256).await.is_err());
+        let expired = Claims { exp: chrono::Utc::now().timestamp() - 120, ..claims() };
+        let expired =
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &expired, &key).expect("signed");
+        assert!(verifier.verify(&expired).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_disabled_verifier_accepts_nothing() {
+        assert!(JwtVerifier::disabled().verify("a.b.c").await.is_err());
+    }
+
+    #[test]
+    fn garbage_is_not_a_key() {
+        assert!(
+            VerificationKey::from_public_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err()
+        );
     }
 }

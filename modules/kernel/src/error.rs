@@ -40,6 +40,22 @@ impl FieldError {
     }
 }
 
+/// Collects what is wrong with each field of a request, to report them all in one 422.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// The value if `result` is `Ok`; otherwise records the message under `field`.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|message| self.0.push(FieldError::new(field, message))).ok()
+    }
+
+    /// A 422 naming every recorded field.
+    pub fn into_error(self) -> ApiError {
+        ApiError::Validation(self.0)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("bad request: {0}")]
@@ -54,6 +70,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("invalid request")]
     Validation(Vec<FieldError>),
+    #[error("too many requests; retry in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// A 500 whose cause is logged, never shown.
@@ -83,6 +101,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -97,6 +116,9 @@ impl ResponseError for ApiError {
             | Self::NotFound(d)
             | Self::Conflict(d)
             | Self::Unavailable(d) => (Some(d.clone()), None),
+            Self::TooManyRequests { retry_after } => {
+                (Some(format!("too many attempts; retry in {retry_after} s")), None)
+            }
             Self::Validation(errors) => {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
                 (Some(format!("invalid fields: {}", fields.join(", "))), Some(errors.clone()))
@@ -107,6 +129,9 @@ impl ResponseError for ApiError {
             }
         };
         let mut response = problem_response(status, detail, errors);
+        if let Self::TooManyRequests { retry_after } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }

@@ -26,6 +26,6 @@ pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError};
 pub use envelope::Envelope;
 pub use error::{ApiError, FieldError};
 pub use inbox::Inbox;
-pub use module::{Module, ModuleContext, Routes};
+pub use module::{Hosted, Module, ModuleContext, Routes};
 pub use outbox::Outbox;
 pub use pagination::{Page, page_limit};

@@ -8,26 +8,37 @@ use futures::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::VerificationKey;
 use crate::{EventHandler, Outbox};
 
 /// Registers a module's HTTP routes on one actix worker's app; built once, called per worker.
 pub type Routes = Arc<dyn Fn(&mut actix_web::web::ServiceConfig) + Send + Sync>;
 
-/// What a hosted module gets from the composition root: its own pool and its own outbox.
+/// What a hosted module gets from the composition root: its own pool, its own outbox, and the
+/// effective settings (a module reads its own section, and the shared ones it needs).
 #[derive(Clone)]
 pub struct ModuleContext {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
+    pub settings: Arc<serde_json::Value>,
 }
 
 impl ModuleContext {
-    pub fn new(name: &'static str, db: DatabaseConnection) -> Self {
-        Self { outbox: Outbox::new(name, db.clone()), db }
+    pub fn new(name: &'static str, db: DatabaseConnection, settings: Arc<serde_json::Value>) -> Self {
+        Self { outbox: Outbox::new(name, db.clone()), db, settings }
+    }
+
+    /// Deserialises the settings section `key` (`"users"`, `"auth"`), absent fields defaulted.
+    pub fn section<T: serde::de::DeserializeOwned + Default>(&self, key: &str) -> anyhow::Result<T> {
+        match self.settings.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(T::default()),
+            Some(value) => serde_json::from_value(value.clone())
+                .map_err(|e| anyhow::anyhow!("invalid settings section `{key}`: {e}")),
+        }
     }
 }
 
-/// A bounded context. The value itself holds no state: everything that runs is built from a
-/// [`ModuleContext`], so the same value describes a module whether or not this process hosts it.
+/// A bounded context, as the registry knows it: what it is, whether or not this process hosts it.
 #[async_trait]
 pub trait Module: Send + Sync + 'static {
     /// The module's name: its key in settings, its table prefix, its queue name.
@@ -39,7 +50,7 @@ pub trait Module: Send + Sync + 'static {
     /// The events it publishes.
     fn publishes(&self) -> Vec<EventType>;
 
-    /// The events it consumes; [`handler`](Self::handler) handles them.
+    /// The events it consumes; its [`Hosted::handler`] handles them.
     fn consumes(&self) -> Vec<EventType> {
         Vec::new()
     }
@@ -47,16 +58,27 @@ pub trait Module: Send + Sync + 'static {
     /// Brings its schema (its own tables and the kernel's) up to date.
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr>;
 
-    /// Its HTTP routes, with their state built once.
-    fn routes(&self, ctx: &ModuleContext) -> Routes;
+    /// Builds the module to host in this process: its state is made once, here.
+    async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>>;
+}
 
-    /// The handler of the events in [`consumes`](Self::consumes).
-    fn handler(&self, _ctx: &ModuleContext) -> Option<Arc<dyn EventHandler>> {
+/// A module running in this process.
+pub trait Hosted: Send + Sync {
+    /// Its HTTP routes.
+    fn routes(&self) -> Routes;
+
+    /// The handler of the events in [`Module::consumes`].
+    fn handler(&self) -> Option<Arc<dyn EventHandler>> {
         None
     }
 
     /// Work that runs beside the HTTP server until `shutdown` is cancelled.
-    fn background_tasks(&self, _ctx: &ModuleContext, _shutdown: CancellationToken) -> Vec<BoxFuture<'static, ()>> {
+    fn background_tasks(&self, _shutdown: CancellationToken) -> Vec<BoxFuture<'static, ()>> {
+        Vec::new()
+    }
+
+    /// Keys that verify the access tokens this module issues (the users module's).
+    fn verification_keys(&self) -> Vec<VerificationKey> {
         Vec::new()
     }
 }

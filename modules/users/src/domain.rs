@@ -1,0 +1,163 @@
+//! The users module's domain: e-mail addresses, passwords and names, parsed once at the edge.
+
+use uuid::Uuid;
+
+pub use kernel::Role;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(Uuid);
+
+impl UserId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for UserId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An e-mail address, trimmed and lower-cased: the account's unique login.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let email = raw.trim().to_lowercase();
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err("is not an e-mail address".into());
+        };
+        let valid = !local.is_empty()
+            && email.len() <= 254
+            && local.len() <= 64
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains('@')
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid {
+            return Err("is not an e-mail address".into());
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password that may be hashed: 12 to 128 characters, not the e-mail, not a common one.
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_CHARS: usize = 12;
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(raw: &str, email: Option<&Email>) -> Result<Self, String> {
+        let chars = raw.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
+            return Err(format!("must be {} to {} characters", Self::MIN_CHARS, Self::MAX_CHARS));
+        }
+        let lowered = raw.to_lowercase();
+        if email.is_some_and(|e| lowered == e.as_str() || lowered == e.as_str().split('@').next().unwrap_or_default()) {
+            return Err("must not be the e-mail address".into());
+        }
+        if is_common(&lowered) {
+            return Err("is one of the most common passwords".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A few hundred of the most used passwords (lower case), shipped with the crate.
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+
+fn is_common(lowered: &str) -> bool {
+    COMMON_PASSWORDS.lines().map(str::trim).any(|common| common == lowered)
+}
+
+/// A display name: 1 to 100 characters once trimmed, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err("must be 1 to 100 characters".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub name: UserName,
+    pub role: Role,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        assert_eq!(Email::parse("  Ada@Example.COM ").expect("valid").as_str(), "ada@example.com");
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@.com", "a@b@c.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_have_bounds_and_are_not_common_or_the_email() {
+        let email = Email::parse("ada.lovelace@example.com").expect("valid");
+        assert!(Password::parse("correct horse battery", Some(&email)).is_ok());
+        assert!(Password::parse("short", None).is_err());
+        assert!(Password::parse(&"x".repeat(129), None).is_err());
+        assert!(Password::parse("ADA.LOVELACE@example.com", Some(&email)).is_err());
+        assert!(Password::parse("ada.lovelace", Some(&email)).is_err());
+        assert!(Password::parse("Password1234", None).is_err(), "common, whatever the case");
+        assert!(Password::parse("qwertyuiop123", None).is_err());
+        assert_eq!(format!("{:?}", Password::parse("correct horse battery", None).expect("valid")), "Password(***)");
+    }
+
+    #[test]
+    fn the_common_list_is_a_few_hundred_lower_case_entries() {
+        let entries: Vec<&str> = COMMON_PASSWORDS.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(entries.len() >= 200, "{}", entries.len());
+        assert!(entries.iter().all(|e| *e == e.to_lowercase()));
+    }
+}

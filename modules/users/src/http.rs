@@ -1,0 +1,291 @@
+//! The users module's HTTP API.
+
+use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use chrono::{DateTime, Utc};
+use kernel::error::FieldErrors;
+use kernel::error::Problem;
+use kernel::{Admin, ApiError, Page, Principal, page_limit};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{Email, Password, Role, User, UserId, UserName};
+use crate::service::{LoginError, RefreshError, RegisterError, SetRoleError, TokenPair, Users};
+use crate::throttle::Throttles;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(example = "ada@example.com")]
+    pub email: Option<String>,
+    /// 12 to 128 characters; not the e-mail, not a common password.
+    #[schema(example = "correct horse battery staple")]
+    pub password: Option<String>,
+    #[schema(example = "Ada Lovelace")]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterRequest").field("email", &self.email).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// An EdDSA-signed JWT; send it as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Single use: `POST /auth/refresh` returns a new one with a new access token.
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserResponse {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<User> for UserResponse {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id.as_uuid(),
+            email: u.email.as_str().to_owned(),
+            name: u.name.as_str().to_owned(),
+            role: u.role,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoleRequest {
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u64>,
+    /// The `nextCursor` of the previous page.
+    pub after: Option<String>,
+}
+
+fn tokens(pair: TokenPair) -> HttpResponse {
+    // RFC 6749 §5.1: token responses are never cached.
+    HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(TokenResponse {
+        access_token: pair.access_token,
+        token_type: "Bearer",
+        expires_in: pair.expires_in,
+        refresh_token: pair.refresh_token,
+    })
+}
+
+/// Register a customer account. Publishes `UserRegistered`.
+#[utoipa::path(
+    tag = "users",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = UserResponse),
+        (status = 409, description = "The e-mail is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/users")]
+#[tracing::instrument(skip_all)]
+pub async fn register(users: web::Data<Users>, body: web::Json<RegisterRequest>) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let required = |v: &Option<String>| v.clone().ok_or_else(|| "is required".to_owned());
+    let email = errors.check("email", required(&body.email).and_then(|e| Email::parse(&e)));
+    let name = errors.check("name", required(&body.name).and_then(|n| UserName::parse(&n)));
+    let password = errors.check("password", required(&body.password).and_then(|p| Password::parse(&p, email.as_ref())));
+    let (Some(email), Some(name), Some(password)) = (email, name, password) else {
+        return Err(errors.into_error());
+    };
+    let user = users.register(email, password, name, Role::Customer).await.map_err(|e| match e {
+        RegisterError::EmailTaken => ApiError::Conflict("an account with this e-mail exists already".into()),
+        RegisterError::Unexpected(e) => e.into(),
+    })?;
+    Ok(HttpResponse::Created().insert_header((header::LOCATION, "/users/me")).json(UserResponse::from(user)))
+}
+
+/// Log in: trade an e-mail and password for an access token and a refresh token.
+/// Failed attempts are limited per e-mail and per client address.
+#[utoipa::path(
+    tag = "users",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Tokens", body = TokenResponse),
+        (status = 401, description = "Wrong e-mail or password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts; see Retry-After", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+#[post("/auth/token")]
+#[tracing::instrument(skip_all)]
+pub async fn token(
+    req: HttpRequest,
+    users: web::Data<Users>,
+    throttle: web::Data<Throttles>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let email = [body.email.trim().to_lowercase()];
+    // The peer, not X-Forwarded-For: a client could forge the header to dodge the limit.
+    let address = [req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()];
+    let wait =
+        [throttle.email.check(&email), throttle.address.check(&address)].into_iter().filter_map(Result::err).max();
+    if let Some(wait) = wait {
+        return Err(ApiError::TooManyRequests { retry_after: wait.as_secs() });
+    }
+    let body = body.into_inner();
+    match users.login(&body.email, body.password).await {
+        Ok((_, pair)) => {
+            throttle.email.reset(&email[0]);
+            Ok(tokens(pair))
+        }
+        Err(LoginError::InvalidCredentials) => {
+            throttle.email.record_failure(&email);
+            throttle.address.record_failure(&address);
+            Err(ApiError::Unauthorized("wrong e-mail or password".into()))
+        }
+        Err(LoginError::Unexpected(e)) => Err(e.into()),
+    }
+}
+
+/// Rotate a refresh token: the old one stops working. Presenting a rotated one again revokes
+/// every token of its family.
+#[utoipa::path(
+    tag = "users",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 401, description = "Invalid, expired, rotated or revoked", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/auth/refresh")]
+#[tracing::instrument(skip_all)]
+pub async fn refresh(users: web::Data<Users>, body: web::Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+    match users.refresh(&body.refresh_token).await {
+        Ok(pair) => Ok(tokens(pair)),
+        Err(RefreshError::Invalid) => {
+            Err(ApiError::Unauthorized("the refresh token is invalid, expired or revoked".into()))
+        }
+        Err(RefreshError::Unexpected(e)) => Err(e.into()),
+    }
+}
+
+/// Log out: revoke the refresh token's whole family.
+#[utoipa::path(tag = "users", request_body = RefreshRequest, responses((status = 204, description = "Logged out")))]
+#[post("/auth/logout")]
+#[tracing::instrument(skip_all)]
+pub async fn logout(users: web::Data<Users>, body: web::Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+    users.logout(&body.refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The public keys that verify access tokens, by `kid` (RFC 7517).
+#[utoipa::path(tag = "users", responses((status = 200, description = "A JSON Web Key Set", body = Object)))]
+#[get("/.well-known/jwks.json")]
+pub async fn jwks(users: web::Data<Users>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::Public, CacheDirective::MaxAge(300)]))
+        .json(users.keys().jwks())
+}
+
+/// The signed-in user.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account", body = UserResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/users/me")]
+#[tracing::instrument(skip_all, fields(user.id = %principal.user_id))]
+pub async fn me(principal: Principal, users: web::Data<Users>) -> Result<web::Json<UserResponse>, ApiError> {
+    let user = users.get(principal.user_id.into()).await?;
+    // A valid token for an account that is gone.
+    let user = user.ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
+    Ok(web::Json(user.into()))
+}
+
+/// List accounts (admin).
+#[utoipa::path(
+    tag = "users",
+    params(ListUsersQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of accounts", body = Page<UserResponse>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/users")]
+#[tracing::instrument(skip_all, fields(user.id = %admin.0.user_id))]
+pub async fn list_users(
+    admin: Admin,
+    users: web::Data<Users>,
+    query: web::Query<ListUsersQuery>,
+) -> Result<web::Json<Page<UserResponse>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let after = query
+        .after
+        .as_deref()
+        .map(|c| Uuid::parse_str(c).map(UserId::from).map_err(|_| ApiError::invalid("after", "is not a cursor")))
+        .transpose()?;
+    let rows = users.list(after, limit + 1).await?;
+    Ok(web::Json(Page::from_rows(rows, limit, |u| u.id.to_string(), UserResponse::from)))
+}
+
+/// Change a user's role (admin). It applies to access tokens issued from now on.
+#[utoipa::path(
+    tag = "users",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = RoleRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account", body = UserResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/users/{id}/role")]
+#[tracing::instrument(skip_all, fields(user.id = %admin.0.user_id))]
+pub async fn set_role(
+    admin: Admin,
+    users: web::Data<Users>,
+    id: web::Path<Uuid>,
+    body: web::Json<RoleRequest>,
+) -> Result<web::Json<UserResponse>, ApiError> {
+    let user = users.set_role(id.into_inner().into(), body.role).await.map_err(|e| match e {
+        SetRoleError::NotFound(id) => ApiError::NotFound(format!("no user with id {id}")),
+        SetRoleError::Unexpected(e) => e.into(),
+    })?;
+    Ok(web::Json(user.into()))
+}

@@ -1,0 +1,260 @@
+//! The users module's use cases: registration, log-in, token rotation, roles.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Duration;
+use contracts::users::UserRegistered;
+use kernel::auth::Claims;
+use kernel::{Envelope, Outbox};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::{Email, Password, Role, User, UserId, UserName};
+use crate::keys::SigningKeys;
+use crate::passwords;
+use crate::persistence::{self, NewRefreshToken};
+
+/// How tokens are issued.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct Users {
+    db: DatabaseConnection,
+    outbox: Outbox,
+    keys: Arc<SigningKeys>,
+    policy: TokenPolicy,
+}
+
+/// What a successful log-in or refresh returns.
+pub struct TokenPair {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("an account with this e-mail exists already")]
+    EmailTaken,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("wrong e-mail or password")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is invalid, expired or revoked")]
+    Invalid,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetRoleError {
+    #[error("no user {0}")]
+    NotFound(UserId),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// What [`Users::ensure_admin`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    Created,
+    Promoted,
+    AlreadyAdmin,
+}
+
+impl Users {
+    pub fn new(db: DatabaseConnection, outbox: Outbox, keys: Arc<SigningKeys>, policy: TokenPolicy) -> Self {
+        Self { db, outbox, keys, policy }
+    }
+
+    pub fn keys(&self) -> &SigningKeys {
+        &self.keys
+    }
+
+    /// Creates an account; the password is hashed before any transaction opens.
+    #[tracing::instrument(skip_all)]
+    pub async fn register(
+        &self,
+        email: Email,
+        password: Password,
+        name: UserName,
+        role: Role,
+    ) -> Result<User, RegisterError> {
+        let hash = passwords::hash(password).await?;
+        let now = kernel::db::now();
+        let user = User { id: UserId::generate(), email, name, role, created_at: now, updated_at: now };
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        if let Err(e) = persistence::insert(&txn, &user, &hash).await {
+            return Err(match kernel::db::is_unique_violation(&e) {
+                true => RegisterError::EmailTaken,
+                false => anyhow::Error::new(e).context("failed to insert an account").into(),
+            });
+        }
+        let event = UserRegistered {
+            user_id: user.id.as_uuid(),
+            email: user.email.as_str().to_owned(),
+            name: user.name.as_str().to_owned(),
+            role: user.role.as_str().to_owned(),
+        };
+        self.publish(&txn, &event).await?;
+        self.outbox.commit(txn).await.context("failed to commit a registration")?;
+        tracing::info!(user.id = %user.id, "user registered");
+        Ok(user)
+    }
+
+    /// Checks the credentials and opens a new token family. An unknown e-mail costs one hash too.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(&self, email: &str, password: String) -> Result<(User, TokenPair), LoginError> {
+        let account = match Email::parse(email) {
+            Ok(email) => persistence::find_by_email(&self.db, &email).await.context("failed to load an account")?,
+            Err(_) => None,
+        };
+        let (user, hash) = match account {
+            Some((user, hash)) => (Some(user), Some(hash)),
+            None => (None, None),
+        };
+        if !passwords::verify(password, hash).await? {
+            return Err(LoginError::InvalidCredentials);
+        }
+        let user = user.ok_or(LoginError::InvalidCredentials)?;
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        let pair = self.issue(&txn, &user, Uuid::now_v7()).await?;
+        txn.commit().await.context("failed to commit a log-in")?;
+        tracing::info!(user.id = %user.id, "user logged in");
+        Ok((user, pair))
+    }
+
+    /// Rotates a refresh token. Presenting one that was rotated already revokes its whole family:
+    /// either its owner or a thief holds a copy, and neither can tell which (OAuth 2.0 Security BCP).
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+        let now = kernel::db::now();
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        let token = persistence::find_refresh_token(&txn, &token_hash(refresh_token))
+            .await
+            .context("failed to load a refresh token")?
+            .ok_or(RefreshError::Invalid)?;
+        if token.revoked_at.is_some() || token.expires_at <= now {
+            return Err(RefreshError::Invalid);
+        }
+        let first_use = token.used_at.is_none()
+            && persistence::use_refresh_token(&txn, token.id, now).await.context("failed to rotate a token")?;
+        if !first_use {
+            persistence::revoke_family(&txn, token.family_id, now).await.context("failed to revoke a family")?;
+            txn.commit().await.context("failed to commit a revocation")?;
+            tracing::warn!(user.id = %token.user_id, family = %token.family_id, "refresh token reused; family revoked");
+            return Err(RefreshError::Invalid);
+        }
+        let user = persistence::find(&txn, token.user_id.into())
+            .await
+            .context("failed to load an account")?
+            .ok_or(RefreshError::Invalid)?;
+        let pair = self.issue(&txn, &user, token.family_id).await?;
+        txn.commit().await.context("failed to commit a rotation")?;
+        Ok(pair)
+    }
+
+    /// Revokes the family of `refresh_token`; an unknown token changes nothing.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(&self, refresh_token: &str) -> anyhow::Result<()> {
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        if let Some(token) = persistence::find_refresh_token(&txn, &token_hash(refresh_token)).await? {
+            persistence::revoke_family(&txn, token.family_id, kernel::db::now()).await?;
+        }
+        txn.commit().await.context("failed to commit a log-out")
+    }
+
+    pub async fn get(&self, id: UserId) -> anyhow::Result<Option<User>> {
+        persistence::find(&self.db, id).await.context("failed to load an account")
+    }
+
+    pub async fn list(&self, after: Option<UserId>, limit: u64) -> anyhow::Result<Vec<User>> {
+        persistence::list(&self.db, after, limit).await.context("failed to list accounts")
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = %id, role = role.as_str()))]
+    pub async fn set_role(&self, id: UserId, role: Role) -> Result<User, SetRoleError> {
+        if !persistence::set_role(&self.db, id, role, kernel::db::now()).await.context("failed to set a role")? {
+            return Err(SetRoleError::NotFound(id));
+        }
+        tracing::info!("role changed");
+        self.get(id).await?.ok_or(SetRoleError::NotFound(id))
+    }
+
+    /// Makes sure `email` is an admin: creates the account, or promotes it (its password is then
+    /// left as it is).
+    pub async fn ensure_admin(&self, email: Email, password: Password) -> anyhow::Result<AdminBootstrap> {
+        if let Some((user, _)) = persistence::find_by_email(&self.db, &email).await? {
+            if user.role == Role::Admin {
+                return Ok(AdminBootstrap::AlreadyAdmin);
+            }
+            self.set_role(user.id, Role::Admin).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            return Ok(AdminBootstrap::Promoted);
+        }
+        let name = UserName::parse("Administrator").map_err(anyhow::Error::msg)?;
+        match self.register(email, password, name, Role::Admin).await {
+            Ok(_) => Ok(AdminBootstrap::Created),
+            // Another replica created it in the meantime.
+            Err(RegisterError::EmailTaken) => Ok(AdminBootstrap::AlreadyAdmin),
+            Err(RegisterError::Unexpected(e)) => Err(e),
+        }
+    }
+
+    /// A new access token, and a new refresh token in `family`.
+    async fn issue(&self, txn: &DatabaseTransaction, user: &User, family_id: Uuid) -> anyhow::Result<TokenPair> {
+        let now = kernel::db::now();
+        let claims = Claims {
+            sub: user.id.as_uuid(),
+            role: user.role,
+            iss: self.policy.issuer.clone(),
+            aud: self.policy.audience.clone(),
+            iat: now.timestamp(),
+            exp: (now + self.policy.access_ttl).timestamp(),
+            jti: Uuid::new_v4().to_string(),
+        };
+        let access_token = self.keys.sign(&claims)?;
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        let refresh_token = URL_SAFE_NO_PAD.encode(secret);
+        let hash = token_hash(&refresh_token);
+        let token = NewRefreshToken {
+            user_id: user.id,
+            family_id,
+            token_hash: &hash,
+            issued_at: now,
+            expires_at: now + self.policy.refresh_ttl,
+        };
+        persistence::insert_refresh_token(txn, token).await.context("failed to store a refresh token")?;
+        Ok(TokenPair { access_token, expires_in: self.policy.access_ttl.num_seconds(), refresh_token })
+    }
+
+    async fn publish(&self, txn: &DatabaseTransaction, event: &UserRegistered) -> anyhow::Result<()> {
+        let envelope = Envelope::new(event).context("failed to serialise an event")?;
+        self.outbox.enqueue(txn, &envelope).await.context("failed to write UserRegistered to the outbox")
+    }
+}
+
+/// Refresh tokens are stored as their SHA-256: a leaked table holds no usable token.
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,267 @@
+//! The users module: registration, log-in, token rotation, roles, keys and throttling.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{As, TestApp, assert_problem, product_body, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    pub async fn register(&self, email: &str, password: &str, name: &str) -> reqwest::Response {
+        let body = json!({"email": email, "password": password, "name": name});
+        self.request(Method::POST, "/users", As::Anonymous).json(&body).send().await.expect("sent")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        let body = json!({"email": email, "password": password});
+        self.request(Method::POST, "/auth/token", As::Anonymous).json(&body).send().await.expect("sent")
+    }
+
+    /// Registers `email` and logs in: the token response.
+    pub async fn signed_in(&self, email: &str) -> Value {
+        assert_eq!(self.register(email, PASSWORD, "Test User").await.status(), 201);
+        let response = self.login(email, PASSWORD).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("JSON")
+    }
+
+    pub async fn post_refresh(&self, path: &str, refresh_token: &Value) -> reqwest::Response {
+        let body = json!({"refreshToken": refresh_token});
+        self.request(Method::POST, path, As::Anonymous).json(&body).send().await.expect("sent")
+    }
+
+    pub async fn me(&self, access_token: &Value) -> reqwest::Response {
+        let token = access_token.as_str().expect("a token");
+        self.request(Method::GET, "/users/me", As::Anonymous).bearer_auth(token).send().await.expect("sent")
+    }
+}
+
+fn claims_of(token: &str) -> (Value, Value) {
+    use base64::Engine;
+    let decode = |part: &str| -> Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
+        serde_json::from_slice(&bytes).expect("JSON")
+    };
+    let mut parts = token.split('.');
+    let header = decode(parts.next().expect("a header"));
+    (header, decode(parts.next().expect("claims")))
+}
+
+#[tokio::test]
+async fn a_new_user_registers_logs_in_reads_me_refreshes_and_logs_out() {
+    let app = spawn_app().await;
+    let registered = app.register("  Ada@Example.COM ", PASSWORD, "Ada Lovelace").await;
+    assert_eq!(registered.status(), 201);
+    let user: Value = registered.json().await.expect("JSON");
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["role"], "customer");
+    assert!(user.get("password").is_none() && user.get("passwordHash").is_none(), "{user}");
+
+    let login = app.login("ADA@example.com", PASSWORD).await;
+    assert_eq!(login.status(), 200);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    let tokens: Value = login.json().await.expect("JSON");
+    assert_eq!(tokens["tokenType"], "Bearer");
+    assert_eq!(tokens["expiresIn"], 900);
+    let (header, claims) = claims_of(tokens["accessToken"].as_str().expect("a token"));
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["kid"], crate::helpers::kid());
+    assert_eq!(claims["sub"], user["id"]);
+    assert_eq!(claims["role"], "customer");
+    assert_eq!((claims["iss"].as_str(), claims["aud"].as_str()), (Some("bazaar"), Some("bazaar")));
+    assert_eq!(claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"), 900);
+    assert!(claims["jti"].is_string());
+
+    let me: Value = app.me(&tokens["accessToken"]).await.json().await.expect("JSON");
+    assert_eq!(me, user);
+
+    let refreshed = app.post_refresh("/auth/refresh", &tokens["refreshToken"]).await;
+    assert_eq!(refreshed.status(), 200);
+    let rotated: Value = refreshed.json().await.expect("JSON");
+    assert_ne!(rotated["refreshToken"], tokens["refreshToken"]);
+    assert_eq!(app.me(&rotated["accessToken"]).await.status(), 200);
+
+    assert_eq!(app.post_refresh("/auth/logout", &rotated["refreshToken"]).await.status(), 204);
+    assert_problem(app.post_refresh("/auth/refresh", &rotated["refreshToken"]).await, 401).await;
+}
+
+#[tokio::test]
+async fn registration_rules_are_422_naming_each_field_and_a_taken_email_is_409() {
+    let app = spawn_app().await;
+    let problem = assert_problem(app.register("not-an-email", "short", "").await, 422).await;
+    let fields: Vec<&str> =
+        problem["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("a field")).collect();
+    assert_eq!(fields, ["email", "name", "password"]);
+    for weak in ["password1234", "grace@example.com"] {
+        let problem = assert_problem(app.register("grace@example.com", weak, "Grace").await, 422).await;
+        assert_eq!(problem["errors"][0]["field"], "password", "{weak}");
+    }
+    assert_eq!(app.register("grace@example.com", PASSWORD, "Grace").await.status(), 201);
+    assert_problem(app.register("GRACE@example.com", PASSWORD, "Grace again").await, 409).await;
+}
+
+#[tokio::test]
+async fn a_wrong_email_and_a_wrong_password_look_the_same_and_cost_the_same() {
+    let app = spawn_app_with(&[("users.failed_logins_per_minute_per_address", "100")]).await;
+    app.signed_in("hopper@example.com").await;
+    let mut timings = [Vec::new(), Vec::new()];
+    let mut bodies = Vec::new();
+    for round in 0..3 {
+        for (i, email) in
+            [format!("nobody{round}@example.com"), "hopper@example.com".to_owned()].into_iter().enumerate()
+        {
+            let started = Instant::now();
+            let response = app.login(&email, "wrong password entirely").await;
+            timings[i].push(started.elapsed());
+            let body = assert_problem(response, 401).await;
+            bodies.push(body);
+        }
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (unknown, wrong) = (median(&mut timings[0]), median(&mut timings[1]));
+    assert!(unknown * 2 >= wrong && wrong * 2 >= unknown, "unknown e-mail {unknown:?}, wrong password {wrong:?}");
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_its_whole_family() {
+    let app = spawn_app().await;
+    let first = app.signed_in("turing@example.com").await;
+    let second: Value = app.post_refresh("/auth/refresh", &first["refreshToken"]).await.json().await.expect("JSON");
+    // The first token again: a thief or the owner replays it, so the family is revoked.
+    assert_problem(app.post_refresh("/auth/refresh", &first["refreshToken"]).await, 401).await;
+    assert_problem(app.post_refresh("/auth/refresh", &second["refreshToken"]).await, 401).await;
+    // Another log-in starts a new family, unaffected.
+    let other: Value = app.login("turing@example.com", PASSWORD).await.json().await.expect("JSON");
+    assert_eq!(app.post_refresh("/auth/refresh", &other["refreshToken"]).await.status(), 200);
+    assert_problem(app.post_refresh("/auth/refresh", &json!("made-up")).await, 401).await;
+}
+
+#[tokio::test]
+async fn admins_list_users_and_change_roles_and_customers_cannot() {
+    let app = spawn_app_with(&[
+        ("users.bootstrap_admin.email", "root@example.com"),
+        ("users.bootstrap_admin.password", "a long admin passphrase"),
+    ])
+    .await;
+    let customer = app.signed_in("knuth@example.com").await;
+    let token = customer["accessToken"].as_str().expect("a token");
+    let listed = app.request(Method::GET, "/users", As::Anonymous).bearer_auth(token).send().await.expect("sent");
+    assert_problem(listed, 403).await;
+    let create =
+        app.request(Method::POST, "/products", As::Anonymous).bearer_auth(token).json(&product_body("K-1", "K"));
+    assert_problem(create.send().await.expect("sent"), 403).await;
+
+    let admin: Value = app.login("root@example.com", "a long admin passphrase").await.json().await.expect("JSON");
+    let admin_token = admin["accessToken"].as_str().expect("a token");
+    assert_eq!(claims_of(admin_token).1["role"], "admin");
+    let page: Value = app
+        .request(Method::GET, "/users?limit=1", As::Anonymous)
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(page["items"].as_array().expect("items").len(), 1);
+    assert!(page["nextCursor"].is_string());
+
+    let knuth: Value = app.me(&customer["accessToken"]).await.json().await.expect("JSON");
+    let path = format!("/users/{}/role", knuth["id"].as_str().expect("an id"));
+    let promoted =
+        app.request(Method::PUT, &path, As::Anonymous).bearer_auth(admin_token).json(&json!({"role": "admin"}));
+    let promoted: Value = promoted.send().await.expect("sent").json().await.expect("JSON");
+    assert_eq!(promoted["role"], "admin");
+    let fresh: Value = app.login("knuth@example.com", PASSWORD).await.json().await.expect("JSON");
+    let create = app
+        .request(Method::POST, "/products", As::Anonymous)
+        .bearer_auth(fresh["accessToken"].as_str().expect("a token"))
+        .json(&product_body("K-2", "Knuth's"));
+    assert_eq!(create.send().await.expect("sent").status(), 201, "the new role applies to new tokens");
+
+    let missing = format!("/users/{}/role", uuid::Uuid::now_v7());
+    let response =
+        app.request(Method::PUT, &missing, As::Anonymous).bearer_auth(admin_token).json(&json!({"role": "admin"}));
+    assert_problem(response.send().await.expect("sent"), 404).await;
+    let bad = app.request(Method::PUT, &path, As::Anonymous).bearer_auth(admin_token).json(&json!({"role": "god"}));
+    assert_problem(bad.send().await.expect("sent"), 422).await;
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_email_and_a_success_resets_the_count() {
+    let app = spawn_app_with(&[
+        ("users.failed_logins_per_minute", "3"),
+        ("users.failed_logins_per_minute_per_address", "100"),
+    ])
+    .await;
+    app.signed_in("lamport@example.com").await;
+    for _ in 0..2 {
+        assert_problem(app.login("lamport@example.com", "not the password").await, 401).await;
+    }
+    assert_eq!(app.login("lamport@example.com", PASSWORD).await.status(), 200, "resets the e-mail's count");
+    for _ in 0..3 {
+        assert_problem(app.login("lamport@example.com", "not the password").await, 401).await;
+    }
+    let throttled = app.login("lamport@example.com", PASSWORD).await;
+    let retry_after: u64 = throttled.headers()["retry-after"].to_str().expect("ASCII").parse().expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_problem(throttled, 429).await;
+    assert_eq!(app.login("LAMPORT@example.com", PASSWORD).await.status(), 429, "whatever the case");
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_client_address() {
+    let app = spawn_app_with(&[("users.failed_logins_per_minute_per_address", "4")]).await;
+    for i in 0..4 {
+        assert_problem(app.login(&format!("guess{i}@example.com"), "not the password").await, 401).await;
+    }
+    assert_problem(app.login("someone-else@example.com", "not the password").await, 429).await;
+}
+
+#[tokio::test]
+async fn the_jwks_publishes_the_signing_key_and_verifies_tokens_for_other_processes() {
+    let app = spawn_app().await;
+    let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.expect("JSON");
+    let keys = jwks["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kid"], crate::helpers::kid());
+    assert_eq!((keys[0]["kty"].as_str(), keys[0]["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert!(keys[0].get("d").is_none(), "no private part");
+
+    // A process that does not host users verifies through the JWKS alone.
+    let tokens = app.signed_in("liskov@example.com").await;
+    let verifier =
+        kernel::JwtVerifier::from_jwks_url(&format!("{}/.well-known/jwks.json", app.address), "bazaar", "bazaar");
+    let claims = verifier.verify(tokens["accessToken"].as_str().expect("a token")).await.expect("verified");
+    assert_eq!(claims.role, kernel::Role::Customer);
+    let forged = crate::helpers::token("admin", 900, crate::helpers::OTHER_PRIVATE_KEY);
+    assert!(verifier.verify(&forged).await.is_err(), "same kid, another key");
+    let wrong_audience =
+        kernel::JwtVerifier::from_jwks_url(&format!("{}/.well-known/jwks.json", app.address), "bazaar", "elsewhere");
+    assert!(wrong_audience.verify(tokens["accessToken"].as_str().expect("a token")).await.is_err());
+}
+
+#[tokio::test]
+async fn during_a_key_rotation_tokens_of_the_previous_key_still_verify() {
+    let app = spawn_app_with(&[
+        ("auth.signing_key", include_str!("../fixtures/other-ed25519-private.pem")),
+        ("auth.previous_public_key", crate::helpers::PUBLIC_KEY),
+    ])
+    .await;
+    let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.expect("JSON");
+    assert_eq!(jwks["keys"].as_array().expect("keys").len(), 2);
+    // Signed with the previous key (the fixtures' usual one).
+    let old = app.request(Method::POST, "/products", As::Admin).json(&product_body("ROT-1", "Rotated")).send().await;
+    assert_eq!(old.expect("sent").status(), 201);
+    let tokens = app.signed_in("rotation@example.com").await;
+    let (header, _) = claims_of(tokens["accessToken"].as_str().expect("a token"));
+    assert_ne!(header["kid"], crate::helpers::kid(), "new tokens use the new key");
+    assert_eq!(app.me(&tokens["accessToken"]).await.status(), 200);
+}
