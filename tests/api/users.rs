@@ -5,7 +5,14 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{As, TestApp, assert_problem, product_body, spawn_app, spawn_app_with};
+use crate::engines::{Engine, on_every_engine};
+use crate::helpers::{As, TestApp, assert_problem, product_body, spawn_app, spawn_app_on, spawn_app_with};
+
+on_every_engine!(
+    a_new_user_registers_logs_in_reads_me_refreshes_and_logs_out,
+    a_reused_refresh_token_revokes_its_whole_family,
+    registration_rules_are_422_naming_each_field_and_a_taken_email_is_409,
+);
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -50,9 +57,8 @@ fn claims_of(token: &str) -> (Value, Value) {
     (header, decode(parts.next().expect("claims")))
 }
 
-#[tokio::test]
-async fn a_new_user_registers_logs_in_reads_me_refreshes_and_logs_out() {
-    let app = spawn_app().await;
+async fn a_new_user_registers_logs_in_reads_me_refreshes_and_logs_out(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let registered = app.register("  Ada@Example.COM ", PASSWORD, "Ada Lovelace").await;
     assert_eq!(registered.status(), 201);
     let user: Value = registered.json().await.expect("JSON");
@@ -88,9 +94,8 @@ async fn a_new_user_registers_logs_in_reads_me_refreshes_and_logs_out() {
     assert_problem(app.post_refresh("/auth/refresh", &rotated["refreshToken"]).await, 401).await;
 }
 
-#[tokio::test]
-async fn registration_rules_are_422_naming_each_field_and_a_taken_email_is_409() {
-    let app = spawn_app().await;
+async fn registration_rules_are_422_naming_each_field_and_a_taken_email_is_409(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let problem = assert_problem(app.register("not-an-email", "short", "").await, 422).await;
     let fields: Vec<&str> =
         problem["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("a field")).collect();
@@ -129,9 +134,8 @@ async fn a_wrong_email_and_a_wrong_password_look_the_same_and_cost_the_same() {
     assert!(unknown * 2 >= wrong && wrong * 2 >= unknown, "unknown e-mail {unknown:?}, wrong password {wrong:?}");
 }
 
-#[tokio::test]
-async fn a_reused_refresh_token_revokes_its_whole_family() {
-    let app = spawn_app().await;
+async fn a_reused_refresh_token_revokes_its_whole_family(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let first = app.signed_in("turing@example.com").await;
     let second: Value = app.post_refresh("/auth/refresh", &first["refreshToken"]).await.json().await.expect("JSON");
     // The first token again: a thief or the owner replays it, so the family is revoked.
