@@ -4,6 +4,9 @@
 //! a consumer names exactly the version it understands; a breaking change gets a new version.
 
 pub mod catalog;
+pub mod inventory;
+pub mod orders;
+pub mod shipping;
 pub mod users;
 
 use serde::{Serialize, de::DeserializeOwned};

@@ -1,0 +1,103 @@
+//! Events published by the orders module.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::IntegrationEvent;
+use crate::catalog::Price;
+
+const SOURCE: &str = "orders";
+
+/// A product and how many of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub product_id: Uuid,
+    pub quantity: u32,
+}
+
+/// An order line as the customer saw it, prices frozen at order time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: Price,
+    pub line_total: Price,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShippingAddress {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+/// A customer placed an order; inventory reserves its items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCreated {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<OrderItem>,
+}
+
+impl IntegrationEvent for OrderCreated {
+    const NAME: &'static str = "OrderCreated";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = SOURCE;
+}
+
+/// Stock is reserved: the order will ship. Carries what shipping needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderConfirmed {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub lines: Vec<OrderLine>,
+    pub shipping_address: ShippingAddress,
+    pub total: Price,
+}
+
+impl IntegrationEvent for OrderConfirmed {
+    const NAME: &'static str = "OrderConfirmed";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = SOURCE;
+}
+
+/// Stock could not be reserved; nothing is reserved for the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRejected {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub reason: String,
+}
+
+impl IntegrationEvent for OrderRejected {
+    const NAME: &'static str = "OrderRejected";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = SOURCE;
+}
+
+/// The customer cancelled before shipping; whatever was reserved for it is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<OrderItem>,
+}
+
+impl IntegrationEvent for OrderCancelled {
+    const NAME: &'static str = "OrderCancelled";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = SOURCE;
+}
