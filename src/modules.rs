@@ -6,7 +6,12 @@ use kernel::Module;
 
 /// Every module, in start-up order.
 pub fn all() -> Vec<Arc<dyn Module>> {
-    vec![Arc::new(users::UsersModule), Arc::new(catalog::CatalogModule)]
+    vec![
+        Arc::new(users::UsersModule),
+        Arc::new(catalog::CatalogModule),
+        Arc::new(inventory::InventoryModule),
+        Arc::new(orders::OrdersModule),
+    ]
 }
 
 pub fn names() -> impl Iterator<Item = &'static str> {

@@ -5,7 +5,9 @@
 //! Every module's history starts with [`kernel::KernelTables`]: its outbox, inbox and dead letters.
 
 pub mod catalog;
+pub mod inventory;
 pub mod kernel;
+pub mod orders;
 pub mod users;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};

@@ -8,4 +8,5 @@ mod engines;
 mod errors;
 mod helpers;
 mod operations;
+mod orders;
 mod users;

@@ -50,6 +50,10 @@ impl FieldErrors {
         result.map_err(|message| self.0.push(FieldError::new(field, message))).ok()
     }
 
+    pub fn has_errors(&self) -> bool {
+        !self.0.is_empty()
+    }
+
     /// A 422 naming every recorded field.
     pub fn into_error(self) -> ApiError {
         ApiError::Validation(self.0)

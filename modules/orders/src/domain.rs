@@ -1,0 +1,376 @@
+//! The orders module's domain: the order, its lines, its address, and its status machine.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OrderId(Uuid);
+
+impl OrderId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for OrderId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl std::fmt::Display for OrderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An order's status. Only [`OrderStatus::transition`] moves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Rejected,
+    Cancelled,
+    Shipped,
+    Delivered,
+}
+
+/// What happens to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEvent {
+    StockReserved,
+    StockRefused,
+    Cancel,
+    #[cfg_attr(not(test), expect(dead_code, reason = "the shipping module's ShipmentDispatched will drive it"))]
+    Ship,
+    #[cfg_attr(not(test), expect(dead_code, reason = "the shipping module's ShipmentDelivered will drive it"))]
+    Deliver,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an order that is {} cannot take {event:?}", from.as_str())]
+pub struct InvalidTransition {
+    pub from: OrderStatus,
+    pub event: OrderEvent,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Pending,
+        OrderStatus::Confirmed,
+        OrderStatus::Rejected,
+        OrderStatus::Cancelled,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+    ];
+
+    /// `pending → confirmed | rejected | cancelled`, `confirmed → shipped | cancelled`,
+    /// `shipped → delivered`; nothing else.
+    pub fn transition(self, event: OrderEvent) -> Result<OrderStatus, InvalidTransition> {
+        use OrderEvent as E;
+        use OrderStatus as S;
+        match (self, event) {
+            (S::Pending, E::StockReserved) => Ok(S::Confirmed),
+            (S::Pending, E::StockRefused) => Ok(S::Rejected),
+            (S::Pending | S::Confirmed, E::Cancel) => Ok(S::Cancelled),
+            (S::Confirmed, E::Ship) => Ok(S::Shipped),
+            (S::Shipped, E::Deliver) => Ok(S::Delivered),
+            (from, event) => Err(InvalidTransition { from, event }),
+        }
+    }
+
+    /// Whether the order can still change its shipping address.
+    pub fn accepts_address_change(self) -> bool {
+        matches!(self, Self::Pending | Self::Confirmed)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
+            Self::Shipped => "shipped",
+            Self::Delivered => "delivered",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw).ok_or_else(|| {
+            format!("'{raw}' is not a status (pending, confirmed, rejected, cancelled, shipped, delivered)")
+        })
+    }
+}
+
+/// 1 to 1000 units of one product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(u32);
+
+impl Quantity {
+    pub fn parse(raw: i64) -> Result<Self, String> {
+        match u32::try_from(raw) {
+            Ok(q @ 1..=1000) => Ok(Self(q)),
+            _ => Err("must be between 1 and 1000".into()),
+        }
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0
+    }
+}
+
+/// Where the parcel goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShippingAddress {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+}
+
+/// The unvalidated address of a request.
+#[derive(Debug, Default)]
+pub struct RawAddress<'a> {
+    pub name: Option<&'a str>,
+    pub line1: Option<&'a str>,
+    pub line2: Option<&'a str>,
+    pub city: Option<&'a str>,
+    pub postal_code: Option<&'a str>,
+    pub country: Option<&'a str>,
+}
+
+impl ShippingAddress {
+    /// Every problem, as `(field, message)`.
+    pub fn parse(raw: RawAddress<'_>) -> Result<Self, Vec<(&'static str, String)>> {
+        fn text(
+            errors: &mut Vec<(&'static str, String)>,
+            field: &'static str,
+            value: Option<&str>,
+            max: usize,
+        ) -> Option<String> {
+            let value = value.map(str::trim).unwrap_or_default();
+            if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+                errors.push((field, format!("must be 1 to {max} characters")));
+                return None;
+            }
+            Some(value.to_owned())
+        }
+        let mut errors = Vec::new();
+        let name = text(&mut errors, "name", raw.name, 200);
+        let line1 = text(&mut errors, "line1", raw.line1, 200);
+        let city = text(&mut errors, "city", raw.city, 100);
+        let postal_code = text(&mut errors, "postalCode", raw.postal_code, 20);
+        let line2 = match raw.line2.map(str::trim).filter(|l| !l.is_empty()) {
+            Some(l) if l.chars().count() > 200 || l.chars().any(char::is_control) => {
+                errors.push(("line2", "must be at most 200 characters".into()));
+                None
+            }
+            other => other.map(str::to_owned),
+        };
+        let country = match raw.country.map(str::trim) {
+            Some(c) if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()) => Some(c.to_ascii_uppercase()),
+            _ => {
+                errors.push(("country", "must be an ISO 3166-1 alpha-2 code, like DE".into()));
+                None
+            }
+        };
+        match (name, line1, city, postal_code, country) {
+            (Some(name), Some(line1), Some(city), Some(postal_code), Some(country)) if errors.is_empty() => {
+                Ok(Self { name, line1, line2, city, postal_code, country })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// An amount in minor units of one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub amount: i64,
+    pub currency: String,
+}
+
+/// An order line, its price frozen at order time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity: Quantity,
+    pub unit_price: Money,
+}
+
+impl OrderLine {
+    pub fn total(&self) -> Money {
+        Money {
+            amount: self.unit_price.amount.saturating_mul(i64::from(self.quantity.get())),
+            currency: self.unit_price.currency.clone(),
+        }
+    }
+}
+
+/// The instants at which an order reached each status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeline {
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub rejected_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: OrderId,
+    pub user_id: Uuid,
+    pub status: OrderStatus,
+    pub lines: Vec<OrderLine>,
+    pub shipping_address: ShippingAddress,
+    pub total: Money,
+    pub rejection_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub timeline: Timeline,
+}
+
+impl Order {
+    /// Moves the order on `event`, stamping the time it reached its new status.
+    pub fn apply(&mut self, event: OrderEvent, now: DateTime<Utc>) -> Result<(), InvalidTransition> {
+        self.status = self.status.transition(event)?;
+        self.updated_at = now;
+        let stamp = match self.status {
+            OrderStatus::Confirmed => &mut self.timeline.confirmed_at,
+            OrderStatus::Rejected => &mut self.timeline.rejected_at,
+            OrderStatus::Cancelled => &mut self.timeline.cancelled_at,
+            OrderStatus::Shipped => &mut self.timeline.shipped_at,
+            OrderStatus::Delivered => &mut self.timeline.delivered_at,
+            OrderStatus::Pending => return Ok(()),
+        };
+        *stamp = Some(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENTS: [OrderEvent; 5] = [
+        OrderEvent::StockReserved,
+        OrderEvent::StockRefused,
+        OrderEvent::Cancel,
+        OrderEvent::Ship,
+        OrderEvent::Deliver,
+    ];
+
+    #[test]
+    fn the_transitions_are_exactly_those_of_the_brief() {
+        use OrderEvent as E;
+        use OrderStatus as S;
+        let allowed = [
+            (S::Pending, E::StockReserved, S::Confirmed),
+            (S::Pending, E::StockRefused, S::Rejected),
+            (S::Pending, E::Cancel, S::Cancelled),
+            (S::Confirmed, E::Ship, S::Shipped),
+            (S::Confirmed, E::Cancel, S::Cancelled),
+            (S::Shipped, E::Deliver, S::Delivered),
+        ];
+        for from in OrderStatus::ALL {
+            for event in EVENTS {
+                let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
+                assert_eq!(from.transition(event).ok(), expected, "{from:?} on {event:?}");
+            }
+        }
+    }
+
+    /// Every sequence of up to six events from `pending`: terminal states never move again, a
+    /// shipped order is never cancelled, and `delivered` is only reached through `shipped`.
+    #[test]
+    fn every_event_sequence_respects_the_invariants() {
+        fn walk(status: OrderStatus, history: &mut Vec<OrderStatus>, depth: usize) {
+            if depth == 0 {
+                return;
+            }
+            for event in EVENTS {
+                match status.transition(event) {
+                    Ok(next) => {
+                        let terminal =
+                            matches!(status, OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Delivered);
+                        assert!(!terminal, "{status:?} moved on {event:?}");
+                        assert!(!(status == OrderStatus::Shipped && next == OrderStatus::Cancelled));
+                        if next == OrderStatus::Delivered {
+                            assert!(history.contains(&OrderStatus::Confirmed) && status == OrderStatus::Shipped);
+                        }
+                        history.push(next);
+                        walk(next, history, depth - 1);
+                        history.pop();
+                    }
+                    Err(e) => assert_eq!((e.from, e.event), (status, event)),
+                }
+            }
+        }
+        walk(OrderStatus::Pending, &mut vec![OrderStatus::Pending], 6);
+    }
+
+    #[test]
+    fn quantities_are_one_to_a_thousand() {
+        assert!(Quantity::parse(0).is_err());
+        assert!(Quantity::parse(1001).is_err());
+        assert!(Quantity::parse(-1).is_err());
+        assert_eq!(Quantity::parse(1000).expect("valid").get(), 1000);
+    }
+
+    #[test]
+    fn an_address_reports_every_bad_field() {
+        let errors =
+            ShippingAddress::parse(RawAddress { name: Some(" "), country: Some("Germany"), ..Default::default() })
+                .expect_err("invalid");
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["name", "line1", "city", "postalCode", "country"]);
+        let ok = ShippingAddress::parse(RawAddress {
+            name: Some("Ada"),
+            line1: Some("1 Main St"),
+            line2: Some(""),
+            city: Some("London"),
+            postal_code: Some("N1 9GU"),
+            country: Some("gb"),
+        })
+        .expect("valid");
+        assert_eq!((ok.country.as_str(), ok.line2), ("GB", None));
+    }
+
+    #[test]
+    fn applying_an_event_stamps_its_time() {
+        let now = Utc::now();
+        let mut order = Order {
+            id: OrderId::generate(),
+            user_id: Uuid::now_v7(),
+            status: OrderStatus::Pending,
+            lines: vec![],
+            shipping_address: ShippingAddress {
+                name: "A".into(),
+                line1: "B".into(),
+                line2: None,
+                city: "C".into(),
+                postal_code: "D".into(),
+                country: "DE".into(),
+            },
+            total: Money { amount: 0, currency: "EUR".into() },
+            rejection_reason: None,
+            created_at: now,
+            updated_at: now,
+            timeline: Timeline::default(),
+        };
+        order.apply(OrderEvent::StockReserved, now).expect("allowed");
+        assert_eq!(order.timeline.confirmed_at, Some(now));
+        assert!(order.apply(OrderEvent::Deliver, now).is_err());
+        assert_eq!(order.status, OrderStatus::Confirmed);
+    }
+}

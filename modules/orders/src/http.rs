@@ -1,0 +1,394 @@
+//! The orders module's HTTP API.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use chrono::{DateTime, Utc};
+use kernel::error::{FieldErrors, Problem};
+use kernel::{ApiError, FieldError, Page, Principal, page_limit};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{Money, Order, OrderId, OrderStatus, Quantity, RawAddress, ShippingAddress};
+use crate::service::{ChangeOrderError, Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ItemRequest {
+    pub product_id: Option<Uuid>,
+    #[schema(example = 2)]
+    pub quantity: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddressBody {
+    #[schema(example = "Ada Lovelace")]
+    pub name: Option<String>,
+    #[schema(example = "12 St James's Square")]
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    #[schema(example = "London")]
+    pub city: Option<String>,
+    #[schema(example = "SW1Y 4JH")]
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[schema(example = "GB")]
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    pub items: Option<Vec<ItemRequest>>,
+    pub shipping_address: Option<AddressBody>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeAddressRequest {
+    pub shipping_address: Option<AddressBody>,
+}
+
+fn address(body: Option<&AddressBody>, errors: &mut FieldErrors) -> Option<ShippingAddress> {
+    let Some(body) = body else {
+        errors.check::<()>("shippingAddress", Err("is required".into()));
+        return None;
+    };
+    let raw = RawAddress {
+        name: body.name.as_deref(),
+        line1: body.line1.as_deref(),
+        line2: body.line2.as_deref(),
+        city: body.city.as_deref(),
+        postal_code: body.postal_code.as_deref(),
+        country: body.country.as_deref(),
+    };
+    match ShippingAddress::parse(raw) {
+        Ok(address) => Some(address),
+        Err(problems) => {
+            for (field, message) in problems {
+                errors.check::<()>(&format!("shippingAddress.{field}"), Err(message));
+            }
+            None
+        }
+    }
+}
+
+impl TryFrom<&PlaceOrderRequest> for PlaceOrder {
+    type Error = ApiError;
+
+    fn try_from(body: &PlaceOrderRequest) -> Result<Self, ApiError> {
+        let mut errors = FieldErrors::default();
+        let mut items = Vec::new();
+        match body.items.as_deref() {
+            None | Some([]) => {
+                errors.check::<()>("items", Err("must name at least one product".into()));
+            }
+            Some(lines) if lines.len() > 100 => {
+                errors.check::<()>("items", Err("may have at most 100 lines".into()));
+            }
+            Some(lines) => {
+                for (i, line) in lines.iter().enumerate() {
+                    let product =
+                        errors.check(&format!("items[{i}].productId"), line.product_id.ok_or("is required".into()));
+                    let quantity = errors.check(
+                        &format!("items[{i}].quantity"),
+                        line.quantity.ok_or_else(|| "is required".to_owned()).and_then(Quantity::parse),
+                    );
+                    if let (Some(product), Some(quantity)) = (product, quantity) {
+                        items.push((product, quantity));
+                    }
+                }
+            }
+        }
+        let shipping_address = address(body.shipping_address.as_ref(), &mut errors);
+        match shipping_address {
+            Some(shipping_address) if !errors.has_errors() => Ok(PlaceOrder { items, shipping_address }),
+            _ => Err(errors.into_error()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceBody {
+    pub amount: i64,
+    pub currency: String,
+}
+
+impl From<&Money> for PriceBody {
+    fn from(m: &Money) -> Self {
+        Self { amount: m.amount, currency: m.currency.clone() }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineResponse {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: PriceBody,
+    pub line_total: PriceBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressResponse {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderResponse {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// `pending`, `confirmed`, `rejected`, `cancelled`, `shipped` or `delivered`.
+    pub status: &'static str,
+    pub lines: Vec<LineResponse>,
+    pub total: PriceBody,
+    pub shipping_address: AddressResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub rejected_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Order> for OrderResponse {
+    fn from(o: &Order) -> Self {
+        let a = &o.shipping_address;
+        Self {
+            id: o.id.as_uuid(),
+            user_id: o.user_id,
+            status: o.status.as_str(),
+            lines: o
+                .lines
+                .iter()
+                .map(|l| LineResponse {
+                    product_id: l.product_id,
+                    sku: l.sku.clone(),
+                    name: l.name.clone(),
+                    quantity: l.quantity.get(),
+                    unit_price: (&l.unit_price).into(),
+                    line_total: (&l.total()).into(),
+                })
+                .collect(),
+            total: (&o.total).into(),
+            shipping_address: AddressResponse {
+                name: a.name.clone(),
+                line1: a.line1.clone(),
+                line2: a.line2.clone(),
+                city: a.city.clone(),
+                postal_code: a.postal_code.clone(),
+                country: a.country.clone(),
+            },
+            rejection_reason: o.rejection_reason.clone(),
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            confirmed_at: o.timeline.confirmed_at,
+            rejected_at: o.timeline.rejected_at,
+            cancelled_at: o.timeline.cancelled_at,
+            shipped_at: o.timeline.shipped_at,
+            delivered_at: o.timeline.delivered_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListOrdersQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u64>,
+    /// The `nextCursor` of the previous page.
+    pub after: Option<String>,
+    pub status: Option<String>,
+}
+
+fn render(order: &Order) -> String {
+    serde_json::to_string(&OrderResponse::from(order)).unwrap_or_default()
+}
+
+fn created(location: &str, body: String) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, location.to_owned()))
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Place an order (customer). It starts `pending`; inventory's answer confirms or rejects it.
+/// With an `Idempotency-Key`, a repeat of the same request returns the first response.
+#[utoipa::path(
+    tag = "orders",
+    request_body = PlaceOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: at most 255 characters")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Placed", body = OrderResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid order, or a key reused with another request", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders")]
+#[tracing::instrument(skip_all, fields(user.id = %principal.user_id))]
+pub async fn place_order(
+    req: HttpRequest,
+    principal: Principal,
+    orders: web::Data<Orders>,
+    body: web::Json<PlaceOrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = PlaceOrder::try_from(&*body)?;
+    let idempotency = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
+            let key =
+                key.ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible characters".into()))?;
+            let canonical = serde_json::to_vec(&*body).unwrap_or_default();
+            let request_hash = Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect();
+            Some(Idempotency { key: key.to_owned(), request_hash })
+        }
+    };
+    let placed = orders.place(principal.user_id, request, idempotency, render).await.map_err(|e| match e {
+        PlaceOrderError::Invalid(errors) => {
+            ApiError::Validation(errors.into_iter().map(|(f, m)| FieldError::new(f, m)).collect())
+        }
+        PlaceOrderError::KeyReused => ApiError::invalid("Idempotency-Key", "was used before with another request body"),
+        PlaceOrderError::Unexpected(e) => e.into(),
+    })?;
+    Ok(match placed {
+        Placed::New(order) => created(&format!("/orders/{}", order.id), render(&order)),
+        Placed::Replayed(body) => {
+            let id =
+                serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+            created(&format!("/orders/{}", id.unwrap_or_default()), body)
+        }
+    })
+}
+
+/// One order: its owner's or, for an admin, anyone's. Others are told it does not exist.
+#[utoipa::path(
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "The order's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order", body = OrderResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/orders/{id}")]
+#[tracing::instrument(skip_all, fields(order.id = %id, user.id = %principal.user_id))]
+pub async fn get_order(
+    principal: Principal,
+    orders: web::Data<Orders>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<OrderResponse>, ApiError> {
+    let id = OrderId::from(id.into_inner());
+    let order = orders.get(id, &principal).await?.ok_or_else(|| not_found(id))?;
+    Ok(web::Json((&order).into()))
+}
+
+/// Your orders (all orders for an admin), oldest first.
+#[utoipa::path(
+    tag = "orders",
+    params(ListOrdersQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of orders", body = Page<OrderResponse>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/orders")]
+#[tracing::instrument(skip_all, fields(user.id = %principal.user_id))]
+pub async fn list_orders(
+    principal: Principal,
+    orders: web::Data<Orders>,
+    query: web::Query<ListOrdersQuery>,
+) -> Result<web::Json<Page<OrderResponse>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let status =
+        query.status.as_deref().map(OrderStatus::parse).transpose().map_err(|m| ApiError::invalid("status", m))?;
+    let after = query
+        .after
+        .as_deref()
+        .map(|c| Uuid::parse_str(c).map(OrderId::from).map_err(|_| ApiError::invalid("after", "is not a cursor")))
+        .transpose()?;
+    let rows = orders.list(&principal, status, after, limit + 1).await?;
+    Ok(web::Json(Page::from_rows(rows, limit, |o| o.id.to_string(), |o| OrderResponse::from(&o))))
+}
+
+/// Change the shipping address while the order is pending or confirmed.
+#[utoipa::path(
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "The order's id")),
+    request_body = ChangeAddressRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order", body = OrderResponse),
+        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Shipped or ended already", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid address", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/orders/{id}")]
+#[tracing::instrument(skip_all, fields(order.id = %id, user.id = %principal.user_id))]
+pub async fn change_address(
+    principal: Principal,
+    orders: web::Data<Orders>,
+    id: web::Path<Uuid>,
+    body: web::Json<ChangeAddressRequest>,
+) -> Result<web::Json<OrderResponse>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let Some(new) = address(body.shipping_address.as_ref(), &mut errors) else {
+        return Err(errors.into_error());
+    };
+    let order = orders.change_address(id.into_inner().into(), &principal, new).await.map_err(change_error)?;
+    Ok(web::Json((&order).into()))
+}
+
+/// Cancel an order while it is pending or confirmed. It is kept, `cancelled`; its stock is released.
+#[utoipa::path(
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "The order's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cancelled order", body = OrderResponse),
+        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Shipped or ended already", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/orders/{id}")]
+#[tracing::instrument(skip_all, fields(order.id = %id, user.id = %principal.user_id))]
+pub async fn cancel_order(
+    principal: Principal,
+    orders: web::Data<Orders>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<OrderResponse>, ApiError> {
+    let order = orders.cancel(id.into_inner().into(), &principal).await.map_err(change_error)?;
+    Ok(web::Json((&order).into()))
+}
+
+fn change_error(e: ChangeOrderError) -> ApiError {
+    match e {
+        ChangeOrderError::NotFound(id) => not_found(id),
+        ChangeOrderError::WrongState(status) => ApiError::Conflict(format!("the order is {}", status.as_str())),
+        ChangeOrderError::Unexpected(e) => e.into(),
+    }
+}
+
+fn not_found(id: OrderId) -> ApiError {
+    ApiError::NotFound(format!("no order with id {id}"))
+}

@@ -1,0 +1,92 @@
+//! The orders module: orders, their lines and status, and its side of the order saga.
+//!
+//! A placed order is `pending` and publishes `OrderCreated`; inventory's `StockReserved` confirms
+//! it (`OrderConfirmed`, with what shipping needs), `StockReservationFailed` rejects it
+//! (`OrderRejected`); a cancel publishes `OrderCancelled`. Prices come from the module's own copy
+//! of the catalog, kept from `Product*` events: orders never asks the catalog.
+
+mod domain;
+mod events;
+mod http;
+mod persistence;
+mod service;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use async_trait::async_trait;
+use contracts::orders::{OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected};
+use contracts::{EventType, IntegrationEvent};
+use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
+use migrations::MigratorTrait;
+use sea_orm::{DatabaseConnection, DbErr};
+use utoipa::OpenApi;
+
+use crate::service::Orders;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(http::place_order, http::get_order, http::list_orders, http::change_address, http::cancel_order),
+    tags((name = "orders", description = "Orders and their status"))
+)]
+struct OrdersApi;
+
+pub struct OrdersModule;
+
+#[async_trait]
+impl Module for OrdersModule {
+    fn name(&self) -> &'static str {
+        "orders"
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        OrdersApi::openapi()
+    }
+
+    fn publishes(&self) -> Vec<EventType> {
+        vec![
+            OrderCreated::event_type(),
+            OrderConfirmed::event_type(),
+            OrderRejected::event_type(),
+            OrderCancelled::event_type(),
+        ]
+    }
+
+    fn consumes(&self) -> Vec<EventType> {
+        events::consumed()
+    }
+
+    async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        migrations::orders::Migrator::up(db, None).await
+    }
+
+    async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
+        Ok(Box::new(HostedOrders {
+            orders: web::Data::new(Orders::new(ctx.db, ctx.outbox.clone())),
+            outbox: ctx.outbox,
+        }))
+    }
+}
+
+struct HostedOrders {
+    orders: web::Data<Orders>,
+    outbox: Outbox,
+}
+
+impl Hosted for HostedOrders {
+    fn routes(&self) -> Routes {
+        let orders = self.orders.clone();
+        Arc::new(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(orders.clone())
+                .service(http::place_order)
+                .service(http::list_orders)
+                .service(http::get_order)
+                .service(http::change_address)
+                .service(http::cancel_order);
+        })
+    }
+
+    fn handler(&self) -> Option<Arc<dyn EventHandler>> {
+        Some(Arc::new(events::OrdersHandler { outbox: self.outbox.clone() }))
+    }
+}

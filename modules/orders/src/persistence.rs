@@ -1,0 +1,339 @@
+//! The orders module's tables and queries. Entities never leave this file.
+
+use chrono::{DateTime, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
+
+use crate::domain::{Money, Order, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline};
+
+pub mod product {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "orders_products")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub product_id: Uuid,
+        pub sku: String,
+        pub name: String,
+        pub price_amount: i64,
+        pub price_currency: String,
+        pub status: String,
+        pub updated_at: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod order {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "orders_orders")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub status: String,
+        pub ship_name: String,
+        pub ship_line1: String,
+        pub ship_line2: Option<String>,
+        pub ship_city: String,
+        pub ship_postal_code: String,
+        pub ship_country: String,
+        pub total_amount: i64,
+        pub currency: String,
+        pub rejection_reason: Option<String>,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+        pub confirmed_at: Option<DateTime<Utc>>,
+        pub rejected_at: Option<DateTime<Utc>>,
+        pub cancelled_at: Option<DateTime<Utc>>,
+        pub shipped_at: Option<DateTime<Utc>>,
+        pub delivered_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod line {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "orders_lines")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub order_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub line_no: i32,
+        pub product_id: Uuid,
+        pub sku: String,
+        pub name: String,
+        pub quantity: i32,
+        pub unit_amount: i64,
+        pub line_amount: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod idempotency {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "orders_idempotency")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub request_hash: String,
+        pub order_id: Uuid,
+        pub response: String,
+        pub created_at: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The local copy of a catalog product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductCopy {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub price: Money,
+    pub active: bool,
+}
+
+pub async fn upsert_product<C: ConnectionTrait>(db: &C, p: &ProductCopy, status: &str) -> Result<(), DbErr> {
+    use product::Column as C;
+    let model = product::ActiveModel {
+        product_id: Set(p.product_id),
+        sku: Set(p.sku.clone()),
+        name: Set(p.name.clone()),
+        price_amount: Set(p.price.amount),
+        price_currency: Set(p.price.currency.clone()),
+        status: Set(status.to_owned()),
+        updated_at: Set(kernel::db::now()),
+    };
+    let on_conflict = OnConflict::column(C::ProductId)
+        .update_columns([C::Sku, C::Name, C::PriceAmount, C::PriceCurrency, C::Status, C::UpdatedAt])
+        .to_owned();
+    product::Entity::insert(model).on_conflict(on_conflict).exec_without_returning(db).await?;
+    Ok(())
+}
+
+pub async fn discontinue_product<C: ConnectionTrait>(db: &C, product_id: Uuid) -> Result<(), DbErr> {
+    product::Entity::update_many()
+        .col_expr(product::Column::Status, sea_orm::sea_query::Expr::value("discontinued"))
+        .col_expr(product::Column::UpdatedAt, sea_orm::sea_query::Expr::value(kernel::db::now()))
+        .filter(product::Column::ProductId.eq(product_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn products<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<Vec<ProductCopy>, DbErr> {
+    let rows = product::Entity::find().filter(product::Column::ProductId.is_in(ids.iter().copied())).all(db).await?;
+    Ok(rows
+        .into_iter()
+        .map(|m| ProductCopy {
+            product_id: m.product_id,
+            sku: m.sku,
+            name: m.name,
+            price: Money { amount: m.price_amount, currency: m.price_currency },
+            active: m.status == "active",
+        })
+        .collect())
+}
+
+fn order_model(o: &Order) -> order::ActiveModel {
+    let a = &o.shipping_address;
+    order::ActiveModel {
+        id: Set(o.id.as_uuid()),
+        user_id: Set(o.user_id),
+        status: Set(o.status.as_str().to_owned()),
+        ship_name: Set(a.name.clone()),
+        ship_line1: Set(a.line1.clone()),
+        ship_line2: Set(a.line2.clone()),
+        ship_city: Set(a.city.clone()),
+        ship_postal_code: Set(a.postal_code.clone()),
+        ship_country: Set(a.country.clone()),
+        total_amount: Set(o.total.amount),
+        currency: Set(o.total.currency.clone()),
+        rejection_reason: Set(o.rejection_reason.clone()),
+        created_at: Set(o.created_at),
+        updated_at: Set(o.updated_at),
+        confirmed_at: Set(o.timeline.confirmed_at),
+        rejected_at: Set(o.timeline.rejected_at),
+        cancelled_at: Set(o.timeline.cancelled_at),
+        shipped_at: Set(o.timeline.shipped_at),
+        delivered_at: Set(o.timeline.delivered_at),
+    }
+}
+
+pub async fn insert_order<C: ConnectionTrait>(db: &C, o: &Order) -> Result<(), DbErr> {
+    order::Entity::insert(order_model(o)).exec_without_returning(db).await?;
+    let lines = o.lines.iter().enumerate().map(|(i, l)| line::ActiveModel {
+        order_id: Set(o.id.as_uuid()),
+        line_no: Set(i32::try_from(i).unwrap_or(i32::MAX)),
+        product_id: Set(l.product_id),
+        sku: Set(l.sku.clone()),
+        name: Set(l.name.clone()),
+        quantity: Set(i32::try_from(l.quantity.get()).unwrap_or(i32::MAX)),
+        unit_amount: Set(l.unit_price.amount),
+        line_amount: Set(l.total().amount),
+    });
+    line::Entity::insert_many(lines).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// Saves the order's status, address, reason and timeline.
+pub async fn update_order<C: ConnectionTrait>(db: &C, o: &Order) -> Result<(), DbErr> {
+    order::Entity::update(order_model(o)).exec(db).await?;
+    Ok(())
+}
+
+fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
+    let corrupt = |e: String| DbErr::Custom(format!("orders_orders {}: {e}", m.id));
+    let lines = lines
+        .into_iter()
+        .map(|l| {
+            Ok(OrderLine {
+                product_id: l.product_id,
+                sku: l.sku,
+                name: l.name,
+                quantity: Quantity::parse(i64::from(l.quantity)).map_err(corrupt)?,
+                unit_price: Money { amount: l.unit_amount, currency: m.currency.clone() },
+            })
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    Ok(Order {
+        id: m.id.into(),
+        user_id: m.user_id,
+        status: OrderStatus::parse(&m.status).map_err(corrupt)?,
+        lines,
+        shipping_address: ShippingAddress {
+            name: m.ship_name,
+            line1: m.ship_line1,
+            line2: m.ship_line2,
+            city: m.ship_city,
+            postal_code: m.ship_postal_code,
+            country: m.ship_country,
+        },
+        total: Money { amount: m.total_amount, currency: m.currency },
+        rejection_reason: m.rejection_reason,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        timeline: Timeline {
+            confirmed_at: m.confirmed_at,
+            rejected_at: m.rejected_at,
+            cancelled_at: m.cancelled_at,
+            shipped_at: m.shipped_at,
+            delivered_at: m.delivered_at,
+        },
+    })
+}
+
+async fn with_lines<C: ConnectionTrait>(db: &C, orders: Vec<order::Model>) -> Result<Vec<Order>, DbErr> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    let lines = line::Entity::find()
+        .filter(line::Column::OrderId.is_in(ids))
+        .order_by_asc(line::Column::OrderId)
+        .order_by_asc(line::Column::LineNo)
+        .all(db)
+        .await?;
+    let mut by_order: std::collections::HashMap<Uuid, Vec<line::Model>> = std::collections::HashMap::new();
+    for line in lines {
+        by_order.entry(line.order_id).or_default().push(line);
+    }
+    orders
+        .into_iter()
+        .map(|o| {
+            let lines = by_order.remove(&o.id).unwrap_or_default();
+            to_domain(o, lines)
+        })
+        .collect()
+}
+
+/// The order, locked for the rest of the transaction where the engine can.
+pub async fn find<C: ConnectionTrait>(db: &C, id: OrderId, lock: bool) -> Result<Option<Order>, DbErr> {
+    let mut query = order::Entity::find_by_id(id.as_uuid());
+    if lock && db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        query = query.lock_exclusive();
+    }
+    let Some(model) = query.one(db).await? else { return Ok(None) };
+    Ok(with_lines(db, vec![model]).await?.pop())
+}
+
+/// Orders in id (creation) order; only `user_id`'s unless `None`.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    user_id: Option<Uuid>,
+    status: Option<OrderStatus>,
+    after: Option<OrderId>,
+    limit: u64,
+) -> Result<Vec<Order>, DbErr> {
+    use order::Column as C;
+    let mut query = order::Entity::find().order_by_asc(C::Id).limit(limit);
+    if let Some(user_id) = user_id {
+        query = query.filter(C::UserId.eq(user_id));
+    }
+    if let Some(status) = status {
+        query = query.filter(C::Status.eq(status.as_str()));
+    }
+    if let Some(after) = after {
+        query = query.filter(C::Id.gt(after.as_uuid()));
+    }
+    with_lines(db, query.all(db).await?).await
+}
+
+/// A remembered `Idempotency-Key`.
+pub struct Remembered {
+    pub request_hash: String,
+    pub response: String,
+}
+
+pub async fn remembered<C: ConnectionTrait>(db: &C, user_id: Uuid, key: &str) -> Result<Option<Remembered>, DbErr> {
+    Ok(idempotency::Entity::find_by_id((user_id, key.to_owned()))
+        .one(db)
+        .await?
+        .map(|m| Remembered { request_hash: m.request_hash, response: m.response }))
+}
+
+pub async fn remember<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    key: &str,
+    request_hash: &str,
+    order_id: OrderId,
+    response: &str,
+) -> Result<(), DbErr> {
+    let model = idempotency::ActiveModel {
+        user_id: Set(user_id),
+        key: Set(key.to_owned()),
+        request_hash: Set(request_hash.to_owned()),
+        order_id: Set(order_id.as_uuid()),
+        response: Set(response.to_owned()),
+        created_at: Set(kernel::db::now()),
+    };
+    idempotency::Entity::insert(model).exec_without_returning(db).await?;
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The orders module's use cases. Each write is one transaction: the order and its event.
+
+use anyhow::Context;
+use contracts::IntegrationEvent;
+use contracts::catalog::Price;
+use contracts::orders::{self as events, OrderItem};
+use kernel::{Envelope, Outbox, Principal};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use uuid::Uuid;
+
+use crate::domain::{Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline};
+use crate::persistence;
+
+#[derive(Clone)]
+pub struct Orders {
+    db: DatabaseConnection,
+    outbox: Outbox,
+}
+
+/// A validated request to place an order; products are checked by [`Orders::place`].
+pub struct PlaceOrder {
+    pub items: Vec<(Uuid, Quantity)>,
+    pub shipping_address: ShippingAddress,
+}
+
+/// An `Idempotency-Key` and the hash of the request body it came with.
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceOrderError {
+    /// `(field, message)` for each problem.
+    #[error("invalid order")]
+    Invalid(Vec<(String, String)>),
+    #[error("this Idempotency-Key was used with another request")]
+    KeyReused,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// What placing an order answered: a new order, or the replay of the first answer to a key.
+pub enum Placed {
+    New(Box<Order>),
+    Replayed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeOrderError {
+    #[error("no order {0}")]
+    NotFound(OrderId),
+    #[error("the order is {}", .0.as_str())]
+    WrongState(OrderStatus),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl Orders {
+    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
+        Self { db, outbox }
+    }
+
+    /// Places an order at the prices of the local product copy. With an idempotency key, a repeat
+    /// replays the first answer; concurrent repeats create one order (the key is unique).
+    #[tracing::instrument(skip_all, fields(user.id = %user_id))]
+    pub async fn place(
+        &self,
+        user_id: Uuid,
+        request: PlaceOrder,
+        idempotency: Option<Idempotency>,
+        render: impl Fn(&Order) -> String,
+    ) -> Result<Placed, PlaceOrderError> {
+        if let Some(key) = &idempotency
+            && let Some(replay) = self.replay(user_id, key).await?
+        {
+            return Ok(replay);
+        }
+        let order = self.price(user_id, request).await?;
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        persistence::insert_order(&txn, &order).await.context("failed to insert an order")?;
+        if let Some(key) = &idempotency {
+            let stored =
+                persistence::remember(&txn, user_id, &key.key, &key.request_hash, order.id, &render(&order)).await;
+            match stored {
+                Ok(()) => {}
+                // A concurrent repeat won: drop this order, answer as it did.
+                Err(e) if kernel::db::is_unique_violation(&e) => {
+                    drop(txn);
+                    return self
+                        .replay(user_id, key)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("an idempotency key vanished after a conflict").into());
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("failed to remember an idempotency key").into()),
+            }
+        }
+        let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity.get() });
+        let event = events::OrderCreated { order_id: order.id.as_uuid(), user_id, items: items.collect() };
+        publish(&self.outbox, &txn, &event, None).await?;
+        self.outbox.commit(txn).await.context("failed to commit an order")?;
+        tracing::info!(order.id = %order.id, "order placed");
+        Ok(Placed::New(Box::new(order)))
+    }
+
+    async fn replay(&self, user_id: Uuid, key: &Idempotency) -> Result<Option<Placed>, PlaceOrderError> {
+        match persistence::remembered(&self.db, user_id, &key.key).await.context("failed to read a key")? {
+            Some(r) if r.request_hash == key.request_hash => Ok(Some(Placed::Replayed(r.response))),
+            Some(_) => Err(PlaceOrderError::KeyReused),
+            None => Ok(None),
+        }
+    }
+
+    /// The order the request describes, priced from the local product copy.
+    async fn price(&self, user_id: Uuid, request: PlaceOrder) -> Result<Order, PlaceOrderError> {
+        let ids: Vec<Uuid> = request.items.iter().map(|(id, _)| *id).collect();
+        let products = persistence::products(&self.db, &ids).await.context("failed to load products")?;
+        let mut errors = Vec::new();
+        let mut lines = Vec::with_capacity(request.items.len());
+        for (i, (product_id, quantity)) in request.items.into_iter().enumerate() {
+            match products.iter().find(|p| p.product_id == product_id) {
+                Some(p) if p.active => lines.push(OrderLine {
+                    product_id,
+                    sku: p.sku.clone(),
+                    name: p.name.clone(),
+                    quantity,
+                    unit_price: p.price.clone(),
+                }),
+                Some(_) => errors.push((format!("items[{i}].productId"), "is discontinued".to_owned())),
+                None => errors.push((format!("items[{i}].productId"), "is not a known product".to_owned())),
+            }
+        }
+        let currency = lines.first().map(|l| l.unit_price.currency.clone()).unwrap_or_default();
+        if lines.iter().any(|l| l.unit_price.currency != currency) {
+            errors.push(("items".to_owned(), "mixes currencies; place one order per currency".to_owned()));
+        }
+        if !errors.is_empty() {
+            return Err(PlaceOrderError::Invalid(errors));
+        }
+        let total = lines.iter().try_fold(0i64, |sum, l| sum.checked_add(l.total().amount));
+        let total =
+            total.ok_or_else(|| PlaceOrderError::Invalid(vec![("items".into(), "the total is too large".into())]))?;
+        let now = kernel::db::now();
+        Ok(Order {
+            id: OrderId::generate(),
+            user_id,
+            status: OrderStatus::Pending,
+            lines,
+            shipping_address: request.shipping_address,
+            total: Money { amount: total, currency },
+            rejection_reason: None,
+            created_at: now,
+            updated_at: now,
+            timeline: Timeline::default(),
+        })
+    }
+
+    /// The order, if `who` may see it: its owner or an admin. Anyone else is told it does not exist.
+    pub async fn get(&self, id: OrderId, who: &Principal) -> anyhow::Result<Option<Order>> {
+        let order = persistence::find(&self.db, id, false).await.context("failed to load an order")?;
+        Ok(order.filter(|o| who.is_admin() || o.user_id == who.user_id))
+    }
+
+    /// `who`'s orders, or everyone's for an admin.
+    pub async fn list(
+        &self,
+        who: &Principal,
+        status: Option<OrderStatus>,
+        after: Option<OrderId>,
+        limit: u64,
+    ) -> anyhow::Result<Vec<Order>> {
+        let owner = (!who.is_admin()).then_some(who.user_id);
+        persistence::list(&self.db, owner, status, after, limit).await.context("failed to list orders")
+    }
+
+    #[tracing::instrument(skip_all, fields(order.id = %id))]
+    pub async fn change_address(
+        &self,
+        id: OrderId,
+        who: &Principal,
+        address: ShippingAddress,
+    ) -> Result<Order, ChangeOrderError> {
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        let mut order = self.load_for(&txn, id, who).await?;
+        if !order.status.accepts_address_change() {
+            return Err(ChangeOrderError::WrongState(order.status));
+        }
+        order.shipping_address = address;
+        order.updated_at = kernel::db::now();
+        persistence::update_order(&txn, &order).await.context("failed to save an order")?;
+        txn.commit().await.context("failed to commit an address change")?;
+        Ok(order)
+    }
+
+    /// Cancels a pending or confirmed order; it is kept, `cancelled`, and `OrderCancelled` tells
+    /// inventory to release whatever it reserved for it.
+    #[tracing::instrument(skip_all, fields(order.id = %id))]
+    pub async fn cancel(&self, id: OrderId, who: &Principal) -> Result<Order, ChangeOrderError> {
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        let mut order = self.load_for(&txn, id, who).await?;
+        order.apply(OrderEvent::Cancel, kernel::db::now()).map_err(|e| ChangeOrderError::WrongState(e.from))?;
+        persistence::update_order(&txn, &order).await.context("failed to save an order")?;
+        let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity.get() });
+        let event = events::OrderCancelled { order_id: id.as_uuid(), user_id: order.user_id, items: items.collect() };
+        publish(&self.outbox, &txn, &event, None).await?;
+        self.outbox.commit(txn).await.context("failed to commit a cancellation")?;
+        tracing::info!("order cancelled");
+        Ok(order)
+    }
+
+    async fn load_for(
+        &self,
+        txn: &DatabaseTransaction,
+        id: OrderId,
+        who: &Principal,
+    ) -> Result<Order, ChangeOrderError> {
+        let order = persistence::find(txn, id, true).await.context("failed to load an order")?;
+        order.filter(|o| who.is_admin() || o.user_id == who.user_id).ok_or(ChangeOrderError::NotFound(id))
+    }
+}
+
+/// Writes `event` to the outbox in `txn`, as a consequence of `cause` when there is one.
+pub(crate) async fn publish<E: IntegrationEvent>(
+    outbox: &Outbox,
+    txn: &DatabaseTransaction,
+    event: &E,
+    cause: Option<&Envelope>,
+) -> anyhow::Result<()> {
+    let envelope = match cause {
+        Some(cause) => Envelope::caused_by(event, cause),
+        None => Envelope::new(event),
+    }
+    .context("failed to serialise an event")?;
+    outbox.enqueue(txn, &envelope).await.with_context(|| format!("failed to write {} to the outbox", E::NAME))
+}
+
+pub(crate) fn price(money: &Money) -> Price {
+    Price { amount: money.amount, currency: money.currency.clone() }
+}

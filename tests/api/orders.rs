@@ -1,0 +1,331 @@
+//! The order saga in the default topology: orders, inventory and the catalog over the bus.
+
+use reqwest::Method;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+use crate::helpers::{As, TestApp, assert_problem, eventually, product_body, spawn_app, token_with};
+
+fn address() -> Value {
+    json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postalCode": "SW1Y 4JH", "country": "GB"})
+}
+
+fn order_body(items: &[(&Value, i64)]) -> Value {
+    let items: Vec<Value> = items.iter().map(|(id, q)| json!({"productId": id, "quantity": q})).collect();
+    json!({"items": items, "shippingAddress": address()})
+}
+
+/// A customer's token; the same `user` gives the same customer.
+pub fn customer(user: &uuid::Uuid) -> String {
+    token_with(json!({"sub": user, "role": "customer"}), 900, crate::helpers::PRIVATE_KEY)
+}
+
+impl TestApp {
+    /// A product in the catalog with `on_hand` units in stock, known to orders and inventory.
+    pub async fn stocked_product(&self, sku: &str, on_hand: i64, price: Value) -> Value {
+        let mut body = product_body(sku, sku);
+        body["price"] = price;
+        let product = self.create_product(&body).await;
+        assert_eq!(product.status(), 201);
+        let product: Value = product.json().await.expect("JSON");
+        let id = product["id"].as_str().expect("an id").to_owned();
+        let path = format!("/inventory/{id}");
+        eventually(10, || async {
+            let put = self.request(Method::PUT, &path, As::Admin).json(&json!({"onHand": on_hand})).send().await;
+            (put.expect("sent").status() == 200).then_some(())
+        })
+        .await;
+        let orders = self.db("orders").await;
+        eventually(10, || async {
+            let rows = orders
+                .query_all_raw(Statement::from_string(orders.get_database_backend(), "SELECT sku FROM orders_products"))
+                .await
+                .expect("a query");
+            let known = rows.iter().any(|r| r.try_get::<String>("", "sku").is_ok_and(|s| s == sku));
+            known.then_some(())
+        })
+        .await;
+        product
+    }
+
+    pub async fn place(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.request(Method::POST, "/orders", As::Anonymous).bearer_auth(token).json(body).send().await.expect("sent")
+    }
+
+    /// Waits until the order leaves `pending`; returns it.
+    pub async fn settled(&self, token: &str, order: &Value) -> Value {
+        let path = format!("/orders/{}", order["id"].as_str().expect("an id"));
+        eventually(15, || async {
+            let response =
+                self.request(Method::GET, &path, As::Anonymous).bearer_auth(token).send().await.expect("sent");
+            let order: Value = response.json().await.expect("JSON");
+            (order["status"] != "pending").then_some(order)
+        })
+        .await
+    }
+
+    pub async fn stock(&self, product: &Value) -> Value {
+        self.get(&format!("/inventory/{}", product["id"].as_str().expect("an id"))).await.json().await.expect("JSON")
+    }
+}
+
+fn eur(amount: i64) -> Value {
+    json!({"amount": amount, "currency": "EUR"})
+}
+
+#[tokio::test]
+async fn an_order_within_stock_is_confirmed_and_reserves_its_units() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("SAGA-1", 10, eur(250)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let placed = app.place(&token, &order_body(&[(&product["id"], 3)])).await;
+    assert_eq!(placed.status(), 201);
+    let order: Value = placed.json().await.expect("JSON");
+    assert_eq!(order["status"], "pending");
+    assert_eq!(order["lines"][0]["sku"], "SAGA-1");
+    assert_eq!(order["lines"][0]["unitPrice"], eur(250));
+    assert_eq!(order["lines"][0]["lineTotal"], eur(750));
+    assert_eq!(order["total"], eur(750));
+
+    let settled = app.settled(&token, &order).await;
+    assert_eq!(settled["status"], "confirmed");
+    assert!(settled["confirmedAt"].is_string());
+    let stock = app.stock(&product).await;
+    assert_eq!(
+        (stock["onHand"].as_i64(), stock["reserved"].as_i64(), stock["available"].as_i64()),
+        (Some(10), Some(3), Some(7))
+    );
+
+    // Cancelling a confirmed order releases its units.
+    let path = format!("/orders/{}", order["id"].as_str().expect("an id"));
+    let cancelled: Value = app
+        .request(Method::DELETE, &path, As::Anonymous)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["cancelledAt"].is_string());
+    eventually(10, || async { (app.stock(&product).await["reserved"] == 0).then_some(()) }).await;
+    let again = app.request(Method::DELETE, &path, As::Anonymous).bearer_auth(&token).send().await.expect("sent");
+    assert_problem(again, 409).await;
+}
+
+#[tokio::test]
+async fn an_order_beyond_stock_is_rejected_and_reserves_nothing() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("SAGA-2", 10, eur(100)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let order: Value = app.place(&token, &order_body(&[(&product["id"], 20)])).await.json().await.expect("JSON");
+    let settled = app.settled(&token, &order).await;
+    assert_eq!(settled["status"], "rejected");
+    assert!(settled["rejectionReason"].as_str().expect("a reason").contains("10 available of 20"), "{settled}");
+    assert_eq!(app.stock(&product).await["reserved"], 0);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_orders_for_ten_units_confirm_exactly_ten() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("LAST-10", 10, eur(999)).await;
+    let placed = futures::future::join_all((0..50).map(|_| {
+        let token = customer(&uuid::Uuid::now_v7());
+        let body = order_body(&[(&product["id"], 1)]);
+        let app = &app;
+        async move {
+            let order: Value = app.place(&token, &body).await.json().await.expect("JSON");
+            (token, order)
+        }
+    }))
+    .await;
+    let mut confirmed = 0;
+    let mut rejected = 0;
+    for (token, order) in &placed {
+        match app.settled(token, order).await["status"].as_str() {
+            Some("confirmed") => confirmed += 1,
+            Some("rejected") => rejected += 1,
+            other => panic!("unexpected status {other:?}"),
+        }
+    }
+    assert_eq!((confirmed, rejected), (10, 40));
+    let stock = app.stock(&product).await;
+    assert_eq!((stock["reserved"].as_i64(), stock["available"].as_i64()), (Some(10), Some(0)));
+}
+
+#[tokio::test]
+async fn an_idempotent_replay_returns_the_first_response_and_creates_one_order() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("IDEM-1", 100, eur(500)).await;
+    let user = uuid::Uuid::now_v7();
+    let token = customer(&user);
+    let body = order_body(&[(&product["id"], 2)]);
+    let send = |key: &'static str, body: Value| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            app.request(Method::POST, "/orders", As::Anonymous)
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let concurrent = futures::future::join_all((0..8).map(|_| send("checkout-42", body.clone()))).await;
+    let mut ids = Vec::new();
+    for response in concurrent {
+        assert_eq!(response.status(), 201);
+        let order: Value = response.json().await.expect("JSON");
+        ids.push(order["id"].clone());
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one order: {ids:?}");
+    let first: Value = send("checkout-42", body.clone()).await.json().await.expect("JSON");
+    assert_eq!(first["id"], ids[0]);
+    assert_eq!(first["status"], "pending", "the first response, as it was");
+    let other = send("checkout-42", order_body(&[(&product["id"], 3)])).await;
+    assert_eq!(assert_problem(other, 422).await["errors"][0]["field"], "Idempotency-Key");
+
+    let listed: Value = app
+        .request(Method::GET, "/orders", As::Anonymous)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(listed["items"].as_array().expect("items").len(), 1);
+}
+
+#[tokio::test]
+async fn a_customer_cannot_see_or_change_another_customers_order() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("MINE-1", 5, eur(100)).await;
+    let owner = customer(&uuid::Uuid::now_v7());
+    let stranger = customer(&uuid::Uuid::now_v7());
+    let order: Value = app.place(&owner, &order_body(&[(&product["id"], 1)])).await.json().await.expect("JSON");
+    let path = format!("/orders/{}", order["id"].as_str().expect("an id"));
+    for method in [Method::GET, Method::DELETE] {
+        let response = app.request(method, &path, As::Anonymous).bearer_auth(&stranger).send().await.expect("sent");
+        assert_problem(response, 404).await;
+    }
+    let put = app
+        .request(Method::PUT, &path, As::Anonymous)
+        .bearer_auth(&stranger)
+        .json(&json!({"shippingAddress": address()}));
+    assert_problem(put.send().await.expect("sent"), 404).await;
+    let theirs: Value = app
+        .request(Method::GET, "/orders", As::Anonymous)
+        .bearer_auth(&stranger)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(theirs["items"].as_array().expect("items").len(), 0);
+    let admin: Value =
+        app.request(Method::GET, &path, As::Admin).send().await.expect("sent").json().await.expect("JSON");
+    assert_eq!(admin["id"], order["id"]);
+    assert_problem(app.request(Method::GET, "/orders", As::Anonymous).send().await.expect("sent"), 401).await;
+}
+
+#[tokio::test]
+async fn the_address_changes_until_the_order_ends_and_lists_filter_by_status() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("ADDR-1", 5, eur(100)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let order: Value = app.place(&token, &order_body(&[(&product["id"], 1)])).await.json().await.expect("JSON");
+    let path = format!("/orders/{}", order["id"].as_str().expect("an id"));
+    let mut moved = address();
+    moved["city"] = json!("Bath");
+    let changed =
+        app.request(Method::PUT, &path, As::Anonymous).bearer_auth(&token).json(&json!({"shippingAddress": moved}));
+    let changed: Value = changed.send().await.expect("sent").json().await.expect("JSON");
+    assert_eq!(changed["shippingAddress"]["city"], "Bath");
+    let bad = app
+        .request(Method::PUT, &path, As::Anonymous)
+        .bearer_auth(&token)
+        .json(&json!({"shippingAddress": {"name": "x"}}));
+    assert_problem(bad.send().await.expect("sent"), 422).await;
+
+    app.settled(&token, &order).await;
+    app.request(Method::DELETE, &path, As::Anonymous).bearer_auth(&token).send().await.expect("sent");
+    let late =
+        app.request(Method::PUT, &path, As::Anonymous).bearer_auth(&token).json(&json!({"shippingAddress": address()}));
+    assert_problem(late.send().await.expect("sent"), 409).await;
+
+    let cancelled: Value = app
+        .request(Method::GET, "/orders?status=cancelled", As::Anonymous)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(cancelled["items"].as_array().expect("items").len(), 1);
+    let confirmed: Value = app
+        .request(Method::GET, "/orders?status=confirmed", As::Anonymous)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(confirmed["items"].as_array().expect("items").len(), 0);
+    assert_problem(
+        app.request(Method::GET, "/orders?status=lost", As::Anonymous).bearer_auth(&token).send().await.expect("sent"),
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_orders_are_422_naming_the_problem() {
+    let app = spawn_app().await;
+    let euro = app.stocked_product("VAL-EUR", 5, eur(100)).await;
+    let dollar = app.stocked_product("VAL-USD", 5, json!({"amount": 100, "currency": "USD"})).await;
+    let gone = app.stocked_product("VAL-GONE", 5, eur(100)).await;
+    app.request(Method::DELETE, &format!("/products/{}", gone["id"].as_str().expect("an id")), As::Admin)
+        .send()
+        .await
+        .expect("sent");
+    let orders = app.db("orders").await;
+    eventually(10, || async {
+        let rows = orders
+            .query_all_raw(Statement::from_string(
+                orders.get_database_backend(),
+                "SELECT status FROM orders_products WHERE sku = 'VAL-GONE'",
+            ))
+            .await
+            .expect("a query");
+        rows.iter().any(|r| r.try_get::<String>("", "status").is_ok_and(|s| s == "discontinued")).then_some(())
+    })
+    .await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let unknown = json!(uuid::Uuid::now_v7());
+    let cases = [
+        (json!({"items": [], "shippingAddress": address()}), "items"),
+        (order_body(&[(&euro["id"], 0)]), "items[0].quantity"),
+        (order_body(&[(&euro["id"], 1001)]), "items[0].quantity"),
+        (order_body(&[(&unknown, 1)]), "items[0].productId"),
+        (order_body(&[(&gone["id"], 1)]), "items[0].productId"),
+        (order_body(&[(&euro["id"], 1), (&dollar["id"], 1)]), "items"),
+        (
+            json!({"items": [{"productId": euro["id"], "quantity": 1}], "shippingAddress": {"name": "A"}}),
+            "shippingAddress.line1",
+        ),
+        (json!({"items": [{"productId": euro["id"], "quantity": 1}]}), "shippingAddress"),
+    ];
+    for (body, field) in cases {
+        let problem = assert_problem(app.place(&token, &body).await, 422).await;
+        let fields: Vec<&str> =
+            problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+        assert!(fields.contains(&field), "{field} in {problem}");
+    }
+}
