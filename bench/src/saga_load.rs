@@ -104,43 +104,52 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     for _ in 0..args.warmup {
-        place_and_confirm(&client, &base, &customer, &order).await?;
+        place(&client, &base, &customer, &order).await?;
     }
 
+    // Closed loop: each client places an order, waits until it is confirmed (polling gently, so
+    // that the polls do not become the load), then places the next. The saga's latency is the
+    // server's own `confirmedAt - createdAt`, read back after the run.
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|_| {
             let (client, base, customer, order) = (client.clone(), base.clone(), customer.clone(), order.clone());
             tokio::spawn(async move {
-                let mut samples = Vec::new();
+                let mut placed = 0usize;
                 while Instant::now() < deadline {
-                    samples.push(place_and_confirm(&client, &base, &customer, &order).await?);
+                    let id = place(&client, &base, &customer, &order).await?;
+                    wait_confirmed(&client, &base, &customer, &id).await?;
+                    placed += 1;
                 }
-                anyhow::Ok(samples)
+                anyhow::Ok(placed)
             })
         })
         .collect();
-    let mut server_side = Vec::new();
-    let mut client_side = Vec::new();
+    let mut placed = 0;
     for task in tasks {
-        for (server, client) in task.await?? {
-            server_side.push(server);
-            client_side.push(client);
-        }
+        placed += task.await??;
     }
-    let elapsed = started.elapsed();
+    let placing = started.elapsed();
+    let latencies = settled(&client, &base, &admin, args.warmup + 1 + placed).await?;
+    let confirmed_by = latencies.iter().map(|(_, confirmed)| *confirmed).max().context("no orders")?;
+    let first_created = latencies.iter().map(|(created, _)| *created).min().context("no orders")?;
+    let mut durations: Vec<f64> = latencies
+        .iter()
+        .skip(args.warmup + 1)
+        .map(|(created, confirmed)| (*confirmed - *created).num_microseconds().unwrap_or_default() as f64 / 1000.0)
+        .collect();
     server.kill().await.ok();
-    server_side.sort();
-    client_side.sort();
-    let pct = |v: &[Duration], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
+    durations.sort_by(f64::total_cmp);
+    let pct = |p: f64| durations[((durations.len() as f64 - 1.0) * p).round() as usize];
+    let saga_seconds = (confirmed_by - first_created).num_milliseconds() as f64 / 1000.0;
     let report = json!({
         "clients": args.clients,
-        "orders": server_side.len(),
-        "seconds": elapsed.as_secs_f64(),
-        "ordersPerSecond": server_side.len() as f64 / elapsed.as_secs_f64(),
-        "confirmLatencyMs": {"p50": pct(&server_side, 0.5), "p99": pct(&server_side, 0.99)},
-        "clientObservedMs": {"p50": pct(&client_side, 0.5), "p99": pct(&client_side, 0.99)},
+        "ordersPlaced": placed,
+        "placingSeconds": placing.as_secs_f64(),
+        "ordersPlacedPerSecond": placed as f64 / placing.as_secs_f64(),
+        "ordersConfirmedPerSecond": latencies.len() as f64 / saga_seconds.max(0.001),
+        "confirmLatencyMs": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
@@ -173,14 +182,8 @@ where
     Ok(())
 }
 
-/// Places one order and polls it until confirmed: `(confirmedAt - createdAt, client-observed)`.
-async fn place_and_confirm(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    order: &Value,
-) -> anyhow::Result<(Duration, Duration)> {
-    let started = Instant::now();
+/// Places an order; its id.
+async fn place(client: &reqwest::Client, base: &str, token: &str, order: &Value) -> anyhow::Result<String> {
     let placed: Value = client
         .post(format!("{base}/orders"))
         .bearer_auth(token)
@@ -190,18 +193,59 @@ async fn place_and_confirm(
         .error_for_status()?
         .json()
         .await?;
-    let url = format!("{base}/orders/{}", placed["id"].as_str().context("an id")?);
+    Ok(placed["id"].as_str().context("an id")?.to_owned())
+}
+
+/// Polls the order until it is confirmed: after 2 ms, then backing off to every 20 ms.
+async fn wait_confirmed(client: &reqwest::Client, base: &str, token: &str, id: &str) -> anyhow::Result<()> {
+    let mut pause = Duration::from_millis(2);
     loop {
-        let current: Value = client.get(&url).bearer_auth(token).send().await?.error_for_status()?.json().await?;
-        match current["status"].as_str() {
-            Some("confirmed") => {
-                let at =
-                    |field: &str| chrono::DateTime::parse_from_rfc3339(current[field].as_str().unwrap_or_default());
-                let server = (at("confirmedAt")? - at("createdAt")?).to_std().unwrap_or_default();
-                return Ok((server, started.elapsed()));
-            }
-            Some("pending") => tokio::time::sleep(Duration::from_millis(2)).await,
-            other => bail!("order ended {other:?}"),
+        tokio::time::sleep(pause).await;
+        let order: Value = client
+            .get(format!("{base}/orders/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        match order["status"].as_str() {
+            Some("confirmed") => return Ok(()),
+            Some("pending") => pause = (pause * 2).min(Duration::from_millis(20)),
+            other => bail!("order {id} ended {other:?}"),
         }
+    }
+}
+
+type Instants = (chrono::DateTime<chrono::FixedOffset>, chrono::DateTime<chrono::FixedOffset>);
+
+/// Waits until `expected` orders are confirmed; their `(createdAt, confirmedAt)`, oldest first.
+async fn settled(client: &reqwest::Client, base: &str, admin: &str, expected: usize) -> anyhow::Result<Vec<Instants>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut all = Vec::with_capacity(expected);
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{base}/orders?status=confirmed&limit=100");
+            if let Some(cursor) = &after {
+                url += &format!("&after={cursor}");
+            }
+            let page: Value = client.get(url).bearer_auth(admin).send().await?.error_for_status()?.json().await?;
+            for order in page["items"].as_array().context("items")? {
+                let at = |field: &str| chrono::DateTime::parse_from_rfc3339(order[field].as_str().unwrap_or_default());
+                all.push((at("createdAt")?, at("confirmedAt")?));
+            }
+            match page["nextCursor"].as_str() {
+                Some(cursor) => after = Some(cursor.to_owned()),
+                None => break,
+            }
+        }
+        if all.len() >= expected {
+            return Ok(all);
+        }
+        if Instant::now() > deadline {
+            bail!("only {} of {expected} orders confirmed within 120 s", all.len());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

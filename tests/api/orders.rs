@@ -4,7 +4,14 @@ use reqwest::Method;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{As, TestApp, assert_problem, eventually, product_body, spawn_app, token_with};
+use crate::engines::{Engine, on_every_engine};
+use crate::helpers::{As, TestApp, assert_problem, eventually, product_body, spawn_app, spawn_app_on, token_with};
+
+on_every_engine!(
+    an_order_within_stock_is_confirmed_and_reserves_its_units,
+    fifty_concurrent_orders_for_ten_units_confirm_exactly_ten,
+    an_idempotent_replay_returns_the_first_response_and_creates_one_order,
+);
 
 fn address() -> Value {
     json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postalCode": "SW1Y 4JH", "country": "GB"})
@@ -73,9 +80,8 @@ fn eur(amount: i64) -> Value {
     json!({"amount": amount, "currency": "EUR"})
 }
 
-#[tokio::test]
-async fn an_order_within_stock_is_confirmed_and_reserves_its_units() {
-    let app = spawn_app().await;
+async fn an_order_within_stock_is_confirmed_and_reserves_its_units(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let product = app.stocked_product("SAGA-1", 10, eur(250)).await;
     let token = customer(&uuid::Uuid::now_v7());
     let placed = app.place(&token, &order_body(&[(&product["id"], 3)])).await;
@@ -126,9 +132,8 @@ async fn an_order_beyond_stock_is_rejected_and_reserves_nothing() {
     assert_eq!(app.stock(&product).await["reserved"], 0);
 }
 
-#[tokio::test]
-async fn fifty_concurrent_orders_for_ten_units_confirm_exactly_ten() {
-    let app = spawn_app().await;
+async fn fifty_concurrent_orders_for_ten_units_confirm_exactly_ten(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let product = app.stocked_product("LAST-10", 10, eur(999)).await;
     let placed = futures::future::join_all((0..50).map(|_| {
         let token = customer(&uuid::Uuid::now_v7());
@@ -154,9 +159,8 @@ async fn fifty_concurrent_orders_for_ten_units_confirm_exactly_ten() {
     assert_eq!((stock["reserved"].as_i64(), stock["available"].as_i64()), (Some(10), Some(0)));
 }
 
-#[tokio::test]
-async fn an_idempotent_replay_returns_the_first_response_and_creates_one_order() {
-    let app = spawn_app().await;
+async fn an_idempotent_replay_returns_the_first_response_and_creates_one_order(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let product = app.stocked_product("IDEM-1", 100, eur(500)).await;
     let user = uuid::Uuid::now_v7();
     let token = customer(&user);
@@ -328,4 +332,34 @@ async fn invalid_orders_are_422_naming_the_problem() {
             problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
         assert!(fields.contains(&field), "{field} in {problem}");
     }
+}
+
+#[tokio::test]
+async fn a_dispatched_shipment_takes_its_reserved_units_out_of_stock() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("SHIP-1", 10, eur(100)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let order: Value = app.place(&token, &order_body(&[(&product["id"], 3)])).await.json().await.expect("JSON");
+    assert_eq!(app.settled(&token, &order).await["status"], "confirmed");
+
+    // The shipping module comes later: its event is delivered to inventory's queue as the bus would.
+    let product_id: uuid::Uuid = product["id"].as_str().expect("an id").parse().expect("a UUID");
+    let dispatched = contracts::shipping::ShipmentDispatched {
+        shipment_id: uuid::Uuid::now_v7(),
+        order_id: order["id"].as_str().expect("an id").parse().expect("a UUID"),
+        items: vec![contracts::orders::OrderItem { product_id, quantity: 3 }],
+        carrier: "DHL".into(),
+        tracking_number: "JD0001".into(),
+    };
+    let envelope = kernel::Envelope::new(&dispatched).expect("an envelope");
+    let inbox = kernel::Inbox::new(kernel::Outbox::new("inventory", app.db("inventory").await));
+    for _ in 0..2 {
+        inbox.enqueue("inventory", &envelope).await.expect("queued"); // redelivered: one effect
+    }
+    let stock = eventually(10, || async {
+        let stock = app.stock(&product).await;
+        (stock["reserved"] == 0).then_some(stock)
+    })
+    .await;
+    assert_eq!((stock["onHand"].as_i64(), stock["available"].as_i64()), (Some(7), Some(7)));
 }

@@ -9,7 +9,8 @@ use sea_orm::{
 };
 
 /// Opens a module's own pool. SQLite files get WAL (readers never wait for the writer) and a busy
-/// timeout, and their folder is created if missing.
+/// timeout, and their folder is created if missing. (A single-connection SQLite pool, tried to
+/// avoid the busy handler's sleeps, halved the saga's throughput: reads queue behind writes.)
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     if let Some(dir) =
         sqlite_file(url).and_then(|path| std::path::Path::new(path).parent()).filter(|dir| !dir.as_os_str().is_empty())
