@@ -63,6 +63,27 @@ impl EventBus for InProcessBus {
         Ok(())
     }
 
+    /// One statement per consumer for the whole batch: the relay's batches cost one write each.
+    async fn publish_all(&self, envelopes: &[Envelope]) -> (usize, Option<BusError>) {
+        if self.shutdown.is_cancelled() {
+            return (0, Some(BusError::ShuttingDown));
+        }
+        for subscriber in self.consumers.read().await.iter() {
+            let consumer = &subscriber.consumer;
+            let wanted: Vec<Envelope> = envelopes.iter().filter(|e| consumer.wants(e)).cloned().collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            if let Err(e) = consumer.inbox.enqueue_all(consumer.name, &wanted).await {
+                // None counts as accepted: the relay sends the batch again, and the consumers that
+                // had it already ignore the repeats.
+                return (0, Some(BusError::Unavailable(format!("cannot queue events for {}: {e}", consumer.name))));
+            }
+            subscriber.wake.notify_one();
+        }
+        (envelopes.len(), None)
+    }
+
     async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError> {
         self.consumers.write().await.push(Subscriber { consumer, wake: Arc::new(Notify::new()) });
         Ok(())
@@ -97,12 +118,10 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
             }
         };
         let full = batch.len() as u64 == BATCH;
-        for queued in batch {
-            if shutdown.is_cancelled() {
-                return; // the rest stays queued
-            }
-            deliver(consumer, &queued, &policy).await;
+        if shutdown.is_cancelled() {
+            return; // what was read stays queued
         }
+        deliver(consumer, batch, &policy).await;
         if full {
             continue;
         }
@@ -118,21 +137,44 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
     }
 }
 
-async fn deliver(consumer: &Consumer, queued: &Queued, policy: &RetryPolicy) {
+/// Hands a batch to the consumer in one transaction, then records what failed.
+async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) {
+    let mut decoded = Vec::with_capacity(batch.len());
+    let mut failures = Vec::new();
+    for queued in batch {
+        match serde_json::from_str::<Envelope>(&queued.payload) {
+            Ok(envelope) => decoded.push((queued, envelope)),
+            Err(e) => failures.push((queued, HandlerError::Malformed(format!("the envelope does not decode: {e}")))),
+        }
+    }
+    let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
+    match consumer.inbox.process_batch(consumer.name, &envelopes, consumer.handler.as_ref()).await {
+        Ok(outcomes) => {
+            for ((queued, _), outcome) in decoded.into_iter().zip(outcomes) {
+                if let Err(e) = outcome {
+                    failures.push((queued, e));
+                }
+            }
+        }
+        // Nothing was committed: the events stay queued and come again on the next pass.
+        Err(e) => tracing::warn!(error = %e, events = envelopes.len(), "a batch failed to commit; will retry"),
+    }
+    for (queued, error) in failures {
+        record_failure(consumer, &queued, error, policy).await;
+    }
+}
+
+/// Schedules a retry of a failed event, or dead-letters it.
+async fn record_failure(consumer: &Consumer, queued: &Queued, error: HandlerError, policy: &RetryPolicy) {
     let attempts = queued.attempts + 1;
-    let outcome = match serde_json::from_str::<Envelope>(&queued.payload) {
-        Ok(envelope) => consumer.inbox.process(consumer.name, &envelope, consumer.handler.as_ref()).await,
-        Err(e) => Err(HandlerError::Malformed(format!("the envelope does not decode: {e}"))),
-    };
-    let result = match outcome {
-        Ok(_) => Ok(()),
-        Err(malformed @ HandlerError::Malformed(_)) => {
+    let result = match error {
+        malformed @ HandlerError::Malformed(_) => {
             consumer.inbox.dead_letter(consumer.name, queued, attempts, &malformed.to_string()).await
         }
-        Err(HandlerError::Failed(e)) if policy.exhausted(attempts) => {
+        HandlerError::Failed(e) if policy.exhausted(attempts) => {
             consumer.inbox.dead_letter(consumer.name, queued, attempts, &format!("{e:#}")).await
         }
-        Err(HandlerError::Failed(e)) => {
+        HandlerError::Failed(e) => {
             let delay = policy.delay(attempts);
             tracing::warn!(event.id = %queued.event_id, attempts, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; will retry");
             let at = kernel::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::bus::metric;
 use crate::db::{self, KernelTables};
@@ -71,24 +72,54 @@ impl Inbox {
 
     /// Runs `handler` for `envelope` unless `consumer` handled it before, and commits its effect
     /// together with the record that it did.
-    #[tracing::instrument(name = "inbox.process", skip_all, fields(
-        consumer, event.id = %envelope.id, event.name = %envelope.event, correlation.id = %envelope.correlation_id
-    ))]
     pub async fn process(
         &self,
         consumer: &str,
         envelope: &Envelope,
         handler: &dyn EventHandler,
     ) -> Result<Processed, HandlerError> {
+        let mut outcomes = self.process_batch(consumer, std::slice::from_ref(envelope), handler).await?;
+        outcomes.pop().unwrap_or(Ok(Processed::Duplicate))
+    }
+
+    /// Handles several queued events in one transaction, each in a savepoint of its own: one that
+    /// fails is rolled back alone and reported, the others commit together. One commit for many
+    /// events is what lets a single-writer SQLite keep up under load. If the commit itself fails,
+    /// nothing was handled and every event stays queued.
+    pub async fn process_batch(
+        &self,
+        consumer: &str,
+        envelopes: &[Envelope],
+        handler: &dyn EventHandler,
+    ) -> Result<Vec<Result<Processed, HandlerError>>, DbErr> {
+        use sea_orm::TransactionTrait;
         let txn = crate::db::begin_write(&self.db).await?;
-        if !self.claim(&txn, consumer, envelope).await? {
-            txn.rollback().await?;
-            return Ok(Processed::Duplicate);
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let savepoint = txn.begin().await?;
+            let outcome = async {
+                if !self.claim(&savepoint, consumer, envelope).await? {
+                    return Ok(Processed::Duplicate);
+                }
+                handler.handle(&savepoint, envelope).await?;
+                Ok(Processed::Handled)
+            }
+            .instrument(
+                tracing::info_span!("inbox.process", consumer, event.id = %envelope.id, event.name = %envelope.event),
+            )
+            .await;
+            // A duplicate may have failed its insert (PostgreSQL then refuses to release the
+            // savepoint): it has nothing to keep either way.
+            match outcome {
+                Ok(Processed::Handled) => savepoint.commit().await?,
+                _ => savepoint.rollback().await?,
+            }
+            outcomes.push(outcome);
         }
-        handler.handle(&txn, envelope).await?;
         self.outbox.commit(txn).await?;
-        metrics::counter!(metric::CONSUMED, "module" => self.module).increment(1);
-        Ok(Processed::Handled)
+        let handled = outcomes.iter().filter(|o| matches!(o, Ok(Processed::Handled))).count();
+        metrics::counter!(metric::CONSUMED, "module" => self.module).increment(handled as u64);
+        Ok(outcomes)
     }
 
     /// Marks the event handled by `consumer` in `txn`; `false` if it already was.
@@ -123,7 +154,6 @@ impl Inbox {
         envelope: &Envelope,
         processed_at: Option<DateTime<Utc>>,
     ) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
-        let payload = serde_json::to_string(envelope).map_err(|e| DbErr::Json(e.to_string()))?;
         Ok(Query::insert()
             .into_table(Alias::new(&*self.table))
             .columns([
@@ -137,23 +167,42 @@ impl Inbox {
                 "attempts",
                 "dead",
             ])
-            .values_panic([
-                consumer.into(),
-                envelope.id.to_string().into(),
-                envelope.event.clone().into(),
-                envelope.version.into(),
-                payload.into(),
-                db::now().into(),
-                processed_at.into(),
-                0i32.into(),
-                false.into(),
-            ])
+            .values_panic(self.row_values(consumer, envelope, processed_at)?)
             .to_owned())
+    }
+
+    fn row_values(
+        &self,
+        consumer: &str,
+        envelope: &Envelope,
+        processed_at: Option<DateTime<Utc>>,
+    ) -> Result<[sea_orm::sea_query::SimpleExpr; 9], DbErr> {
+        let payload = serde_json::to_string(envelope).map_err(|e| DbErr::Json(e.to_string()))?;
+        Ok([
+            consumer.into(),
+            envelope.id.to_string().into(),
+            envelope.event.clone().into(),
+            envelope.version.into(),
+            payload.into(),
+            db::now().into(),
+            processed_at.into(),
+            0i32.into(),
+            false.into(),
+        ])
     }
 
     /// Queues `envelope` for `consumer` (in-process bus); a repeat of a known event is ignored.
     pub async fn enqueue(&self, consumer: &str, envelope: &Envelope) -> Result<(), DbErr> {
-        let mut insert = self.insert_row(consumer, envelope, None)?;
+        self.enqueue_all(consumer, std::slice::from_ref(envelope)).await
+    }
+
+    /// Queues `envelopes` for `consumer` in one statement; known events are ignored.
+    pub async fn enqueue_all(&self, consumer: &str, envelopes: &[Envelope]) -> Result<(), DbErr> {
+        let Some((first, rest)) = envelopes.split_first() else { return Ok(()) };
+        let mut insert = self.insert_row(consumer, first, None)?;
+        for envelope in rest {
+            insert.values_panic(self.row_values(consumer, envelope, None)?);
+        }
         insert.on_conflict(
             OnConflict::columns(["consumer", "event_id"]).do_nothing_on(["consumer", "event_id"]).to_owned(),
         );
