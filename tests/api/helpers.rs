@@ -96,6 +96,12 @@ impl TestApp {
         }
     }
 
+    /// `GET path` with `token`, as JSON.
+    pub async fn get_json_as(&self, token: &str, path: &str) -> Value {
+        let response = self.request(Method::GET, path, As::Anonymous).bearer_auth(token).send().await.expect("sent");
+        response.json().await.expect("JSON")
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.request(Method::GET, path, As::Anonymous).send().await.expect("request sent")
     }

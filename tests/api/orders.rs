@@ -192,15 +192,7 @@ async fn an_idempotent_replay_returns_the_first_response_and_creates_one_order(e
     let other = send("checkout-42", order_body(&[(&product["id"], 3)])).await;
     assert_eq!(assert_problem(other, 422).await["errors"][0]["field"], "Idempotency-Key");
 
-    let listed: Value = app
-        .request(Method::GET, "/orders", As::Anonymous)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let listed: Value = app.get_json_as(&token, "/orders").await;
     assert_eq!(listed["items"].as_array().expect("items").len(), 1);
 }
 
@@ -221,15 +213,7 @@ async fn a_customer_cannot_see_or_change_another_customers_order() {
         .bearer_auth(&stranger)
         .json(&json!({"shippingAddress": address()}));
     assert_problem(put.send().await.expect("sent"), 404).await;
-    let theirs: Value = app
-        .request(Method::GET, "/orders", As::Anonymous)
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let theirs: Value = app.get_json_as(&stranger, "/orders").await;
     assert_eq!(theirs["items"].as_array().expect("items").len(), 0);
     let admin: Value =
         app.request(Method::GET, &path, As::Admin).send().await.expect("sent").json().await.expect("JSON");
@@ -262,25 +246,9 @@ async fn the_address_changes_until_the_order_ends_and_lists_filter_by_status() {
         app.request(Method::PUT, &path, As::Anonymous).bearer_auth(&token).json(&json!({"shippingAddress": address()}));
     assert_problem(late.send().await.expect("sent"), 409).await;
 
-    let cancelled: Value = app
-        .request(Method::GET, "/orders?status=cancelled", As::Anonymous)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let cancelled: Value = app.get_json_as(&token, "/orders?status=cancelled").await;
     assert_eq!(cancelled["items"].as_array().expect("items").len(), 1);
-    let confirmed: Value = app
-        .request(Method::GET, "/orders?status=confirmed", As::Anonymous)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let confirmed: Value = app.get_json_as(&token, "/orders?status=confirmed").await;
     assert_eq!(confirmed["items"].as_array().expect("items").len(), 0);
     assert_problem(
         app.request(Method::GET, "/orders?status=lost", As::Anonymous).bearer_auth(&token).send().await.expect("sent"),

@@ -1,7 +1,6 @@
 //! The catalog's domain: products and their prices, parsed once at the edge.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 /// What is wrong with one field of a product.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,31 +15,7 @@ impl Invalid {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProductId(Uuid);
-
-impl ProductId {
-    /// A new id; UUID v7, so ids sort in creation order and page cursors follow it.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for ProductId {
-    fn from(id: Uuid) -> Self {
-        Self(id)
-    }
-}
-
-impl std::fmt::Display for ProductId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+kernel::uuid_id!(ProductId);
 
 /// A stock-keeping unit: 1 to 64 letters, digits, `-`, `_` or `.`.
 #[derive(Debug, Clone, PartialEq, Eq)]

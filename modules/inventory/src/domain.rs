@@ -2,49 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use uuid::Uuid;
+kernel::uuid_id!(ProductId);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProductId(Uuid);
-
-impl ProductId {
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for ProductId {
-    fn from(id: Uuid) -> Self {
-        Self(id)
-    }
-}
-
-impl std::fmt::Display for ProductId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OrderId(Uuid);
-
-impl OrderId {
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for OrderId {
-    fn from(id: Uuid) -> Self {
-        Self(id)
-    }
-}
-
-impl std::fmt::Display for OrderId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+kernel::uuid_id!(OrderId);
 
 /// How many units an admin says are in the warehouse: zero or more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -29,3 +29,39 @@ pub use inbox::Inbox;
 pub use module::{Hosted, Module, ModuleContext, Routes};
 pub use outbox::Outbox;
 pub use pagination::{Page, page_limit};
+/// For [`uuid_id!`].
+pub use uuid;
+
+/// Declares a UUID newtype id (`kernel::uuid_id!(OrderId);`): `generate()` (UUID v7, so ids sort
+/// in creation order and page cursors follow it), `as_uuid()`, `From<Uuid>` and `Display`.
+#[macro_export]
+macro_rules! uuid_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name($crate::uuid::Uuid);
+
+        impl $name {
+            #[allow(dead_code, reason = "some ids are only ever received, never made")]
+            pub fn generate() -> Self {
+                Self($crate::uuid::Uuid::now_v7())
+            }
+
+            pub fn as_uuid(&self) -> $crate::uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl From<$crate::uuid::Uuid> for $name {
+            fn from(id: $crate::uuid::Uuid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}

@@ -1,33 +1,8 @@
 //! The users module's domain: e-mail addresses, passwords and names, parsed once at the edge.
 
-use uuid::Uuid;
-
 pub use kernel::Role;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UserId(Uuid);
-
-impl UserId {
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for UserId {
-    fn from(id: Uuid) -> Self {
-        Self(id)
-    }
-}
-
-impl std::fmt::Display for UserId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+kernel::uuid_id!(UserId);
 
 /// An e-mail address, trimmed and lower-cased: the account's unique login.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
