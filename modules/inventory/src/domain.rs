@@ -159,6 +159,7 @@ pub struct Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn product(n: u128) -> ProductId {
         ProductId::from(Uuid::from_u128(n))
