@@ -197,39 +197,18 @@ async fn no_response_or_log_line_carries_a_password_hash_refresh_token_or_privat
     let password = "a secret nobody logs 42";
     let mut seen = String::new();
     let register = serde_json::json!({"email": "quiet@example.com", "password": password, "name": "Quiet"});
-    seen += &client
-        .post(format!("{address}/users"))
-        .json(&register)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let post = |path: &str, body: serde_json::Value| {
+        let request = client.post(format!("{address}{path}")).json(&body);
+        async move { request.send().await.expect("sent").text().await.expect("text") }
+    };
+    seen += &post("/users", register).await;
     let login = serde_json::json!({"email": "quiet@example.com", "password": password});
-    let tokens: serde_json::Value = client
-        .post(format!("{address}/auth/token"))
-        .json(&login)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let tokens: serde_json::Value = serde_json::from_str(&post("/auth/token", login).await).expect("JSON");
     let refresh_token = tokens["refreshToken"].as_str().expect("a refresh token").to_owned();
     let refresh = serde_json::json!({"refreshToken": refresh_token});
-    let rotated = client.post(format!("{address}/auth/refresh")).json(&refresh).send().await.expect("sent");
-    seen += &rotated.text().await.expect("text");
+    seen += &post("/auth/refresh", refresh).await;
     let wrong = serde_json::json!({"email": "quiet@example.com", "password": "wrong, but also secret"});
-    seen += &client
-        .post(format!("{address}/auth/token"))
-        .json(&wrong)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    seen += &post("/auth/token", wrong).await;
     let me = client.get(format!("{address}/users/me")).bearer_auth(tokens["accessToken"].as_str().expect("a token"));
     seen += &me.send().await.expect("sent").text().await.expect("text");
 

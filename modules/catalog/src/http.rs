@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
 use chrono::{DateTime, Utc};
 use kernel::error::Problem;
-use kernel::{Admin, ApiError, FieldError, Page, page_limit};
+use kernel::{Admin, ApiError, FieldError, Page, after_cursor, page_limit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -108,11 +108,7 @@ pub struct ListProductsQuery {
 
 impl ListProductsQuery {
     fn filter(&self) -> Result<ProductFilter, ApiError> {
-        let after = self
-            .after
-            .as_deref()
-            .map(|c| Uuid::parse_str(c).map(ProductId::from).map_err(|_| ApiError::invalid("after", "is not a cursor")))
-            .transpose()?;
+        let after: Option<ProductId> = after_cursor(self.after.as_deref())?;
         let status =
             self.status.as_deref().map(ProductStatus::parse).transpose().map_err(|m| ApiError::invalid("status", m))?;
         let search = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);

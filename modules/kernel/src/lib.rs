@@ -28,7 +28,7 @@ pub use error::{ApiError, FieldError};
 pub use inbox::Inbox;
 pub use module::{Hosted, Module, ModuleContext, Routes};
 pub use outbox::Outbox;
-pub use pagination::{Page, page_limit};
+pub use pagination::{Page, after_cursor, page_limit};
 /// For [`uuid_id!`].
 pub use uuid;
 

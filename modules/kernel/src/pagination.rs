@@ -39,6 +39,13 @@ pub fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
+/// The `after` cursor of a list keyed by UUID ids.
+pub fn after_cursor<T: From<uuid::Uuid>>(after: Option<&str>) -> Result<Option<T>, ApiError> {
+    after
+        .map(|c| uuid::Uuid::parse_str(c).map(T::from).map_err(|_| ApiError::invalid("after", "is not a cursor")))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

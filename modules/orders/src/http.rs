@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
 use kernel::error::{FieldErrors, Problem};
-use kernel::{ApiError, FieldError, Page, Principal, page_limit};
+use kernel::{ApiError, FieldError, Page, Principal, after_cursor, page_limit};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -321,11 +321,7 @@ pub async fn list_orders(
     let limit = page_limit(query.limit)?;
     let status =
         query.status.as_deref().map(OrderStatus::parse).transpose().map_err(|m| ApiError::invalid("status", m))?;
-    let after = query
-        .after
-        .as_deref()
-        .map(|c| Uuid::parse_str(c).map(OrderId::from).map_err(|_| ApiError::invalid("after", "is not a cursor")))
-        .transpose()?;
+    let after: Option<OrderId> = after_cursor(query.after.as_deref())?;
     let rows = orders.list(&principal, status, after, limit + 1).await?;
     Ok(web::Json(Page::from_rows(rows, limit, |o| o.id.to_string(), |o| OrderResponse::from(&o))))
 }

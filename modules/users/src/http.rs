@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
 use kernel::error::FieldErrors;
 use kernel::error::Problem;
-use kernel::{Admin, ApiError, Page, Principal, page_limit};
+use kernel::{Admin, ApiError, Page, Principal, after_cursor, page_limit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -253,11 +253,7 @@ pub async fn list_users(
     query: web::Query<ListUsersQuery>,
 ) -> Result<web::Json<Page<UserResponse>>, ApiError> {
     let limit = page_limit(query.limit)?;
-    let after = query
-        .after
-        .as_deref()
-        .map(|c| Uuid::parse_str(c).map(UserId::from).map_err(|_| ApiError::invalid("after", "is not a cursor")))
-        .transpose()?;
+    let after: Option<UserId> = after_cursor(query.after.as_deref())?;
     let rows = users.list(after, limit + 1).await?;
     Ok(web::Json(Page::from_rows(rows, limit, |u| u.id.to_string(), UserResponse::from)))
 }
