@@ -476,6 +476,7 @@ mod tests {
                 ("BAZAAR__DATABASE__URL", "postgres://bazaar:hunter2@db/{module}"),
                 ("BAZAAR__USERS__BOOTSTRAP_ADMIN__EMAIL", "root@example.com"),
                 ("BAZAAR__USERS__BOOTSTRAP_ADMIN__PASSWORD", "sw0rdfish-sw0rdfish"),
+                ("BAZAAR__AUTH__SIGNING_KEY", include_str!("../tests/fixtures/ed25519-private.pem")),
             ],
             Environment::Test,
         )
@@ -483,6 +484,8 @@ mod tests {
         let shown = settings.redacted().to_string();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("sw0rdfish"), "{shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+        assert_eq!(settings.redacted()["auth"]["signing_key"], "***");
         assert!(shown.contains("postgres://bazaar:***@db/catalog"), "{shown}");
     }
 }
