@@ -37,6 +37,12 @@ pub enum Command {
     Openapi,
     /// Print the effective settings, secrets redacted.
     Config,
+    /// Print which module publishes and consumes which events and serves which routes.
+    Modules {
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// Manage accounts.
     Users {
         #[command(subcommand)]
@@ -111,6 +117,15 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config => {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
+            Ok(())
+        }
+        Command::Modules { format } => {
+            let registry = modules::describe();
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&registry)?);
+            } else {
+                print!("{}", modules::render(&registry));
+            }
             Ok(())
         }
         Command::Users { command: UsersCommand::CreateAdmin { email } } => {

@@ -223,3 +223,22 @@ async fn no_response_or_log_line_carries_a_password_hash_refresh_token_or_privat
     }
     assert!(seen.contains("user logged in"), "the logs were captured:\n{seen}");
 }
+
+#[test]
+fn modules_lists_what_each_module_publishes_consumes_and_serves() {
+    let out = bazaar(&["modules", "--format", "json"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let modules: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let find =
+        |name: &str| modules.as_array().expect("a list").iter().find(|m| m["name"] == name).cloned().expect(name);
+    let inventory = find("inventory");
+    assert!(inventory["consumes"].as_array().expect("a list").contains(&serde_json::json!("orders.OrderCreated.v1")));
+    assert!(
+        inventory["publishes"].as_array().expect("a list").contains(&serde_json::json!("inventory.StockReserved.v1"))
+    );
+    assert!(find("catalog")["routes"].as_array().expect("a list").contains(&serde_json::json!("POST /products")));
+    let text = bazaar(&["modules"], &[]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("orders\n  publishes: orders.OrderCreated.v1"), "{text}");
+    assert_eq!(bazaar(&["modules", "--format", "yaml"], &[]).status.code(), Some(2));
+}
