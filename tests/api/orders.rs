@@ -331,3 +331,33 @@ async fn a_dispatched_shipment_takes_its_reserved_units_out_of_stock() {
     .await;
     assert_eq!((stock["onHand"].as_i64(), stock["available"].as_i64()), (Some(7), Some(7)));
 }
+
+#[tokio::test]
+async fn stock_cannot_be_set_below_what_is_reserved_and_only_admins_set_it() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("STOCK-1", 10, eur(100)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let order: Value = app.place(&token, &order_body(&[(&product["id"], 3)])).await.json().await.expect("JSON");
+    assert_eq!(app.settled(&token, &order).await["status"], "confirmed");
+    let path = format!("/inventory/{}", product["id"].as_str().expect("an id"));
+    let set = |on_hand: Value, who: As| app.request(Method::PUT, &path, who).json(&json!({"onHand": on_hand})).send();
+    assert_problem(set(json!(2), As::Admin).await.expect("sent"), 409).await;
+    assert_eq!(
+        assert_problem(set(json!(-1), As::Admin).await.expect("sent"), 422).await["errors"][0]["field"],
+        "onHand"
+    );
+    assert_problem(set(json!(50), As::Customer).await.expect("sent"), 403).await;
+    assert_problem(set(json!(50), As::Anonymous).await.expect("sent"), 401).await;
+    let unknown = format!("/inventory/{}", uuid::Uuid::now_v7());
+    assert_problem(
+        app.request(Method::PUT, &unknown, As::Admin).json(&json!({"onHand": 1})).send().await.expect("sent"),
+        404,
+    )
+    .await;
+    assert_problem(app.get(&unknown).await, 404).await;
+    let stock: Value = set(json!(3), As::Admin).await.expect("sent").json().await.expect("JSON");
+    assert_eq!(
+        (stock["onHand"].as_i64(), stock["reserved"].as_i64(), stock["available"].as_i64()),
+        (Some(3), Some(3), Some(0))
+    );
+}
