@@ -45,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
             .env_remove("RUST_LOG");
     };
     let mut create_admin = tokio::process::Command::new(&args.bazaar);
-    create_admin.args(["users", "create-admin", "--email", "bench@example.com"]).env("BAZAAR_ADMIN_PASSWORD", PASSWORD);
+    create_admin
+        .args(["users", "create-admin", "--email", "bench@example.com"])
+        .env("BAZAAR_ADMIN_PASSWORD", PASSWORD)
+        .stdout(Stdio::null());
     env(&mut create_admin);
     if !create_admin.status().await.context("cannot run bazaar")?.success() {
         bail!("create-admin failed");
