@@ -121,8 +121,8 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
         if shutdown.is_cancelled() {
             return; // what was read stays queued
         }
-        deliver(consumer, batch, &policy).await;
-        if full {
+        let committed = deliver(consumer, batch, &policy).await;
+        if full && committed {
             continue;
         }
         let wait = match consumer.inbox.next_retry_at(consumer.name).await {
@@ -137,8 +137,9 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
     }
 }
 
-/// Hands a batch to the consumer in one transaction, then records what failed.
-async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) {
+/// Hands a batch to the consumer in one transaction, then records what failed. `false` if the
+/// transaction did not commit (the database is failing): the caller waits before the next pass.
+async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) -> bool {
     let mut decoded = Vec::with_capacity(batch.len());
     let mut failures = Vec::new();
     for queued in batch {
@@ -148,20 +149,25 @@ async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) 
         }
     }
     let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
-    match consumer.inbox.process_batch(consumer.name, &envelopes, consumer.handler.as_ref()).await {
+    let committed = match consumer.inbox.process_batch(consumer.name, &envelopes, consumer.handler.as_ref()).await {
         Ok(outcomes) => {
             for ((queued, _), outcome) in decoded.into_iter().zip(outcomes) {
                 if let Err(e) = outcome {
                     failures.push((queued, e));
                 }
             }
+            true
         }
         // Nothing was committed: the events stay queued and come again on the next pass.
-        Err(e) => tracing::warn!(error = %e, events = envelopes.len(), "a batch failed to commit; will retry"),
-    }
+        Err(e) => {
+            tracing::warn!(error = %e, events = envelopes.len(), "a batch failed to commit; will retry");
+            false
+        }
+    };
     for (queued, error) in failures {
         record_failure(consumer, &queued, error, policy).await;
     }
+    committed
 }
 
 /// Schedules a retry of a failed event, or dead-letters it.
