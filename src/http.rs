@@ -10,7 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use kernel::error::{Problem, problem_response, problem_with};
 use kernel::{EventBus, Module, ModuleContext};
 use serde::Serialize;
@@ -32,7 +32,7 @@ pub struct Ops {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Bazaar", description = "An e-commerce backend: a modular monolith that splits into services."),
-    paths(health_live, health_ready, prometheus_metrics),
+    paths(health_live, health_ready, prometheus_metrics, dead_letters, replay_dead_letter),
     tags((name = "operations", description = "Health and metrics"))
 )]
 struct OperationsApi;
@@ -122,6 +122,81 @@ pub async fn prometheus_metrics(ops: web::Data<Ops>) -> HttpResponse {
     let handle = telemetry::metrics();
     handle.run_upkeep();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render())
+}
+
+/// An event a module gave up on.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterResponse {
+    /// The consuming module; with `id`, what `replay` takes.
+    module: &'static str,
+    id: i64,
+    event_id: String,
+    event: String,
+    error: String,
+    attempts: u32,
+    failed_at: chrono::DateTime<chrono::Utc>,
+    /// The envelope as it was delivered.
+    envelope: serde_json::Value,
+}
+
+/// Dead letters of the hosted modules, newest first (admin; up to 100 per module).
+#[utoipa::path(
+    tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Dead letters", body = Vec<DeadLetterResponse>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/admin/dead-letters")]
+pub async fn dead_letters(_admin: kernel::Admin, ops: web::Data<Ops>) -> Result<HttpResponse, kernel::ApiError> {
+    let mut all = Vec::new();
+    for (module, ctx) in &ops.modules {
+        let letters =
+            kernel::Inbox::new(ctx.outbox.clone()).dead_letter_list(100).await.map_err(anyhow::Error::from)?;
+        all.extend(letters.into_iter().map(|d| DeadLetterResponse {
+            module: module.name(),
+            id: d.id,
+            event_id: d.event_id,
+            event: d.event,
+            error: d.error,
+            attempts: d.attempts,
+            failed_at: d.failed_at,
+            envelope: serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::String(d.payload)),
+        }));
+    }
+    all.sort_by(|a, b| b.failed_at.cmp(&a.failed_at));
+    Ok(HttpResponse::Ok().json(all))
+}
+
+/// Queue a dead letter again, its attempts reset (admin; once its cause is fixed).
+#[utoipa::path(
+    tag = "operations",
+    params(("module" = String, Path, description = "The consuming module"), ("id" = i64, Path, description = "The dead letter's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Queued again; the consumer takes it within a second"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter here", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/admin/dead-letters/{module}/{id}/replay")]
+pub async fn replay_dead_letter(
+    _admin: kernel::Admin,
+    ops: web::Data<Ops>,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, kernel::ApiError> {
+    let (module, id) = path.into_inner();
+    let not_found = || kernel::ApiError::NotFound(format!("no dead letter {id} in module {module}"));
+    let (_, ctx) = ops.modules.iter().find(|(m, _)| m.name() == module).ok_or_else(not_found)?;
+    let replayed = kernel::Inbox::new(ctx.outbox.clone()).replay(id).await.map_err(anyhow::Error::from)?;
+    if !replayed {
+        return Err(not_found());
+    }
+    Ok(HttpResponse::Accepted().finish())
 }
 
 /// `/swagger-ui` → `/swagger-ui/`.

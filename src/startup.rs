@@ -131,6 +131,8 @@ impl Application {
                 .service(http::health_live)
                 .service(http::health_ready)
                 .service(http::prometheus_metrics)
+                .service(http::dead_letters)
+                .service(http::replay_dead_letter)
                 .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
                 .route("/swagger-ui", web::get().to(http::swagger_redirect))
                 .default_service(web::to(http::not_found))

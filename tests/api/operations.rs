@@ -104,3 +104,46 @@ async fn stopping_drains_http_and_the_relay() {
     let stopped = tokio::time::timeout(std::time::Duration::from_secs(15), running).await;
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
 }
+
+#[tokio::test]
+async fn admins_see_dead_letters_and_queue_them_again() {
+    use crate::helpers::{As, assert_problem};
+    use reqwest::Method;
+    let app = spawn_app().await;
+    let mut broken = kernel::Envelope::new(&contracts::orders::OrderCreated {
+        order_id: uuid::Uuid::now_v7(),
+        user_id: uuid::Uuid::now_v7(),
+        items: vec![],
+    })
+    .expect("an envelope");
+    broken.data = serde_json::json!({"orderId": 5});
+    let inbox = kernel::Inbox::new(kernel::Outbox::new("inventory", app.db("inventory").await));
+    inbox.enqueue("inventory", &broken).await.expect("queued");
+
+    let list = || async { app.request(Method::GET, "/admin/dead-letters", As::Admin).send().await.expect("sent") };
+    let first = crate::helpers::eventually(10, || async {
+        let letters: Value = list().await.json().await.expect("JSON");
+        letters.as_array().expect("a list").first().cloned()
+    })
+    .await;
+    assert_eq!((first["module"].as_str(), first["event"].as_str()), (Some("inventory"), Some("OrderCreated")));
+    assert_eq!(first["attempts"], 1);
+    assert_eq!(first["envelope"]["id"], broken.id.to_string());
+    assert!(first["error"].as_str().expect("an error").contains("malformed"));
+    assert_problem(app.request(Method::GET, "/admin/dead-letters", As::Customer).send().await.expect("sent"), 403)
+        .await;
+
+    let replay = format!("/admin/dead-letters/inventory/{}/replay", first["id"]);
+    assert_eq!(app.request(Method::POST, &replay, As::Admin).send().await.expect("sent").status(), 202);
+    // Still malformed: handled again, dead-lettered again as a new letter.
+    let again = crate::helpers::eventually(10, || async {
+        let letters: Value = list().await.json().await.expect("JSON");
+        let letters = letters.as_array().expect("a list").clone();
+        (letters.len() == 1 && letters[0]["id"] != first["id"]).then(|| letters[0].clone())
+    })
+    .await;
+    assert_eq!(again["attempts"], 1, "the attempts started over");
+    assert_problem(app.request(Method::POST, &replay, As::Admin).send().await.expect("sent"), 404).await;
+    let elsewhere = format!("/admin/dead-letters/nowhere/{}/replay", again["id"]);
+    assert_problem(app.request(Method::POST, &elsewhere, As::Admin).send().await.expect("sent"), 404).await;
+}

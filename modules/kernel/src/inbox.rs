@@ -49,6 +49,7 @@ pub struct Queued {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
+    pub id: i64,
     pub consumer: String,
     pub event_id: String,
     pub event: String,
@@ -334,7 +335,7 @@ impl Inbox {
     /// The dead letters of this module, newest first.
     pub async fn dead_letter_list(&self, limit: u64) -> Result<Vec<DeadLetter>, DbErr> {
         let select = Query::select()
-            .columns(["consumer", "event_id", "event", "payload", "error", "attempts", "failed_at"])
+            .columns(["id", "consumer", "event_id", "event", "payload", "error", "attempts", "failed_at"])
             .from(Alias::new(&*self.dead_letters))
             .order_by("id", Order::Desc)
             .limit(limit)
@@ -345,6 +346,7 @@ impl Inbox {
             .into_iter()
             .map(|row| {
                 Ok(DeadLetter {
+                    id: row.try_get("", "id")?,
                     consumer: row.try_get("", "consumer")?,
                     event_id: row.try_get("", "event_id")?,
                     event: row.try_get("", "event")?,
@@ -355,6 +357,37 @@ impl Inbox {
                 })
             })
             .collect()
+    }
+
+    /// Queues a dead-lettered event again with its attempts reset, and forgets the dead letter;
+    /// `false` if there is no dead letter `id`. Meant for after the cause is fixed.
+    pub async fn replay(&self, id: i64) -> Result<bool, DbErr> {
+        let txn = db::begin_write(&self.db).await?;
+        let select = Query::select()
+            .columns(["consumer", "event_id"])
+            .from(Alias::new(&*self.dead_letters))
+            .and_where(Expr::col("id").eq(id))
+            .to_owned();
+        let Some(row) = txn.query_one(&select).await? else {
+            return Ok(false);
+        };
+        let (consumer, event_id): (String, String) = (row.try_get("", "consumer")?, row.try_get("", "event_id")?);
+        let requeue = Query::update()
+            .table(Alias::new(&*self.table))
+            .value("dead", false)
+            .value("attempts", 0)
+            .value("next_attempt_at", Option::<DateTime<Utc>>::None)
+            .value("last_error", Option::<String>::None)
+            .and_where(Expr::col("consumer").eq(consumer.as_str()))
+            .and_where(Expr::col("event_id").eq(event_id.as_str()))
+            .to_owned();
+        txn.execute(&requeue).await?;
+        let forget =
+            Query::delete().from_table(Alias::new(&*self.dead_letters)).and_where(Expr::col("id").eq(id)).to_owned();
+        txn.execute(&forget).await?;
+        txn.commit().await?;
+        tracing::info!(consumer, event.id = event_id, "dead letter queued again");
+        Ok(true)
     }
 
     /// How many events this module has dead-lettered.
