@@ -167,7 +167,7 @@ pub async fn dead_letters(_admin: kernel::Admin, ops: web::Data<Ops>) -> Result<
             envelope: serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::String(d.payload)),
         }));
     }
-    all.sort_by(|a, b| b.failed_at.cmp(&a.failed_at));
+    all.sort_by_key(|d| std::cmp::Reverse(d.failed_at));
     Ok(HttpResponse::Ok().json(all))
 }
 
