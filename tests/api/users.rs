@@ -110,11 +110,15 @@ async fn registration_rules_are_422_naming_each_field_and_a_taken_email_is_409(e
 
 #[tokio::test]
 async fn a_wrong_email_and_a_wrong_password_look_the_same_and_cost_the_same() {
-    let app = spawn_app_with(&[("users.failed_logins_per_minute_per_address", "100")]).await;
+    let app = spawn_app_with(&[
+        ("users.failed_logins_per_minute", "100"),
+        ("users.failed_logins_per_minute_per_address", "100"),
+    ])
+    .await;
     app.signed_in("hopper@example.com").await;
     let mut timings = [Vec::new(), Vec::new()];
     let mut bodies = Vec::new();
-    for round in 0..3 {
+    for round in 0..7 {
         for (i, email) in
             [format!("nobody{round}@example.com"), "hopper@example.com".to_owned()].into_iter().enumerate()
         {
@@ -131,7 +135,9 @@ async fn a_wrong_email_and_a_wrong_password_look_the_same_and_cost_the_same() {
         v[v.len() / 2]
     };
     let (unknown, wrong) = (median(&mut timings[0]), median(&mut timings[1]));
-    assert!(unknown * 2 >= wrong && wrong * 2 >= unknown, "unknown e-mail {unknown:?}, wrong password {wrong:?}");
+    // Without the dummy hash an unknown e-mail answers ~20 times faster; the margin absorbs the
+    // noise of a busy CI machine running tests in parallel.
+    assert!(unknown * 4 >= wrong && wrong * 4 >= unknown, "unknown e-mail {unknown:?}, wrong password {wrong:?}");
 }
 
 async fn a_reused_refresh_token_revokes_its_whole_family(engine: Engine) {
