@@ -5,9 +5,22 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::modules;
+
+/// Secrets are serialised for the hosted modules' context only; [`Settings::redacted`] hides them.
+fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
+fn expose_optional<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => expose(secret, serializer),
+        None => serializer.serialize_none(),
+    }
+}
 
 /// The settings shipped in the binary: a process runs even without a `config/` folder.
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -130,8 +143,10 @@ pub struct AuthSettings {
     pub audience: String,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_days: u64,
-    /// The users module's Ed25519 private key (PKCS#8 PEM). A secret.
-    pub signing_key: Option<String>,
+    /// The users module's Ed25519 private key (PKCS#8 PEM). Serialised only for the hosted
+    /// modules' context; `Debug` and `bazaar config` show it redacted.
+    #[serde(serialize_with = "expose_optional")]
+    pub signing_key: Option<SecretString>,
     pub signing_key_file: String,
     pub previous_public_key: Option<String>,
     /// Verification where `users` is not hosted: a PEM public key…
@@ -150,8 +165,8 @@ pub struct UsersSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BootstrapAdmin {
     pub email: String,
-    /// A secret.
-    pub password: String,
+    #[serde(serialize_with = "expose")]
+    pub password: SecretString,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,7 +299,7 @@ impl Settings {
 
     fn validate_auth(&self) -> Result<(), SettingsError> {
         let auth = &self.auth;
-        if let Some(message) = auth.signing_key.as_deref().and_then(users::signing_key_error) {
+        if let Some(message) = auth.signing_key.as_ref().and_then(|k| users::signing_key_error(k.expose_secret())) {
             return Err(SettingsError::new("auth.signing_key", message));
         }
         for (key, pem) in
@@ -317,7 +332,7 @@ impl Settings {
             }
         }
         if let Some(admin) = &self.users.bootstrap_admin
-            && (admin.email.trim().is_empty() || admin.password.is_empty())
+            && (admin.email.trim().is_empty() || admin.password.expose_secret().is_empty())
         {
             return Err(SettingsError::new("users.bootstrap_admin", "needs an email and a password"));
         }
@@ -363,14 +378,11 @@ impl Settings {
     /// The effective settings with every secret hidden, for `bazaar config`.
     pub fn redacted(&self) -> serde_json::Value {
         let mut copy = self.clone();
-        let hidden = |secret: &mut Option<String>| {
-            if secret.is_some() {
-                *secret = Some("***".into());
-            }
-        };
-        hidden(&mut copy.auth.signing_key);
+        if copy.auth.signing_key.is_some() {
+            copy.auth.signing_key = Some(SecretString::from("***"));
+        }
         if let Some(admin) = &mut copy.users.bootstrap_admin {
-            admin.password = "***".into();
+            admin.password = SecretString::from("***");
         }
         copy.database.url = redact_url(&copy.database.url);
         for overrides in copy.modules.overrides.values_mut() {
