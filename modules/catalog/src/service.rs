@@ -1,10 +1,9 @@
 //! The catalog's use cases. Each write is one transaction: the product row and its event.
 
 use anyhow::Context;
-use contracts::IntegrationEvent;
 use contracts::catalog::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
-use kernel::{Envelope, Outbox};
-use sea_orm::{DatabaseConnection, DbErr, SqlErr};
+use kernel::Outbox;
+use sea_orm::DatabaseConnection;
 
 use crate::domain::{Product, ProductDetails, ProductId};
 use crate::persistence::{self, ProductFilter};
@@ -51,12 +50,12 @@ impl Catalog {
         let product = Product::new(details, kernel::db::now());
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         if let Err(e) = persistence::insert(&txn, &product).await {
-            return Err(match unique_violation(&e) {
+            return Err(match kernel::db::is_unique_violation(&e) {
                 true => CreateProductError::DuplicateSku(product.details.sku.as_str().to_owned()),
                 false => anyhow::Error::new(e).context("failed to insert a product").into(),
             });
         }
-        self.publish(&txn, &ProductCreated(snapshot(&product))).await?;
+        self.outbox.publish(&txn, &ProductCreated(snapshot(&product)), None).await?;
         self.outbox.commit(txn).await.context("failed to commit a new product")?;
         tracing::info!(product.id = %product.id, "product created");
         Ok(product)
@@ -71,12 +70,12 @@ impl Catalog {
             .ok_or(UpdateProductError::NotFound(id))?;
         product.revise(details, kernel::db::now());
         if let Err(e) = persistence::update(&txn, &product).await {
-            return Err(match unique_violation(&e) {
+            return Err(match kernel::db::is_unique_violation(&e) {
                 true => UpdateProductError::DuplicateSku(product.details.sku.as_str().to_owned()),
                 false => anyhow::Error::new(e).context("failed to update a product").into(),
             });
         }
-        self.publish(&txn, &ProductUpdated(snapshot(&product))).await?;
+        self.outbox.publish(&txn, &ProductUpdated(snapshot(&product)), None).await?;
         self.outbox.commit(txn).await.context("failed to commit a product update")?;
         Ok(product)
     }
@@ -94,7 +93,7 @@ impl Catalog {
         }
         persistence::update(&txn, &product).await.context("failed to discontinue a product")?;
         let event = ProductDiscontinued { product_id: id.as_uuid(), sku: product.details.sku.as_str().to_owned() };
-        self.publish(&txn, &event).await?;
+        self.outbox.publish(&txn, &event, None).await?;
         self.outbox.commit(txn).await.context("failed to commit a discontinuation")?;
         Ok(())
     }
@@ -109,15 +108,6 @@ impl Catalog {
     pub async fn list(&self, filter: &ProductFilter, limit: u64) -> anyhow::Result<Vec<Product>> {
         persistence::list(&self.db, filter, limit).await.context("failed to list products")
     }
-
-    async fn publish<E: IntegrationEvent>(&self, txn: &sea_orm::DatabaseTransaction, event: &E) -> anyhow::Result<()> {
-        let envelope = Envelope::new(event).context("failed to serialise an event")?;
-        self.outbox.enqueue(txn, &envelope).await.with_context(|| format!("failed to write {} to the outbox", E::NAME))
-    }
-}
-
-fn unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
 fn snapshot(product: &Product) -> ProductSnapshot {

@@ -3,9 +3,7 @@
 //! The inbox hands each event over with a transaction it commits together with the record that
 //! the event was handled; what is published goes to the outbox in that same transaction.
 
-use anyhow::Context;
 use async_trait::async_trait;
-use contracts::IntegrationEvent;
 use contracts::catalog::ProductCreated;
 use contracts::inventory::{Shortage, StockReleased, StockReservationFailed, StockReserved};
 use contracts::orders::{OrderCancelled, OrderCreated, OrderItem};
@@ -41,9 +39,10 @@ impl InventoryEvents {
         let lines = Lines::sum(event.items.iter().map(|i| (ProductId::from(i.product_id), i.quantity)))
             .map_err(HandlerError::Malformed)?;
         match service::reserve(txn, OrderId::from(event.order_id), lines).await? {
-            ReserveOutcome::Reserved(lines) => {
-                self.publish(txn, cause, &StockReserved { order_id: event.order_id, items: items(&lines) }).await
-            }
+            ReserveOutcome::Reserved(lines) => Ok(self
+                .outbox
+                .publish(txn, &StockReserved { order_id: event.order_id, items: items(&lines) }, Some(cause))
+                .await?),
             ReserveOutcome::Rejected(shortages) => {
                 let shortages = shortages
                     .into_iter()
@@ -53,7 +52,10 @@ impl InventoryEvents {
                         available: s.available,
                     })
                     .collect();
-                self.publish(txn, cause, &StockReservationFailed { order_id: event.order_id, shortages }).await
+                Ok(self
+                    .outbox
+                    .publish(txn, &StockReservationFailed { order_id: event.order_id, shortages }, Some(cause))
+                    .await?)
             }
             ReserveOutcome::AlreadyKnown(status) => {
                 tracing::info!(reservation.status = status.as_str(), "order known already; nothing reserved");
@@ -71,9 +73,10 @@ impl InventoryEvents {
         event: OrderCancelled,
     ) -> Result<(), HandlerError> {
         match service::release(txn, OrderId::from(event.order_id)).await? {
-            Some(lines) => {
-                self.publish(txn, cause, &StockReleased { order_id: event.order_id, items: items(&lines) }).await
-            }
+            Some(lines) => Ok(self
+                .outbox
+                .publish(txn, &StockReleased { order_id: event.order_id, items: items(&lines) }, Some(cause))
+                .await?),
             None => Ok(()),
         }
     }
@@ -85,20 +88,6 @@ impl InventoryEvents {
         event: ShipmentDispatched,
     ) -> Result<(), HandlerError> {
         service::sell(txn, OrderId::from(event.order_id)).await?;
-        Ok(())
-    }
-
-    async fn publish<E: IntegrationEvent>(
-        &self,
-        txn: &DatabaseTransaction,
-        cause: &Envelope,
-        event: &E,
-    ) -> Result<(), HandlerError> {
-        let envelope = Envelope::caused_by(event, cause).context("failed to serialise an event")?;
-        self.outbox
-            .enqueue(txn, &envelope)
-            .await
-            .with_context(|| format!("failed to write {} to the outbox", E::NAME))?;
         Ok(())
     }
 }
@@ -130,6 +119,7 @@ fn items(lines: &Lines) -> Vec<OrderItem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::IntegrationEvent;
     use contracts::catalog::{Price, ProductSnapshot};
     use sea_orm::sea_query::{Alias, Order, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};

@@ -69,6 +69,23 @@ impl Outbox {
         Ok(())
     }
 
+    /// Wraps `event` in an envelope (a consequence of `cause`, when there is one: same correlation
+    /// and trace) and writes it in the caller's transaction.
+    pub async fn publish<E: contracts::IntegrationEvent>(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &E,
+        cause: Option<&Envelope>,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let envelope = match cause {
+            Some(cause) => Envelope::caused_by(event, cause),
+            None => Envelope::new(event),
+        }
+        .context("failed to serialise an event")?;
+        self.enqueue(txn, &envelope).await.with_context(|| format!("failed to write {} to the outbox", E::NAME))
+    }
+
     /// Commits `txn` and wakes the relay.
     pub async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
         txn.commit().await?;

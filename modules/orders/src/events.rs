@@ -17,7 +17,7 @@ use sea_orm::DatabaseTransaction;
 
 use crate::domain::{Money, Order, OrderEvent, OrderId};
 use crate::persistence::{self, ProductCopy};
-use crate::service::{price, publish};
+use crate::service::price;
 
 pub fn consumed() -> Vec<EventType> {
     vec![
@@ -94,14 +94,14 @@ impl OrdersHandler {
         order.rejection_reason = reason;
         persistence::update_order(txn, &order).await?;
         match event {
-            OrderEvent::StockReserved => publish(&self.outbox, txn, &confirmed(&order), Some(cause)).await?,
+            OrderEvent::StockReserved => self.outbox.publish(txn, &confirmed(&order), Some(cause)).await?,
             _ => {
                 let rejected = events::OrderRejected {
                     order_id: id.as_uuid(),
                     user_id: order.user_id,
                     reason: order.rejection_reason.clone().unwrap_or_default(),
                 };
-                publish(&self.outbox, txn, &rejected, Some(cause)).await?
+                self.outbox.publish(txn, &rejected, Some(cause)).await?
             }
         }
         tracing::info!(status = order.status.as_str(), "order answered");

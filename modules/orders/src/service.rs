@@ -1,10 +1,9 @@
 //! The orders module's use cases. Each write is one transaction: the order and its event.
 
 use anyhow::Context;
-use contracts::IntegrationEvent;
 use contracts::catalog::Price;
 use contracts::orders::{self as events, OrderItem};
-use kernel::{Envelope, Outbox, Principal};
+use kernel::{Outbox, Principal};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
@@ -97,7 +96,7 @@ impl Orders {
         }
         let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity.get() });
         let event = events::OrderCreated { order_id: order.id.as_uuid(), user_id, items: items.collect() };
-        publish(&self.outbox, &txn, &event, None).await?;
+        self.outbox.publish(&txn, &event, None).await?;
         self.outbox.commit(txn).await.context("failed to commit an order")?;
         tracing::info!(order.id = %order.id, "order placed");
         Ok(Placed::New(Box::new(order)))
@@ -202,7 +201,7 @@ impl Orders {
         persistence::update_order(&txn, &order).await.context("failed to save an order")?;
         let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity.get() });
         let event = events::OrderCancelled { order_id: id.as_uuid(), user_id: order.user_id, items: items.collect() };
-        publish(&self.outbox, &txn, &event, None).await?;
+        self.outbox.publish(&txn, &event, None).await?;
         self.outbox.commit(txn).await.context("failed to commit a cancellation")?;
         tracing::info!("order cancelled");
         Ok(order)
@@ -217,21 +216,6 @@ impl Orders {
         let order = persistence::find(txn, id, true).await.context("failed to load an order")?;
         order.filter(|o| who.is_admin() || o.user_id == who.user_id).ok_or(ChangeOrderError::NotFound(id))
     }
-}
-
-/// Writes `event` to the outbox in `txn`, as a consequence of `cause` when there is one.
-pub(crate) async fn publish<E: IntegrationEvent>(
-    outbox: &Outbox,
-    txn: &DatabaseTransaction,
-    event: &E,
-    cause: Option<&Envelope>,
-) -> anyhow::Result<()> {
-    let envelope = match cause {
-        Some(cause) => Envelope::caused_by(event, cause),
-        None => Envelope::new(event),
-    }
-    .context("failed to serialise an event")?;
-    outbox.enqueue(txn, &envelope).await.with_context(|| format!("failed to write {} to the outbox", E::NAME))
 }
 
 pub(crate) fn price(money: &Money) -> Price {

@@ -7,8 +7,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use contracts::users::UserRegistered;
+use kernel::Outbox;
 use kernel::auth::Claims;
-use kernel::{Envelope, Outbox};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -116,7 +116,7 @@ impl Users {
             name: user.name.as_str().to_owned(),
             role: user.role.as_str().to_owned(),
         };
-        self.publish(&txn, &event).await?;
+        self.outbox.publish(&txn, &event, None).await?;
         self.outbox.commit(txn).await.context("failed to commit a registration")?;
         tracing::info!(user.id = %user.id, "user registered");
         Ok(user)
@@ -246,11 +246,6 @@ impl Users {
         };
         persistence::insert_refresh_token(txn, token).await.context("failed to store a refresh token")?;
         Ok(TokenPair { access_token, expires_in: self.policy.access_ttl.num_seconds(), refresh_token })
-    }
-
-    async fn publish(&self, txn: &DatabaseTransaction, event: &UserRegistered) -> anyhow::Result<()> {
-        let envelope = Envelope::new(event).context("failed to serialise an event")?;
-        self.outbox.enqueue(txn, &envelope).await.context("failed to write UserRegistered to the outbox")
     }
 }
 
