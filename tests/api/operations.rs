@@ -87,6 +87,24 @@ fn served_spec_of_the_binary() -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
+/// Modules document their schemas by name in one merged document: two modules must not use one
+/// name for two different shapes, or one of them silently describes the other's.
+#[test]
+fn no_two_modules_name_different_schemas_alike() {
+    let mut seen: std::collections::BTreeMap<String, (&str, Value)> = Default::default();
+    for module in bazaar::modules::all() {
+        let Some(components) = module.openapi().components else { continue };
+        for (name, schema) in components.schemas {
+            let schema = serde_json::to_value(schema).expect("JSON");
+            if let Some((other, earlier)) = seen.get(&name) {
+                assert_eq!(earlier, &schema, "{} and {other} both define the schema {name}", module.name());
+            } else {
+                seen.insert(name, (module.name(), schema));
+            }
+        }
+    }
+}
+
 /// Fails on any change of the spec: review the diff, then `cargo insta accept`
 /// (or `INSTA_UPDATE=always cargo test --test api openapi`).
 #[test]

@@ -111,12 +111,12 @@ impl TryFrom<&PlaceOrderRequest> for PlaceOrder {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PriceBody {
+pub struct OrderPrice {
     pub amount: i64,
     pub currency: String,
 }
 
-impl From<&Money> for PriceBody {
+impl From<&Money> for OrderPrice {
     fn from(m: &Money) -> Self {
         Self { amount: m.amount, currency: m.currency.clone() }
     }
@@ -129,8 +129,8 @@ pub struct LineResponse {
     pub sku: String,
     pub name: String,
     pub quantity: u32,
-    pub unit_price: PriceBody,
-    pub line_total: PriceBody,
+    pub unit_price: OrderPrice,
+    pub line_total: OrderPrice,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,7 +152,7 @@ pub struct OrderResponse {
     /// `pending`, `confirmed`, `rejected`, `cancelled`, `shipped` or `delivered`.
     pub status: &'static str,
     pub lines: Vec<LineResponse>,
-    pub total: PriceBody,
+    pub total: OrderPrice,
     pub shipping_address: AddressResponse,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
