@@ -87,7 +87,22 @@ impl IntegrationEvent for OrderRejected {
     const SOURCE: &'static str = SOURCE;
 }
 
-/// The customer cancelled before shipping; whatever was reserved for it is released.
+/// The customer asked to cancel a confirmed order. Shipping decides: it cancels the shipment
+/// unless it was dispatched already (`ShipmentCancelled`, or nothing and the order ships).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancellationRequested {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+}
+
+impl IntegrationEvent for OrderCancellationRequested {
+    const NAME: &'static str = "OrderCancellationRequested";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = SOURCE;
+}
+
+/// The order ended before shipping; whatever was reserved for it is released.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCancelled {
