@@ -11,6 +11,7 @@ pub fn all() -> Vec<Arc<dyn Module>> {
         Arc::new(catalog::CatalogModule),
         Arc::new(inventory::InventoryModule),
         Arc::new(orders::OrdersModule),
+        Arc::new(shipping::ShippingModule),
     ]
 }
 

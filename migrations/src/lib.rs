@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod inventory;
 pub mod kernel;
 pub mod orders;
+pub mod shipping;
 pub mod users;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};

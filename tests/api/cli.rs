@@ -237,6 +237,11 @@ fn modules_lists_what_each_module_publishes_consumes_and_serves() {
         inventory["publishes"].as_array().expect("a list").contains(&serde_json::json!("inventory.StockReserved.v1"))
     );
     assert!(find("catalog")["routes"].as_array().expect("a list").contains(&serde_json::json!("POST /products")));
+    let shipping = find("shipping");
+    assert!(shipping["consumes"].as_array().expect("a list").contains(&serde_json::json!("orders.OrderConfirmed.v1")));
+    assert!(
+        shipping["routes"].as_array().expect("a list").contains(&serde_json::json!("POST /shipments/{id}/dispatch"))
+    );
     let text = bazaar(&["modules"], &[]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("orders\n  publishes: orders.OrderCreated.v1"), "{text}");

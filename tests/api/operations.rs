@@ -26,7 +26,7 @@ async fn readiness_is_a_503_problem_naming_the_database_that_went_away() {
     let problem = assert_problem(app.get("/health/ready").await, 503).await;
     assert_eq!(problem["status"], 503);
     let detail = problem["detail"].as_str().expect("a detail");
-    for module in ["catalog", "inventory", "orders", "users"] {
+    for module in ["catalog", "inventory", "orders", "shipping", "users"] {
         assert!(detail.contains(&format!("{module}.database")), "{detail}");
     }
     assert!(problem["checks"]["catalog.database"].as_str().expect("a reason").contains("database"), "{problem}");

@@ -1,0 +1,20 @@
+//! The shipping module's schema.
+
+use sea_orm_migration::prelude::*;
+
+use crate::kernel::KernelTables;
+
+mod m20261201_000002_create_shipments;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migration_table_name() -> DynIden {
+        "shipping_seaql_migrations".into_iden()
+    }
+
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(KernelTables::new("shipping")), Box::new(m20261201_000002_create_shipments::Migration)]
+    }
+}

@@ -1,0 +1,337 @@
+//! The events shipping consumes, and the events their handling publishes.
+//!
+//! Races, decided: shipping is the authority over cancelling a confirmed order. A customer's
+//! `OrderCancellationRequested` cancels the pending shipment (`ShipmentCancelled`, on which orders
+//! cancels the order and inventory releases its stock); if the request overtook `OrderConfirmed`,
+//! a cancelled tombstone takes the shipment's place, so the late confirmation opens nothing; if
+//! the shipment was dispatched first, the request is refused and the `ShipmentDispatched` already
+//! sent ships the order. The status moves by conditional update under a row lock, so a dispatch
+//! and a cancellation of one shipment never both succeed.
+
+use async_trait::async_trait;
+use contracts::orders::{OrderCancellationRequested, OrderCancelled, OrderConfirmed, ShippingAddress};
+use contracts::shipping::{ShipmentCancelled, ShipmentCreated};
+use contracts::{EventType, IntegrationEvent};
+use kernel::{Envelope, EventHandler, HandlerError, Outbox};
+use sea_orm::DatabaseTransaction;
+
+use crate::domain::{Address, Line, OrderId, Shipment, ShipmentStatus};
+use crate::service::{self, CancelOutcome, items};
+
+/// The reasons a shipment is cancelled, as `ShipmentCancelled` gives them.
+pub const CANCELLED_BY_CUSTOMER: &str = "the customer cancelled the order";
+pub const ORDER_ENDED: &str = "the order was cancelled";
+
+pub fn consumed() -> Vec<EventType> {
+    vec![OrderConfirmed::event_type(), OrderCancellationRequested::event_type(), OrderCancelled::event_type()]
+}
+
+pub struct ShippingEvents {
+    outbox: Outbox,
+}
+
+impl ShippingEvents {
+    pub fn new(outbox: Outbox) -> Self {
+        Self { outbox }
+    }
+
+    #[tracing::instrument(skip_all, fields(order.id = %event.order_id))]
+    async fn order_confirmed(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        event: OrderConfirmed,
+    ) -> Result<(), HandlerError> {
+        let lines = event
+            .lines
+            .into_iter()
+            .map(|l| Line { product_id: l.product_id, sku: l.sku, name: l.name, quantity: l.quantity })
+            .collect();
+        let address = address(event.shipping_address);
+        let order_id = OrderId::from(event.order_id);
+        let Some(shipment) = service::open(txn, order_id, event.user_id, lines, address.clone()).await? else {
+            return Ok(());
+        };
+        let created = ShipmentCreated {
+            shipment_id: shipment.id.as_uuid(),
+            order_id: event.order_id,
+            user_id: event.user_id,
+            items: items(&shipment),
+            shipping_address: contract_address(address),
+        };
+        Ok(self.outbox.publish(txn, &created, Some(cause)).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(order.id = %event.order_id))]
+    async fn cancellation_requested(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        event: OrderCancellationRequested,
+    ) -> Result<(), HandlerError> {
+        let order_id = OrderId::from(event.order_id);
+        match service::cancel(txn, order_id, event.user_id, CANCELLED_BY_CUSTOMER).await? {
+            CancelOutcome::Cancelled(shipment) => self.cancelled(txn, cause, &shipment).await,
+            CancelOutcome::AlreadyCancelled => Ok(()),
+            CancelOutcome::Refused(status) => {
+                tracing::info!(shipment.status = status.as_str(), "too late to cancel: the order ships");
+                Ok(())
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(order.id = %event.order_id))]
+    async fn order_cancelled(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        event: OrderCancelled,
+    ) -> Result<(), HandlerError> {
+        match service::cancel_pending(txn, OrderId::from(event.order_id), ORDER_ENDED).await? {
+            Some(shipment) => self.cancelled(txn, cause, &shipment).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn cancelled(&self, txn: &DatabaseTransaction, cause: &Envelope, s: &Shipment) -> Result<(), HandlerError> {
+        debug_assert_eq!(s.status, ShipmentStatus::Cancelled);
+        let event = ShipmentCancelled {
+            shipment_id: s.id.as_uuid(),
+            order_id: s.order_id.as_uuid(),
+            reason: s.cancellation_reason.clone().unwrap_or_default(),
+        };
+        Ok(self.outbox.publish(txn, &event, Some(cause)).await?)
+    }
+}
+
+#[async_trait]
+impl EventHandler for ShippingEvents {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
+        if envelope.is::<OrderConfirmed>() {
+            self.order_confirmed(txn, envelope, envelope.decode()?).await
+        } else if envelope.is::<OrderCancellationRequested>() {
+            self.cancellation_requested(txn, envelope, envelope.decode()?).await
+        } else if envelope.is::<OrderCancelled>() {
+            self.order_cancelled(txn, envelope, envelope.decode()?).await
+        } else {
+            Err(HandlerError::Malformed(format!(
+                "shipping does not consume {}.{}.v{}",
+                envelope.source, envelope.event, envelope.version
+            )))
+        }
+    }
+}
+
+fn address(a: ShippingAddress) -> Address {
+    Address {
+        name: a.name,
+        line1: a.line1,
+        line2: a.line2,
+        city: a.city,
+        postal_code: a.postal_code,
+        country: a.country,
+    }
+}
+
+fn contract_address(a: Address) -> ShippingAddress {
+    ShippingAddress {
+        name: a.name,
+        line1: a.line1,
+        line2: a.line2,
+        city: a.city,
+        postal_code: a.postal_code,
+        country: a.country,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::catalog::Price;
+    use contracts::orders::{OrderItem, OrderLine};
+    use contracts::shipping::ShipmentDispatched;
+    use sea_orm::sea_query::{Alias, Order, Query};
+    use sea_orm::{ConnectionTrait, DatabaseConnection};
+    use uuid::Uuid;
+
+    use crate::domain::{Carrier, TrackingNumber};
+    use crate::persistence;
+    use crate::service::tests::database;
+    use crate::service::{Dispatch, Shipments};
+
+    fn handler(db: &DatabaseConnection) -> ShippingEvents {
+        ShippingEvents::new(Outbox::new("shipping", db.clone()))
+    }
+
+    /// Handles `event` in a transaction of its own, as the inbox would, and returns its envelope.
+    async fn deliver<E: IntegrationEvent>(db: &DatabaseConnection, event: &E) -> Envelope {
+        let envelope = Envelope::new(event).expect("serialises");
+        let txn = kernel::db::begin_write(db).await.expect("a transaction");
+        handler(db).handle(&txn, &envelope).await.expect("handled");
+        txn.commit().await.expect("committed");
+        envelope
+    }
+
+    /// What the module published, in order.
+    async fn published(db: &DatabaseConnection) -> Vec<Envelope> {
+        let select = Query::select()
+            .column("payload")
+            .from(Alias::new("shipping_outbox"))
+            .order_by("seq", Order::Asc)
+            .to_owned();
+        db.query_all(&select)
+            .await
+            .expect("outbox rows")
+            .into_iter()
+            .map(|row| serde_json::from_str(&row.try_get::<String>("", "payload").expect("a payload")).expect("JSON"))
+            .collect()
+    }
+
+    async fn shipment_of(db: &DatabaseConnection, order_id: Uuid) -> Option<Shipment> {
+        persistence::find_by_order(db, OrderId::from(order_id), false).await.expect("loaded")
+    }
+
+    fn confirmed(order_id: Uuid, product: Uuid) -> OrderConfirmed {
+        let price = Price { amount: 500, currency: "EUR".into() };
+        OrderConfirmed {
+            order_id,
+            user_id: Uuid::now_v7(),
+            lines: vec![OrderLine {
+                product_id: product,
+                sku: "MUG-1".into(),
+                name: "Mug".into(),
+                quantity: 2,
+                unit_price: price.clone(),
+                line_total: Price { amount: 1000, currency: "EUR".into() },
+            }],
+            shipping_address: ShippingAddress {
+                name: "Ada".into(),
+                line1: "1 Main St".into(),
+                line2: None,
+                city: "London".into(),
+                postal_code: "N1 9GU".into(),
+                country: "GB".into(),
+            },
+            total: Price { amount: 1000, currency: "EUR".into() },
+        }
+    }
+
+    fn dispatch(tracking_number: &str) -> Dispatch {
+        Dispatch {
+            carrier: Carrier::parse("DHL").expect("valid"),
+            tracking_number: TrackingNumber::parse(tracking_number).expect("valid"),
+        }
+    }
+
+    fn requested(order_id: Uuid) -> OrderCancellationRequested {
+        OrderCancellationRequested { order_id, user_id: Uuid::now_v7() }
+    }
+
+    fn order_cancelled(order_id: Uuid) -> OrderCancelled {
+        OrderCancelled { order_id, user_id: Uuid::now_v7(), items: Vec::new() }
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_order_opens_one_pending_shipment_with_its_lines() {
+        let (_dir, db) = database().await;
+        let (order_id, product) = (Uuid::now_v7(), Uuid::now_v7());
+        let cause = deliver(&db, &confirmed(order_id, product)).await;
+        let shipment = shipment_of(&db, order_id).await.expect("a shipment");
+        assert_eq!(shipment.status, ShipmentStatus::Pending);
+        assert_eq!(shipment.address.as_ref().map(|a| a.city.as_str()), Some("London"));
+        let events = published(&db).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].causation_id, Some(cause.id));
+        let created = events[0].decode::<ShipmentCreated>().expect("ShipmentCreated");
+        assert_eq!((created.shipment_id, created.order_id), (shipment.id.as_uuid(), order_id));
+        assert_eq!(created.items, [OrderItem { product_id: product, quantity: 2 }]);
+        // The same order confirmed again (another envelope) opens nothing more.
+        deliver(&db, &confirmed(order_id, product)).await;
+        assert_eq!(shipment_of(&db, order_id).await, Some(shipment));
+        assert_eq!(published(&db).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_request_cancels_a_pending_shipment_once() {
+        let (_dir, db) = database().await;
+        let order_id = Uuid::now_v7();
+        deliver(&db, &confirmed(order_id, Uuid::now_v7())).await;
+        deliver(&db, &requested(order_id)).await;
+        let cancelled = shipment_of(&db, order_id).await.expect("a shipment");
+        assert_eq!(cancelled.status, ShipmentStatus::Cancelled);
+        assert!(cancelled.timeline.cancelled_at.is_some());
+        deliver(&db, &requested(order_id)).await;
+        deliver(&db, &order_cancelled(order_id)).await;
+        assert_eq!(shipment_of(&db, order_id).await, Some(cancelled.clone()));
+        let events = published(&db).await;
+        let cancellations: Vec<_> = events.iter().filter(|e| e.is::<ShipmentCancelled>()).collect();
+        assert_eq!(cancellations.len(), 1);
+        let event = cancellations[0].decode::<ShipmentCancelled>().expect("ShipmentCancelled");
+        assert_eq!((event.shipment_id, event.reason.as_str()), (cancelled.id.as_uuid(), CANCELLED_BY_CUSTOMER));
+        // Dispatching it is refused.
+        let shipments = Shipments::new(db.clone(), Outbox::new("shipping", db.clone()));
+        let dispatched = shipments.dispatch(cancelled.id, dispatch("T1")).await;
+        assert!(matches!(dispatched, Err(service::ChangeShipmentError::WrongState(ShipmentStatus::Cancelled))));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_overtakes_the_confirmation_leaves_a_tombstone() {
+        let (_dir, db) = database().await;
+        let order_id = Uuid::now_v7();
+        deliver(&db, &requested(order_id)).await;
+        let tombstone = shipment_of(&db, order_id).await.expect("a tombstone");
+        assert_eq!((tombstone.status, tombstone.address.as_ref()), (ShipmentStatus::Cancelled, None));
+        deliver(&db, &confirmed(order_id, Uuid::now_v7())).await;
+        assert_eq!(shipment_of(&db, order_id).await, Some(tombstone));
+        let events = published(&db).await;
+        assert_eq!(events.len(), 1, "ShipmentCancelled only, no ShipmentCreated");
+        assert!(events[0].is::<ShipmentCancelled>());
+    }
+
+    #[tokio::test]
+    async fn a_dispatched_shipment_refuses_every_cancellation() {
+        let (_dir, db) = database().await;
+        let order_id = Uuid::now_v7();
+        deliver(&db, &confirmed(order_id, Uuid::now_v7())).await;
+        let pending = shipment_of(&db, order_id).await.expect("a shipment");
+        let shipments = Shipments::new(db.clone(), Outbox::new("shipping", db.clone()));
+        let dispatched = shipments.dispatch(pending.id, dispatch("JD01")).await.expect("dispatched");
+        deliver(&db, &requested(order_id)).await;
+        deliver(&db, &order_cancelled(order_id)).await;
+        assert_eq!(shipment_of(&db, order_id).await, Some(dispatched));
+        let events = published(&db).await;
+        assert_eq!(events.iter().filter(|e| e.is::<ShipmentCancelled>()).count(), 0);
+        let sent = events.iter().find(|e| e.is::<ShipmentDispatched>()).expect("dispatched");
+        let sent = sent.decode::<ShipmentDispatched>().expect("ShipmentDispatched");
+        assert_eq!((sent.items.len(), sent.tracking_number.as_str()), (1, "JD01"));
+    }
+
+    #[tokio::test]
+    async fn an_ended_order_cancels_its_pending_shipment_and_nothing_else() {
+        let (_dir, db) = database().await;
+        let order_id = Uuid::now_v7();
+        deliver(&db, &order_cancelled(order_id)).await;
+        assert_eq!(shipment_of(&db, order_id).await, None, "no tombstone: orders never confirms it after this");
+        deliver(&db, &confirmed(order_id, Uuid::now_v7())).await;
+        deliver(&db, &order_cancelled(order_id)).await;
+        let shipment = shipment_of(&db, order_id).await.expect("a shipment");
+        assert_eq!(
+            (shipment.status, shipment.cancellation_reason.as_deref()),
+            (ShipmentStatus::Cancelled, Some(ORDER_ENDED))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_the_module_does_not_consume_is_malformed() {
+        let (_dir, db) = database().await;
+        let envelope = Envelope::new(&ShipmentCancelled {
+            shipment_id: Uuid::now_v7(),
+            order_id: Uuid::now_v7(),
+            reason: String::new(),
+        })
+        .expect("JSON");
+        let txn = kernel::db::begin_write(&db).await.expect("a transaction");
+        let result = handler(&db).handle(&txn, &envelope).await;
+        assert!(matches!(result, Err(HandlerError::Malformed(_))), "{result:?}");
+    }
+}

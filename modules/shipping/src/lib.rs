@@ -1,0 +1,94 @@
+//! The shipping module: a shipment per confirmed order, its dispatch and delivery, and the last
+//! word on cancelling a confirmed order.
+//!
+//! `OrderConfirmed` opens a `pending` shipment with the order's lines and address
+//! (`ShipmentCreated`). Admins dispatch it (`ShipmentDispatched`: the order ships, its units leave
+//! stock) and record its delivery (`ShipmentDelivered`). A customer's `OrderCancellationRequested`
+//! cancels it while it is pending (`ShipmentCancelled`: the order is cancelled, its stock released)
+//! and is refused once it is dispatched; `OrderCancelled` cancels a shipment still pending.
+
+mod domain;
+mod events;
+mod http;
+mod persistence;
+mod service;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use async_trait::async_trait;
+use contracts::shipping::{ShipmentCancelled, ShipmentCreated, ShipmentDelivered, ShipmentDispatched};
+use contracts::{EventType, IntegrationEvent};
+use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
+use migrations::MigratorTrait;
+use sea_orm::{DatabaseConnection, DbErr};
+use utoipa::OpenApi;
+
+use crate::events::ShippingEvents;
+use crate::service::Shipments;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(http::list_shipments, http::get_shipment, http::dispatch_shipment, http::deliver_shipment),
+    tags((name = "shipping", description = "Shipments of confirmed orders"))
+)]
+struct ShippingApi;
+
+pub struct ShippingModule;
+
+#[async_trait]
+impl Module for ShippingModule {
+    fn name(&self) -> &'static str {
+        "shipping"
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        ShippingApi::openapi()
+    }
+
+    fn publishes(&self) -> Vec<EventType> {
+        vec![
+            ShipmentCreated::event_type(),
+            ShipmentDispatched::event_type(),
+            ShipmentDelivered::event_type(),
+            ShipmentCancelled::event_type(),
+        ]
+    }
+
+    fn consumes(&self) -> Vec<EventType> {
+        events::consumed()
+    }
+
+    async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        migrations::shipping::Migrator::up(db, None).await
+    }
+
+    async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
+        Ok(Box::new(HostedShipping {
+            shipments: web::Data::new(Shipments::new(ctx.db, ctx.outbox.clone())),
+            events: Arc::new(ShippingEvents::new(ctx.outbox)),
+        }))
+    }
+}
+
+struct HostedShipping {
+    shipments: web::Data<Shipments>,
+    events: Arc<ShippingEvents>,
+}
+
+impl Hosted for HostedShipping {
+    fn routes(&self) -> Routes {
+        let shipments = self.shipments.clone();
+        Arc::new(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(shipments.clone())
+                .service(http::list_shipments)
+                .service(http::get_shipment)
+                .service(http::dispatch_shipment)
+                .service(http::deliver_shipment);
+        })
+    }
+
+    fn handler(&self) -> Option<Arc<dyn EventHandler>> {
+        Some(self.events.clone())
+    }
+}

@@ -1,0 +1,196 @@
+//! The shipping module's tables and queries. Entities never leave this file.
+//!
+//! A shipment's status moves only through conditional updates (`... WHERE status = <from>`): if a
+//! dispatch and a cancellation race, the database lets exactly one of them through.
+
+use chrono::{DateTime, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Address, Carrier, Line, OrderId, Shipment, ShipmentId, ShipmentStatus, Timeline, TrackingNumber};
+
+pub mod shipment {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "shipping_shipments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub order_id: Uuid,
+        pub user_id: Uuid,
+        pub status: String,
+        /// The lines as JSON: `[{"productId", "sku", "name", "quantity"}]`.
+        #[sea_orm(column_type = "Text")]
+        pub lines: String,
+        pub ship_name: Option<String>,
+        pub ship_line1: Option<String>,
+        pub ship_line2: Option<String>,
+        pub ship_city: Option<String>,
+        pub ship_postal_code: Option<String>,
+        pub ship_country: Option<String>,
+        pub carrier: Option<String>,
+        pub tracking_number: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub cancellation_reason: Option<String>,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+        pub dispatched_at: Option<DateTime<Utc>>,
+        pub delivered_at: Option<DateTime<Utc>>,
+        pub cancelled_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LineJson {
+    product_id: Uuid,
+    sku: String,
+    name: String,
+    quantity: u32,
+}
+
+fn model(s: &Shipment) -> Result<shipment::ActiveModel, DbErr> {
+    let lines: Vec<LineJson> = s
+        .lines
+        .iter()
+        .map(|l| LineJson { product_id: l.product_id, sku: l.sku.clone(), name: l.name.clone(), quantity: l.quantity })
+        .collect();
+    let lines = serde_json::to_string(&lines).map_err(|e| DbErr::Json(e.to_string()))?;
+    let a = s.address.as_ref();
+    Ok(shipment::ActiveModel {
+        id: Set(s.id.as_uuid()),
+        order_id: Set(s.order_id.as_uuid()),
+        user_id: Set(s.user_id),
+        status: Set(s.status.as_str().to_owned()),
+        lines: Set(lines),
+        ship_name: Set(a.map(|a| a.name.clone())),
+        ship_line1: Set(a.map(|a| a.line1.clone())),
+        ship_line2: Set(a.and_then(|a| a.line2.clone())),
+        ship_city: Set(a.map(|a| a.city.clone())),
+        ship_postal_code: Set(a.map(|a| a.postal_code.clone())),
+        ship_country: Set(a.map(|a| a.country.clone())),
+        carrier: Set(s.carrier.as_ref().map(|c| c.as_str().to_owned())),
+        tracking_number: Set(s.tracking_number.as_ref().map(|t| t.as_str().to_owned())),
+        cancellation_reason: Set(s.cancellation_reason.clone()),
+        created_at: Set(s.created_at),
+        updated_at: Set(s.updated_at),
+        dispatched_at: Set(s.timeline.dispatched_at),
+        delivered_at: Set(s.timeline.delivered_at),
+        cancelled_at: Set(s.timeline.cancelled_at),
+    })
+}
+
+fn to_domain(m: shipment::Model) -> Result<Shipment, DbErr> {
+    let corrupt = |field: &str, e: String| DbErr::Custom(format!("shipping_shipments {} {field}: {e}", m.id));
+    let lines: Vec<LineJson> = serde_json::from_str(&m.lines).map_err(|e| corrupt("lines", e.to_string()))?;
+    let address = match (m.ship_name, m.ship_line1, m.ship_city, m.ship_postal_code, m.ship_country) {
+        (Some(name), Some(line1), Some(city), Some(postal_code), Some(country)) => {
+            Some(Address { name, line1, line2: m.ship_line2, city, postal_code, country })
+        }
+        _ => None,
+    };
+    Ok(Shipment {
+        id: m.id.into(),
+        order_id: m.order_id.into(),
+        user_id: m.user_id,
+        status: ShipmentStatus::parse(&m.status).map_err(|e| corrupt("status", e))?,
+        lines: lines
+            .into_iter()
+            .map(|l| Line { product_id: l.product_id, sku: l.sku, name: l.name, quantity: l.quantity })
+            .collect(),
+        address,
+        carrier: m.carrier.as_deref().map(Carrier::parse).transpose().map_err(|e| corrupt("carrier", e))?,
+        tracking_number: m
+            .tracking_number
+            .as_deref()
+            .map(TrackingNumber::parse)
+            .transpose()
+            .map_err(|e| corrupt("tracking_number", e))?,
+        cancellation_reason: m.cancellation_reason,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        timeline: Timeline {
+            dispatched_at: m.dispatched_at,
+            delivered_at: m.delivered_at,
+            cancelled_at: m.cancelled_at,
+        },
+    })
+}
+
+/// Records a new shipment; a unique violation if its order has one already.
+pub async fn insert<C: ConnectionTrait>(db: &C, s: &Shipment) -> Result<(), DbErr> {
+    shipment::Entity::insert(model(s)?).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// Saves the shipment if it still has the status `from`; `false` if someone changed it first.
+pub async fn update_from<C: ConnectionTrait>(db: &C, s: &Shipment, from: ShipmentStatus) -> Result<bool, DbErr> {
+    use shipment::Column;
+    let result = shipment::Entity::update_many()
+        .set(model(s)?)
+        .filter(Column::Id.eq(s.id.as_uuid()))
+        .filter(Column::Status.eq(from.as_str()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+fn locked(
+    db: &impl ConnectionTrait,
+    query: sea_orm::Select<shipment::Entity>,
+    lock: bool,
+) -> sea_orm::Select<shipment::Entity> {
+    if lock && db.get_database_backend() != sea_orm::DbBackend::Sqlite { query.lock_exclusive() } else { query }
+}
+
+/// The shipment, locked for the rest of the transaction where the engine can.
+pub async fn find<C: ConnectionTrait>(db: &C, id: ShipmentId, lock: bool) -> Result<Option<Shipment>, DbErr> {
+    locked(db, shipment::Entity::find_by_id(id.as_uuid()), lock).one(db).await?.map(to_domain).transpose()
+}
+
+/// The order's shipment, locked for the rest of the transaction where the engine can.
+pub async fn find_by_order<C: ConnectionTrait>(db: &C, order: OrderId, lock: bool) -> Result<Option<Shipment>, DbErr> {
+    let query = shipment::Entity::find().filter(shipment::Column::OrderId.eq(order.as_uuid()));
+    locked(db, query, lock).one(db).await?.map(to_domain).transpose()
+}
+
+/// What a list of shipments is narrowed to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter {
+    /// Only this customer's shipments.
+    pub user_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
+    pub status: Option<ShipmentStatus>,
+}
+
+/// Shipments in id (creation) order after `after`.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    filter: Filter,
+    after: Option<ShipmentId>,
+    limit: u64,
+) -> Result<Vec<Shipment>, DbErr> {
+    use shipment::Column as C;
+    let mut query = shipment::Entity::find().order_by_asc(C::Id).limit(limit);
+    if let Some(user_id) = filter.user_id {
+        query = query.filter(C::UserId.eq(user_id));
+    }
+    if let Some(order_id) = filter.order_id {
+        query = query.filter(C::OrderId.eq(order_id.as_uuid()));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(C::Status.eq(status.as_str()));
+    }
+    if let Some(after) = after {
+        query = query.filter(C::Id.gt(after.as_uuid()));
+    }
+    query.all(db).await?.into_iter().map(to_domain).collect()
+}
