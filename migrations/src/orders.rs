@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 use crate::kernel::KernelTables;
 
 mod m20261126_000002_create_orders;
+mod m20261201_000003_add_cancellation_requested_at;
 
 pub struct Migrator;
 
@@ -15,6 +16,10 @@ impl MigratorTrait for Migrator {
     }
 
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(KernelTables::new("orders")), Box::new(m20261126_000002_create_orders::Migration)]
+        vec![
+            Box::new(KernelTables::new("orders")),
+            Box::new(m20261126_000002_create_orders::Migration),
+            Box::new(m20261201_000003_add_cancellation_requested_at::Migration),
+        ]
     }
 }

@@ -190,3 +190,21 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Reads with `read` until it returns `expected`, for at most 15 s; then fails naming what it saw.
+pub async fn settles<T, F, Fut>(expected: T, mut read: F) -> T
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = read().await;
+        if seen == expected {
+            return seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {seen:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

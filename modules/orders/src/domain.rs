@@ -11,6 +11,8 @@ pub enum OrderStatus {
     Pending,
     Confirmed,
     Rejected,
+    /// A confirmed order the customer asked to cancel: shipping decides whether it still can.
+    Cancelling,
     Cancelled,
     Shipped,
     Delivered,
@@ -21,10 +23,11 @@ pub enum OrderStatus {
 pub enum OrderEvent {
     StockReserved,
     StockRefused,
+    /// The customer's cancel: at once while pending; a request to shipping once confirmed.
     Cancel,
-    #[cfg_attr(not(test), expect(dead_code, reason = "the shipping module's ShipmentDispatched will drive it"))]
+    /// Shipping cancelled the order's shipment: it will never be dispatched.
+    ShipmentCancelled,
     Ship,
-    #[cfg_attr(not(test), expect(dead_code, reason = "the shipping module's ShipmentDelivered will drive it"))]
     Deliver,
 }
 
@@ -36,25 +39,29 @@ pub struct InvalidTransition {
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 6] = [
+    pub const ALL: [OrderStatus; 7] = [
         OrderStatus::Pending,
         OrderStatus::Confirmed,
         OrderStatus::Rejected,
+        OrderStatus::Cancelling,
         OrderStatus::Cancelled,
         OrderStatus::Shipped,
         OrderStatus::Delivered,
     ];
 
-    /// `pending → confirmed | rejected | cancelled`, `confirmed → shipped | cancelled`,
-    /// `shipped → delivered`; nothing else.
+    /// `pending → confirmed | rejected | cancelled`, `confirmed → cancelling | cancelled | shipped`,
+    /// `cancelling → cancelled | shipped`, `shipped → delivered`; nothing else. Once confirmed,
+    /// only shipping ends the order: its shipment is cancelled, or it was dispatched.
     pub fn transition(self, event: OrderEvent) -> Result<OrderStatus, InvalidTransition> {
         use OrderEvent as E;
         use OrderStatus as S;
         match (self, event) {
             (S::Pending, E::StockReserved) => Ok(S::Confirmed),
             (S::Pending, E::StockRefused) => Ok(S::Rejected),
-            (S::Pending | S::Confirmed, E::Cancel) => Ok(S::Cancelled),
-            (S::Confirmed, E::Ship) => Ok(S::Shipped),
+            (S::Pending, E::Cancel) => Ok(S::Cancelled),
+            (S::Confirmed, E::Cancel) => Ok(S::Cancelling),
+            (S::Confirmed | S::Cancelling, E::ShipmentCancelled) => Ok(S::Cancelled),
+            (S::Confirmed | S::Cancelling, E::Ship) => Ok(S::Shipped),
             (S::Shipped, E::Deliver) => Ok(S::Delivered),
             (from, event) => Err(InvalidTransition { from, event }),
         }
@@ -70,6 +77,7 @@ impl OrderStatus {
             Self::Pending => "pending",
             Self::Confirmed => "confirmed",
             Self::Rejected => "rejected",
+            Self::Cancelling => "cancelling",
             Self::Cancelled => "cancelled",
             Self::Shipped => "shipped",
             Self::Delivered => "delivered",
@@ -78,7 +86,8 @@ impl OrderStatus {
 
     pub fn parse(raw: &str) -> Result<Self, String> {
         Self::ALL.into_iter().find(|s| s.as_str() == raw).ok_or_else(|| {
-            format!("'{raw}' is not a status (pending, confirmed, rejected, cancelled, shipped, delivered)")
+            let all: Vec<&str> = Self::ALL.iter().map(OrderStatus::as_str).collect();
+            format!("'{raw}' is not a status ({})", all.join(", "))
         })
     }
 }
@@ -198,6 +207,7 @@ impl OrderLine {
 pub struct Timeline {
     pub confirmed_at: Option<DateTime<Utc>>,
     pub rejected_at: Option<DateTime<Utc>>,
+    pub cancellation_requested_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub shipped_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
@@ -225,6 +235,7 @@ impl Order {
         let stamp = match self.status {
             OrderStatus::Confirmed => &mut self.timeline.confirmed_at,
             OrderStatus::Rejected => &mut self.timeline.rejected_at,
+            OrderStatus::Cancelling => &mut self.timeline.cancellation_requested_at,
             OrderStatus::Cancelled => &mut self.timeline.cancelled_at,
             OrderStatus::Shipped => &mut self.timeline.shipped_at,
             OrderStatus::Delivered => &mut self.timeline.delivered_at,
@@ -239,10 +250,11 @@ impl Order {
 mod tests {
     use super::*;
 
-    const EVENTS: [OrderEvent; 5] = [
+    const EVENTS: [OrderEvent; 6] = [
         OrderEvent::StockReserved,
         OrderEvent::StockRefused,
         OrderEvent::Cancel,
+        OrderEvent::ShipmentCancelled,
         OrderEvent::Ship,
         OrderEvent::Deliver,
     ];
@@ -255,8 +267,11 @@ mod tests {
             (S::Pending, E::StockReserved, S::Confirmed),
             (S::Pending, E::StockRefused, S::Rejected),
             (S::Pending, E::Cancel, S::Cancelled),
+            (S::Confirmed, E::Cancel, S::Cancelling),
+            (S::Confirmed, E::ShipmentCancelled, S::Cancelled),
             (S::Confirmed, E::Ship, S::Shipped),
-            (S::Confirmed, E::Cancel, S::Cancelled),
+            (S::Cancelling, E::ShipmentCancelled, S::Cancelled),
+            (S::Cancelling, E::Ship, S::Shipped),
             (S::Shipped, E::Deliver, S::Delivered),
         ];
         for from in OrderStatus::ALL {
@@ -268,7 +283,8 @@ mod tests {
     }
 
     /// Every sequence of up to six events from `pending`: terminal states never move again, a
-    /// shipped order is never cancelled, and `delivered` is only reached through `shipped`.
+    /// shipped order is never cancelled, `delivered` is only reached through `shipped`, and once
+    /// confirmed an order is cancelled only because shipping cancelled its shipment.
     #[test]
     fn every_event_sequence_respects_the_invariants() {
         fn walk(status: OrderStatus, history: &mut Vec<OrderStatus>, depth: usize) {
@@ -282,6 +298,9 @@ mod tests {
                             matches!(status, OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Delivered);
                         assert!(!terminal, "{status:?} moved on {event:?}");
                         assert!(!(status == OrderStatus::Shipped && next == OrderStatus::Cancelled));
+                        if next == OrderStatus::Cancelled && history.contains(&OrderStatus::Confirmed) {
+                            assert_eq!(event, OrderEvent::ShipmentCancelled, "after {history:?}");
+                        }
                         if next == OrderStatus::Delivered {
                             assert!(history.contains(&OrderStatus::Confirmed) && status == OrderStatus::Shipped);
                         }

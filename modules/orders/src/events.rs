@@ -1,23 +1,26 @@
-//! The events the orders module consumes: the catalog's products (kept as a local copy) and
-//! inventory's answers to `OrderCreated`.
+//! The events the orders module consumes: the catalog's products (kept as a local copy),
+//! inventory's answers to `OrderCreated`, and shipping's news of the order's shipment.
 //!
 //! Races, decided: an order cancelled while its reservation was under way ignores the late
 //! `StockReserved` or `StockReservationFailed`. Inventory handles `OrderCancelled` after the
 //! `OrderCreated` it follows (one producer's events arrive in order; a cancel that overtakes its
 //! order leaves a tombstone there), so whatever it reserved is released: an order that ends
-//! without shipping never keeps stock.
+//! without shipping never keeps stock. Once confirmed, the order ends as shipping says: it is
+//! `cancelled` (and `OrderCancelled` releases its stock) only on `ShipmentCancelled`, and a
+//! `ShipmentDispatched` ships it even while `cancelling` — the dispatch won that race.
 
 use async_trait::async_trait;
 use contracts::catalog::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use contracts::inventory::{StockReservationFailed, StockReserved};
 use contracts::orders::{self as events, OrderLine as LineEvent, ShippingAddress as AddressEvent};
+use contracts::shipping::{ShipmentCancelled, ShipmentDelivered, ShipmentDispatched};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{Envelope, EventHandler, HandlerError, Outbox};
 use sea_orm::DatabaseTransaction;
 
-use crate::domain::{Money, Order, OrderEvent, OrderId};
+use crate::domain::{Money, Order, OrderEvent, OrderId, OrderStatus};
 use crate::persistence::{self, ProductCopy};
-use crate::service::price;
+use crate::service::{cancelled, price};
 
 pub fn consumed() -> Vec<EventType> {
     vec![
@@ -26,6 +29,9 @@ pub fn consumed() -> Vec<EventType> {
         ProductDiscontinued::event_type(),
         StockReserved::event_type(),
         StockReservationFailed::event_type(),
+        ShipmentDispatched::event_type(),
+        ShipmentDelivered::event_type(),
+        ShipmentCancelled::event_type(),
     ]
 }
 
@@ -55,6 +61,15 @@ impl EventHandler for OrdersHandler {
                 .collect();
             let reason = format!("not enough stock: {}", short.join("; "));
             self.answer(txn, envelope, event.order_id.into(), OrderEvent::StockRefused, Some(reason)).await
+        } else if envelope.is::<ShipmentDispatched>() {
+            let event = envelope.decode::<ShipmentDispatched>()?;
+            self.shipment(txn, envelope, event.order_id.into(), OrderEvent::Ship).await
+        } else if envelope.is::<ShipmentDelivered>() {
+            let event = envelope.decode::<ShipmentDelivered>()?;
+            self.shipment(txn, envelope, event.order_id.into(), OrderEvent::Deliver).await
+        } else if envelope.is::<ShipmentCancelled>() {
+            let event = envelope.decode::<ShipmentCancelled>()?;
+            self.shipment(txn, envelope, event.order_id.into(), OrderEvent::ShipmentCancelled).await
         } else {
             Err(HandlerError::Malformed(format!("orders does not consume {}", envelope.event)))
         }
@@ -107,6 +122,35 @@ impl OrdersHandler {
         tracing::info!(status = order.status.as_str(), "order answered");
         Ok(())
     }
+
+    /// Follows the order's shipment: shipped, delivered, or cancelled (and then `OrderCancelled`
+    /// releases its stock). A repeat finds the order moved on already and does nothing.
+    #[tracing::instrument(skip_all, fields(order.id = %id, shipment = ?event))]
+    async fn shipment(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        id: OrderId,
+        event: OrderEvent,
+    ) -> Result<(), HandlerError> {
+        let Some(mut order) = persistence::find(txn, id, true).await? else {
+            return Err(HandlerError::Malformed(format!("no order {id}")));
+        };
+        if event == OrderEvent::Deliver && matches!(order.status, OrderStatus::Confirmed | OrderStatus::Cancelling) {
+            // Delivered before its dispatch was handled here (that one is being retried): wait for it.
+            return Err(HandlerError::Failed(anyhow::anyhow!("order {id} is delivered before it shipped; retry")));
+        }
+        if let Err(e) = order.apply(event, kernel::db::now()) {
+            tracing::info!(reason = %e, "shipment news for an order that moved on; ignored");
+            return Ok(());
+        }
+        persistence::update_order(txn, &order).await?;
+        if order.status == OrderStatus::Cancelled {
+            self.outbox.publish(txn, &cancelled(&order), Some(cause)).await?;
+        }
+        tracing::info!(status = order.status.as_str(), "order follows its shipment");
+        Ok(())
+    }
 }
 
 fn confirmed(order: &Order) -> events::OrderConfirmed {
@@ -135,5 +179,187 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
             country: a.country.clone(),
         },
         total: price(&order.total),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::orders::OrderCancellationRequested;
+    use kernel::{Principal, Role};
+    use migrations::MigratorTrait;
+    use sea_orm::sea_query::{Alias, Order as SortOrder, Query};
+    use sea_orm::{ConnectionTrait, DatabaseConnection};
+    use uuid::Uuid;
+
+    use crate::domain::{OrderLine, Quantity, ShippingAddress, Timeline};
+    use crate::service::{Cancelled, ChangeOrderError, Orders};
+
+    async fn database() -> (tempfile::TempDir, DatabaseConnection) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = format!("sqlite://{}/orders.db?mode=rwc", dir.path().display());
+        let db = kernel::db::connect(&url, 5).await.expect("a database");
+        migrations::orders::Migrator::up(&db, None).await.expect("migrated");
+        (dir, db)
+    }
+
+    fn outbox(db: &DatabaseConnection) -> Outbox {
+        Outbox::new("orders", db.clone())
+    }
+
+    /// A pending order of two units, saved.
+    async fn placed(db: &DatabaseConnection) -> Order {
+        let now = kernel::db::now();
+        let order = Order {
+            id: OrderId::generate(),
+            user_id: Uuid::now_v7(),
+            status: OrderStatus::Pending,
+            lines: vec![OrderLine {
+                product_id: Uuid::now_v7(),
+                sku: "MUG-1".into(),
+                name: "Mug".into(),
+                quantity: Quantity::parse(2).expect("valid"),
+                unit_price: Money { amount: 500, currency: "EUR".into() },
+            }],
+            shipping_address: ShippingAddress {
+                name: "Ada".into(),
+                line1: "1 Main St".into(),
+                line2: None,
+                city: "London".into(),
+                postal_code: "N1".into(),
+                country: "GB".into(),
+            },
+            total: Money { amount: 1000, currency: "EUR".into() },
+            rejection_reason: None,
+            created_at: now,
+            updated_at: now,
+            timeline: Timeline::default(),
+        };
+        persistence::insert_order(db, &order).await.expect("inserted");
+        order
+    }
+
+    async fn deliver<E: IntegrationEvent>(db: &DatabaseConnection, event: &E) -> Result<(), HandlerError> {
+        let envelope = Envelope::new(event).expect("serialises");
+        let txn = kernel::db::begin_write(db).await.expect("a transaction");
+        let handled = OrdersHandler { outbox: outbox(db) }.handle(&txn, &envelope).await;
+        txn.commit().await.expect("committed");
+        handled
+    }
+
+    async fn reload(db: &DatabaseConnection, order: &Order) -> Order {
+        persistence::find(db, order.id, false).await.expect("loaded").expect("the order")
+    }
+
+    /// What the module published, in order.
+    async fn published(db: &DatabaseConnection) -> Vec<Envelope> {
+        let select = Query::select()
+            .column("payload")
+            .from(Alias::new("orders_outbox"))
+            .order_by("seq", SortOrder::Asc)
+            .to_owned();
+        db.query_all(&select)
+            .await
+            .expect("outbox rows")
+            .into_iter()
+            .map(|row| serde_json::from_str(&row.try_get::<String>("", "payload").expect("a payload")).expect("JSON"))
+            .collect()
+    }
+
+    fn reserved(order: &Order) -> StockReserved {
+        StockReserved { order_id: order.id.as_uuid(), items: Vec::new() }
+    }
+
+    fn dispatched(order: &Order) -> ShipmentDispatched {
+        ShipmentDispatched {
+            shipment_id: Uuid::now_v7(),
+            order_id: order.id.as_uuid(),
+            items: Vec::new(),
+            carrier: "DHL".into(),
+            tracking_number: "T1".into(),
+        }
+    }
+
+    fn shipment_cancelled(order: &Order) -> ShipmentCancelled {
+        ShipmentCancelled { shipment_id: Uuid::now_v7(), order_id: order.id.as_uuid(), reason: "asked".into() }
+    }
+
+    fn owner(order: &Order) -> Principal {
+        Principal { user_id: order.user_id, role: Role::Customer }
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_order_is_only_cancelling_until_shipping_cancels_its_shipment() {
+        let (_dir, db) = database().await;
+        let orders = Orders::new(db.clone(), outbox(&db));
+        let order = placed(&db).await;
+        deliver(&db, &reserved(&order)).await.expect("handled");
+        let Ok(Cancelled::Requested(cancelling)) = orders.cancel(order.id, &owner(&order)).await else {
+            panic!("a confirmed order is not cancelled at once")
+        };
+        assert_eq!(cancelling.status, OrderStatus::Cancelling);
+        assert!(cancelling.timeline.cancellation_requested_at.is_some());
+        // Asking again changes nothing and publishes nothing more.
+        assert!(matches!(orders.cancel(order.id, &owner(&order)).await, Ok(Cancelled::Requested(_))));
+        assert_eq!(reload(&db, &order).await, cancelling);
+        let requests = published(&db).await.into_iter().filter(|e| e.is::<OrderCancellationRequested>()).count();
+        assert_eq!(requests, 1);
+
+        deliver(&db, &shipment_cancelled(&order)).await.expect("handled");
+        deliver(&db, &shipment_cancelled(&order)).await.expect("handled");
+        let cancelled = reload(&db, &order).await;
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert!(cancelled.timeline.cancelled_at.is_some());
+        let events = published(&db).await;
+        let released: Vec<_> = events.iter().filter(|e| e.is::<events::OrderCancelled>()).collect();
+        assert_eq!(released.len(), 1, "one OrderCancelled for two ShipmentCancelled");
+        let released = released[0].decode::<events::OrderCancelled>().expect("OrderCancelled");
+        assert_eq!(released.items[0].quantity, 2);
+        assert!(matches!(orders.cancel(order.id, &owner(&order)).await, Err(ChangeOrderError::WrongState(_))));
+    }
+
+    #[tokio::test]
+    async fn a_dispatch_ships_a_cancelling_order_and_nothing_is_released() {
+        let (_dir, db) = database().await;
+        let orders = Orders::new(db.clone(), outbox(&db));
+        let order = placed(&db).await;
+        deliver(&db, &reserved(&order)).await.expect("handled");
+        orders.cancel(order.id, &owner(&order)).await.expect("requested");
+        deliver(&db, &dispatched(&order)).await.expect("handled");
+        let shipped = reload(&db, &order).await;
+        assert_eq!(shipped.status, OrderStatus::Shipped);
+        assert!(shipped.timeline.shipped_at.is_some());
+        // A late cancellation of the shipment (it cannot come, shipping refuses) changes nothing.
+        deliver(&db, &shipment_cancelled(&order)).await.expect("handled");
+        assert_eq!(reload(&db, &order).await, shipped);
+        assert!(!published(&db).await.iter().any(|e| e.is::<events::OrderCancelled>()));
+        assert!(matches!(
+            orders.cancel(order.id, &owner(&order)).await,
+            Err(ChangeOrderError::WrongState(OrderStatus::Shipped))
+        ));
+        let delivered = ShipmentDelivered { shipment_id: Uuid::now_v7(), order_id: order.id.as_uuid() };
+        deliver(&db, &delivered).await.expect("handled");
+        deliver(&db, &delivered).await.expect("handled");
+        let done = reload(&db, &order).await;
+        assert_eq!(done.status, OrderStatus::Delivered);
+        assert_eq!(done.timeline.shipped_at, shipped.timeline.shipped_at);
+    }
+
+    #[tokio::test]
+    async fn a_pending_order_is_cancelled_at_once_and_a_delivery_before_its_dispatch_waits() {
+        let (_dir, db) = database().await;
+        let orders = Orders::new(db.clone(), outbox(&db));
+        let pending = placed(&db).await;
+        let Ok(Cancelled::Now(cancelled)) = orders.cancel(pending.id, &owner(&pending)).await else {
+            panic!("a pending order is cancelled at once")
+        };
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert_eq!(published(&db).await.iter().filter(|e| e.is::<events::OrderCancelled>()).count(), 1);
+
+        let confirmed = placed(&db).await;
+        deliver(&db, &reserved(&confirmed)).await.expect("handled");
+        let early = ShipmentDelivered { shipment_id: Uuid::now_v7(), order_id: confirmed.id.as_uuid() };
+        assert!(matches!(deliver(&db, &early).await, Err(HandlerError::Failed(_))), "retried later");
+        assert_eq!(reload(&db, &confirmed).await.status, OrderStatus::Confirmed);
     }
 }

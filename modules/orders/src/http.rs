@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{Money, Order, OrderId, OrderStatus, Quantity, RawAddress, ShippingAddress};
-use crate::service::{ChangeOrderError, Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed};
+use crate::service::{Cancelled, ChangeOrderError, Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -149,7 +149,7 @@ pub struct AddressResponse {
 pub struct OrderResponse {
     pub id: Uuid,
     pub user_id: Uuid,
-    /// `pending`, `confirmed`, `rejected`, `cancelled`, `shipped` or `delivered`.
+    /// `pending`, `confirmed`, `rejected`, `cancelling`, `cancelled`, `shipped` or `delivered`.
     pub status: &'static str,
     pub lines: Vec<LineResponse>,
     pub total: OrderPrice,
@@ -160,6 +160,8 @@ pub struct OrderResponse {
     pub updated_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
     pub rejected_at: Option<DateTime<Utc>>,
+    /// When the customer asked to cancel the order once it was confirmed.
+    pub cancellation_requested_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub shipped_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
@@ -198,6 +200,7 @@ impl From<&Order> for OrderResponse {
             updated_at: o.updated_at,
             confirmed_at: o.timeline.confirmed_at,
             rejected_at: o.timeline.rejected_at,
+            cancellation_requested_at: o.timeline.cancellation_requested_at,
             cancelled_at: o.timeline.cancelled_at,
             shipped_at: o.timeline.shipped_at,
             delivered_at: o.timeline.delivered_at,
@@ -326,7 +329,7 @@ pub async fn list_orders(
     Ok(web::Json(Page::from_rows(rows, limit, |o| o.id.to_string(), |o| OrderResponse::from(&o))))
 }
 
-/// Change the shipping address while the order is pending or confirmed.
+/// Change the shipping address while the order is pending or confirmed (not once `cancelling`).
 #[utoipa::path(
     tag = "orders",
     params(("id" = Uuid, Path, description = "The order's id")),
@@ -335,7 +338,7 @@ pub async fn list_orders(
     responses(
         (status = 200, description = "The order", body = OrderResponse),
         (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Shipped or ended already", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Cancelling, shipped or ended already", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid address", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -355,15 +358,20 @@ pub async fn change_address(
     Ok(web::Json((&order).into()))
 }
 
-/// Cancel an order while it is pending or confirmed. It is kept, `cancelled`; its stock is released.
+/// Cancel an order. A pending order is cancelled at once (200); it is kept, `cancelled`, and its
+/// stock released. A confirmed order becomes `cancelling` (202): shipping cancels its shipment
+/// unless it was dispatched already, and the order then ends `cancelled` (stock released) or
+/// `shipped`. Asking again while it is `cancelling` is another 202 and changes nothing.
 #[utoipa::path(
     tag = "orders",
     params(("id" = Uuid, Path, description = "The order's id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The cancelled order", body = OrderResponse),
+        (status = 202, description = "The order, `cancelling`: shipping decides", body = OrderResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Shipped or ended already", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Rejected, shipped or ended already", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[delete("/orders/{id}")]
@@ -372,9 +380,11 @@ pub async fn cancel_order(
     principal: Principal,
     orders: web::Data<Orders>,
     id: web::Path<Uuid>,
-) -> Result<web::Json<OrderResponse>, ApiError> {
-    let order = orders.cancel(id.into_inner().into(), &principal).await.map_err(change_error)?;
-    Ok(web::Json((&order).into()))
+) -> Result<HttpResponse, ApiError> {
+    Ok(match orders.cancel(id.into_inner().into(), &principal).await.map_err(change_error)? {
+        Cancelled::Now(order) => HttpResponse::Ok().json(OrderResponse::from(&order)),
+        Cancelled::Requested(order) => HttpResponse::Accepted().json(OrderResponse::from(&order)),
+    })
 }
 
 fn change_error(e: ChangeOrderError) -> ApiError {

@@ -2,8 +2,11 @@
 //!
 //! A placed order is `pending` and publishes `OrderCreated`; inventory's `StockReserved` confirms
 //! it (`OrderConfirmed`, with what shipping needs), `StockReservationFailed` rejects it
-//! (`OrderRejected`); a cancel publishes `OrderCancelled`. Prices come from the module's own copy
-//! of the catalog, kept from `Product*` events: orders never asks the catalog.
+//! (`OrderRejected`). Shipping's events move a confirmed order on: `ShipmentDispatched` ships it,
+//! `ShipmentDelivered` delivers it. A pending order is cancelled at once (`OrderCancelled`); a
+//! confirmed one is only `cancelling` (`OrderCancellationRequested`) until shipping cancels its
+//! shipment (`ShipmentCancelled`, then `OrderCancelled`) or dispatches it first. Prices come from
+//! the module's own copy of the catalog, kept from `Product*` events: orders never asks the catalog.
 
 mod domain;
 mod events;
@@ -15,7 +18,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
-use contracts::orders::{OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected};
+use contracts::orders::{OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
 use migrations::MigratorTrait;
@@ -48,6 +51,7 @@ impl Module for OrdersModule {
             OrderCreated::event_type(),
             OrderConfirmed::event_type(),
             OrderRejected::event_type(),
+            OrderCancellationRequested::event_type(),
             OrderCancelled::event_type(),
         ]
     }

@@ -55,6 +55,7 @@ pub mod order {
         pub cancelled_at: Option<DateTime<Utc>>,
         pub shipped_at: Option<DateTime<Utc>>,
         pub delivered_at: Option<DateTime<Utc>>,
+        pub cancellation_requested_at: Option<DateTime<Utc>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -183,6 +184,7 @@ fn order_model(o: &Order) -> order::ActiveModel {
         cancelled_at: Set(o.timeline.cancelled_at),
         shipped_at: Set(o.timeline.shipped_at),
         delivered_at: Set(o.timeline.delivered_at),
+        cancellation_requested_at: Set(o.timeline.cancellation_requested_at),
     }
 }
 
@@ -242,6 +244,7 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
         timeline: Timeline {
             confirmed_at: m.confirmed_at,
             rejected_at: m.rejected_at,
+            cancellation_requested_at: m.cancellation_requested_at,
             cancelled_at: m.cancelled_at,
             shipped_at: m.shipped_at,
             delivered_at: m.delivered_at,

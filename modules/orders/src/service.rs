@@ -39,6 +39,15 @@ pub enum PlaceOrderError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// What a cancel did.
+#[derive(Debug)]
+pub enum Cancelled {
+    /// The order was pending: it is cancelled.
+    Now(Order),
+    /// The order was confirmed: shipping is asked, and the order is `cancelling` until it answers.
+    Requested(Order),
+}
+
 /// What placing an order answered: a new order, or the replay of the first answer to a key.
 pub enum Placed {
     New(Box<Order>),
@@ -191,20 +200,30 @@ impl Orders {
         Ok(order)
     }
 
-    /// Cancels a pending or confirmed order; it is kept, `cancelled`, and `OrderCancelled` tells
-    /// inventory to release whatever it reserved for it.
+    /// Cancels an order. A pending one is `cancelled` at once and `OrderCancelled` tells inventory
+    /// to release whatever it reserved. A confirmed one becomes `cancelling` and
+    /// `OrderCancellationRequested` asks shipping, the authority once an order is confirmed: it
+    /// cancels the shipment unless it was dispatched. Asking again while `cancelling` changes nothing.
     #[tracing::instrument(skip_all, fields(order.id = %id))]
-    pub async fn cancel(&self, id: OrderId, who: &Principal) -> Result<Order, ChangeOrderError> {
+    pub async fn cancel(&self, id: OrderId, who: &Principal) -> Result<Cancelled, ChangeOrderError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut order = self.load_for(&txn, id, who).await?;
+        if order.status == OrderStatus::Cancelling {
+            return Ok(Cancelled::Requested(order));
+        }
         order.apply(OrderEvent::Cancel, kernel::db::now()).map_err(|e| ChangeOrderError::WrongState(e.from))?;
         persistence::update_order(&txn, &order).await.context("failed to save an order")?;
-        let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity.get() });
-        let event = events::OrderCancelled { order_id: id.as_uuid(), user_id: order.user_id, items: items.collect() };
-        self.outbox.publish(&txn, &event, None).await?;
+        if order.status == OrderStatus::Cancelling {
+            let event = events::OrderCancellationRequested { order_id: id.as_uuid(), user_id: order.user_id };
+            self.outbox.publish(&txn, &event, None).await?;
+            self.outbox.commit(txn).await.context("failed to commit a cancellation request")?;
+            tracing::info!("order cancellation requested");
+            return Ok(Cancelled::Requested(order));
+        }
+        self.outbox.publish(&txn, &cancelled(&order), None).await?;
         self.outbox.commit(txn).await.context("failed to commit a cancellation")?;
         tracing::info!("order cancelled");
-        Ok(order)
+        Ok(Cancelled::Now(order))
     }
 
     async fn load_for(
@@ -216,6 +235,12 @@ impl Orders {
         let order = persistence::find(txn, id, true).await.context("failed to load an order")?;
         order.filter(|o| who.is_admin() || o.user_id == who.user_id).ok_or(ChangeOrderError::NotFound(id))
     }
+}
+
+/// `OrderCancelled` for `order`, with its items: inventory releases what it holds for them.
+pub(crate) fn cancelled(order: &Order) -> events::OrderCancelled {
+    let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity.get() });
+    events::OrderCancelled { order_id: order.id.as_uuid(), user_id: order.user_id, items: items.collect() }
 }
 
 pub(crate) fn price(money: &Money) -> Price {
