@@ -9,4 +9,5 @@ mod errors;
 mod helpers;
 mod operations;
 mod orders;
+mod shipping;
 mod users;
