@@ -1,6 +1,7 @@
 //! `spawn_app()`: a Bazaar on port 0 with its own data folder, and a client that speaks to it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -11,6 +12,7 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::broker::TestBroker;
 use crate::engines::{Engine, TestDatabase};
 
 pub const PUBLIC_KEY: &str = include_str!("../fixtures/ed25519-public.pem");
@@ -22,8 +24,83 @@ pub struct TestApp {
     pub client: reqwest::Client,
     handle: ServerHandle,
     // Dropped after `handle` stops the server, in this order.
-    pub database: TestDatabase,
-    _data_dir: tempfile::TempDir,
+    pub database: Arc<TestDatabase>,
+    _broker: Option<Arc<TestBroker>>,
+    _data_dir: Arc<tempfile::TempDir>,
+}
+
+/// The services a test's apps share: a database (one per module on SQLite) and, for a
+/// broker-backed bus, a prefix of its own on RabbitMQ. Several apps on one stack are the
+/// processes of a split deployment.
+#[derive(Clone)]
+pub struct Stack {
+    pub database: Arc<TestDatabase>,
+    pub broker: Option<Arc<TestBroker>>,
+    data_dir: Arc<tempfile::TempDir>,
+}
+
+impl Stack {
+    /// `None` (the test skips) when a service it needs is unavailable and services are optional.
+    pub async fn new(engine: Engine, rabbitmq: bool) -> Option<Self> {
+        init_logs();
+        let data_dir = tempfile::tempdir().expect("a temporary folder");
+        let database = TestDatabase::create(engine, data_dir.path()).await?;
+        let broker = match rabbitmq {
+            true => Some(Arc::new(TestBroker::create().await?)),
+            false => None,
+        };
+        Some(Self { database: Arc::new(database), broker, data_dir: Arc::new(data_dir) })
+    }
+
+    /// The settings of a process on this stack, `overrides` on top.
+    pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
+        let mut layers: Vec<(&str, &str)> = Vec::new();
+        if let Some(broker) = &self.broker {
+            layers.extend([
+                ("bus.kind", "rabbitmq"),
+                ("bus.rabbitmq.url", broker.url.as_str()),
+                ("bus.rabbitmq.prefix", broker.prefix.as_str()),
+            ]);
+        }
+        layers.extend_from_slice(overrides);
+        let settings = settings_for(&self.database.url, &layers);
+        if let Some(broker) = &self.broker {
+            let consumers =
+                bazaar::modules::all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect::<Vec<_>>();
+            broker.owns(&bazaar::bus::Topology::new(&broker.prefix, consumers, &settings.bus.retry_policy()));
+        }
+        settings
+    }
+
+    /// Starts a process on this stack.
+    pub async fn spawn(&self, overrides: &[(&str, &str)]) -> TestApp {
+        self.spawn_with(self.settings(overrides)).await
+    }
+
+    pub async fn spawn_with(&self, settings: Settings) -> TestApp {
+        let app = Application::build(settings).await.expect("the app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a client");
+        let app = TestApp {
+            address,
+            client,
+            handle,
+            database: self.database.clone(),
+            _broker: self.broker.clone(),
+            _data_dir: self.data_dir.clone(),
+        };
+        if self.broker.is_some() {
+            // Ready once connected to the broker with its topology declared.
+            eventually(10, || async { (app.get("/health/ready").await.status() == 200).then_some(()) }).await;
+        }
+        app
+    }
 }
 
 /// `TEST_LOG=1 cargo test ...` shows the apps' logs.
@@ -45,7 +122,13 @@ fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("auth.signing_key".into(), PRIVATE_KEY.into()),
         ("outbox.poll_interval_ms".into(), 200.into()),
     ];
-    layers.extend(overrides.iter().map(|(k, v)| (k.to_string(), (*v).into())));
+    layers.extend(overrides.iter().map(|(k, v)| {
+        let value = match *k {
+            "modules.enabled" => config::Value::from(v.split(',').collect::<Vec<_>>()),
+            _ => (*v).into(),
+        };
+        (k.to_string(), value)
+    }));
     Settings::load_with_overrides(Path::new("config"), Environment::Test, layers).expect("valid test settings")
 }
 
@@ -63,20 +146,7 @@ pub async fn spawn_app_on(engine: Engine) -> Option<TestApp> {
 }
 
 async fn spawn_app_on_with(engine: Engine, overrides: &[(&str, &str)]) -> Option<TestApp> {
-    init_logs();
-    let data_dir = tempfile::tempdir().expect("a temporary folder");
-    let database = TestDatabase::create(engine, data_dir.path()).await?;
-    let settings = settings_for(&database.url, overrides);
-    let app = Application::build(settings).await.expect("the app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("a client");
-    Some(TestApp { address, client, handle, database, _data_dir: data_dir })
+    Some(Stack::new(engine, false).await?.spawn(overrides).await)
 }
 
 #[derive(Debug, Clone, Copy)]
