@@ -259,10 +259,13 @@ impl RabbitMqBus {
         // Consumers finish the batch in hand (ack included), then stop.
         tracker.wait().await;
         watch.abort();
-        if shutdown.is_cancelled() {
-            let _ = link.publisher.close(200, "shutdown".into()).await;
-            let _ = link.connection.close(200, "shutdown".into()).await;
-        }
+        // On shutdown a clean close; after a failure, whatever is left of the connection goes
+        // before the next one is opened.
+        let close = async {
+            let _ = link.publisher.close(200, "closing".into()).await;
+            let _ = link.connection.close(200, "closing".into()).await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
     }
 }
 
