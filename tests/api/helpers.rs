@@ -19,14 +19,30 @@ pub const PUBLIC_KEY: &str = include_str!("../fixtures/ed25519-public.pem");
 pub const PRIVATE_KEY: &str = include_str!("../fixtures/ed25519-private.pem");
 pub const OTHER_PRIVATE_KEY: &str = include_str!("../fixtures/other-ed25519-private.pem");
 
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client")
+}
+
+/// A shop under test: one process, or several behind a routing table (a split deployment).
 pub struct TestApp {
+    /// The process that answers paths no route names (the only one, unless split).
     pub address: String,
+    /// `(path prefix, address)`: in a split, which process serves which module's paths.
+    pub routes: Vec<(String, String)>,
     pub client: reqwest::Client,
-    handle: ServerHandle,
+    /// An in-test server; `None` when the processes are real binaries owned by `owner`.
+    handle: Option<ServerHandle>,
+    /// The database URL of each module whose URL is not `database`'s template.
+    pub module_urls: std::collections::BTreeMap<String, String>,
     // Dropped after `handle` stops the server, in this order.
     pub database: Arc<TestDatabase>,
     _broker: Option<Arc<TestBroker>>,
     _data_dir: Arc<tempfile::TempDir>,
+    _owner: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The services a test's apps share: a database (one per module on SQLite) and, for a
@@ -82,18 +98,16 @@ impl Stack {
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("a client");
         let app = TestApp {
             address,
-            client,
-            handle,
+            routes: Vec::new(),
+            client: client(),
+            handle: Some(handle),
+            module_urls: Default::default(),
             database: self.database.clone(),
             _broker: self.broker.clone(),
             _data_dir: self.data_dir.clone(),
+            _owner: None,
         };
         if self.broker.is_some() {
             // Ready once connected to the broker with its topology declared.
@@ -157,8 +171,35 @@ pub enum As {
 }
 
 impl TestApp {
+    /// A shop of processes started by the test itself (real binaries), owned by `owner`.
+    pub fn external(
+        address: String,
+        routes: Vec<(String, String)>,
+        module_urls: std::collections::BTreeMap<String, String>,
+        database: TestDatabase,
+        data_dir: tempfile::TempDir,
+        owner: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
+        TestApp {
+            address,
+            routes,
+            client: client(),
+            handle: None,
+            module_urls,
+            database: Arc::new(database),
+            _broker: None,
+            _data_dir: Arc::new(data_dir),
+            _owner: Some(owner),
+        }
+    }
+
+    /// The address of the process serving `path`.
+    pub fn base(&self, path: &str) -> &str {
+        self.routes.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())).map_or(&self.address, |(_, a)| a)
+    }
+
     pub fn request(&self, method: Method, path: &str, who: As) -> RequestBuilder {
-        let builder = self.client.request(method, format!("{}{path}", self.address));
+        let builder = self.client.request(method, format!("{}{path}", self.base(path)));
         match who {
             As::Anonymous => builder,
             As::Customer => builder.bearer_auth(token("customer", 900, PRIVATE_KEY)),
@@ -189,7 +230,8 @@ impl TestApp {
 
     /// The database of `module`.
     pub async fn db(&self, module: &str) -> sea_orm::DatabaseConnection {
-        sea_orm::Database::connect(self.database.url_for(module)).await.expect("the module's database")
+        let url = self.module_urls.get(module).cloned().unwrap_or_else(|| self.database.url_for(module));
+        sea_orm::Database::connect(url).await.expect("the module's database")
     }
 
     pub async fn metrics(&self) -> String {
@@ -200,7 +242,9 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // `stop` sends the command at once; the future only waits for it to complete.
-        drop(self.handle.stop(false));
+        if let Some(handle) = &self.handle {
+            drop(handle.stop(false));
+        }
     }
 }
 

@@ -13,11 +13,11 @@ on_every_engine!(
     an_idempotent_replay_returns_the_first_response_and_creates_one_order,
 );
 
-fn address() -> Value {
+pub fn address() -> Value {
     json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postalCode": "SW1Y 4JH", "country": "GB"})
 }
 
-fn order_body(items: &[(&Value, i64)]) -> Value {
+pub fn order_body(items: &[(&Value, i64)]) -> Value {
     let items: Vec<Value> = items.iter().map(|(id, q)| json!({"productId": id, "quantity": q})).collect();
     json!({"items": items, "shippingAddress": address()})
 }
@@ -76,7 +76,7 @@ impl TestApp {
     }
 }
 
-fn eur(amount: i64) -> Value {
+pub fn eur(amount: i64) -> Value {
     json!({"amount": amount, "currency": "EUR"})
 }
 
