@@ -112,21 +112,15 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Openapi => {
             let doc = crate::http::openapi(&modules::select(&settings.modules.enabled));
-            println!("{}", doc.to_pretty_json().context("failed to render the OpenAPI document")?);
-            Ok(())
+            emit(&doc.to_pretty_json().context("failed to render the OpenAPI document")?)
         }
-        Command::Config => {
-            println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
-            Ok(())
-        }
+        Command::Config => emit(&serde_json::to_string_pretty(&settings.redacted())?),
         Command::Modules { format } => {
             let registry = modules::describe();
-            if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&registry)?);
-            } else {
-                print!("{}", modules::render(&registry));
+            match format.as_str() {
+                "json" => emit(&serde_json::to_string_pretty(&registry)?),
+                _ => emit(modules::render(&registry).trim_end()),
             }
-            Ok(())
         }
         Command::Users { command: UsersCommand::CreateAdmin { email } } => {
             telemetry::init(&settings.telemetry);
@@ -163,4 +157,14 @@ fn admin_password() -> anyhow::Result<String> {
         return Err(UsageError("no password: set BAZAAR_ADMIN_PASSWORD or pipe it to standard input".into()).into());
     }
     Ok(password)
+}
+
+/// Prints a command's output; a reader that went away (`bazaar config | head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
+    }
 }

@@ -114,8 +114,10 @@ pub async fn prometheus_metrics(ops: web::Data<Ops>) -> HttpResponse {
             Ok(n) => metrics::gauge!(metric::OUTBOX_PENDING, "module" => name).set(n as f64),
             Err(e) => tracing::warn!(module = name, error = %e, "cannot count the outbox backlog"),
         }
+        // The dead-letter table (in-process bus) and the broker's dead-letter queue (RabbitMQ).
+        let queued = ops.bus.dead_letter_depth(name).await.unwrap_or(0);
         match kernel::Inbox::new(ctx.outbox.clone()).dead_letter_count().await {
-            Ok(n) => metrics::gauge!(metric::DEAD_LETTERS, "module" => name).set(n as f64),
+            Ok(n) => metrics::gauge!(metric::DEAD_LETTERS, "module" => name).set((n + queued) as f64),
             Err(e) => tracing::warn!(module = name, error = %e, "cannot count dead letters"),
         }
     }

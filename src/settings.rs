@@ -105,6 +105,7 @@ pub struct ModuleOverrides {
 #[serde(rename_all = "snake_case")]
 pub enum BusKind {
     InProcess,
+    Rabbitmq,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,12 +114,34 @@ pub struct BusSettings {
     pub max_attempts: u32,
     pub retry_base_delay_ms: u64,
     pub retry_max_delay_ms: u64,
+    pub rabbitmq: RabbitMqSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RabbitMqSettings {
+    /// `amqp://user:password@host:5672/vhost`; a secret, shown with its password redacted.
+    #[serde(serialize_with = "expose_optional")]
+    pub url: Option<SecretString>,
+    /// Names the exchange `<prefix>.events` and the queues `<prefix>.<module>[.retry.<delay>|.dead]`.
+    pub prefix: String,
+    /// Unacknowledged deliveries a consumer holds at once; also its largest batch.
+    pub prefetch: u16,
+    /// Overrides `bus.max_attempts` for this bus.
+    pub max_attempts: Option<u32>,
+    /// How long a publish waits for the broker's confirm before the outbox row is retried.
+    pub confirm_timeout_ms: u64,
+    /// The longest wait between two reconnection attempts.
+    pub reconnect_max_delay_ms: u64,
 }
 
 impl BusSettings {
     pub fn retry_policy(&self) -> kernel::bus::RetryPolicy {
+        let max_attempts = match self.kind {
+            BusKind::Rabbitmq => self.rabbitmq.max_attempts.unwrap_or(self.max_attempts),
+            BusKind::InProcess => self.max_attempts,
+        };
         kernel::bus::RetryPolicy {
-            max_attempts: self.max_attempts,
+            max_attempts,
             base_delay: std::time::Duration::from_millis(self.retry_base_delay_ms),
             max_delay: std::time::Duration::from_millis(self.retry_max_delay_ms),
         }
@@ -277,6 +300,30 @@ impl Settings {
                     ));
                 }
             }
+            BusKind::Rabbitmq => {
+                let rabbitmq = &self.bus.rabbitmq;
+                let Some(url) = &rabbitmq.url else {
+                    return Err(SettingsError::new("bus.rabbitmq.url", "is required when bus.kind is rabbitmq"));
+                };
+                match url::Url::parse(url.expose_secret()) {
+                    Ok(u) if matches!(u.scheme(), "amqp" | "amqps") => {}
+                    _ => {
+                        return Err(SettingsError::new(
+                            "bus.rabbitmq.url",
+                            format!("'{}' is not an amqp(s) URL", redact_url(url.expose_secret())),
+                        ));
+                    }
+                }
+                if rabbitmq.prefetch == 0 {
+                    return Err(SettingsError::new("bus.rabbitmq.prefetch", "must be at least 1"));
+                }
+                if rabbitmq.max_attempts == Some(0) {
+                    return Err(SettingsError::new("bus.rabbitmq.max_attempts", "must be at least 1"));
+                }
+                if rabbitmq.prefix.is_empty() || rabbitmq.prefix.len() > 100 {
+                    return Err(SettingsError::new("bus.rabbitmq.prefix", "must be 1 to 100 characters"));
+                }
+            }
         }
         if self.bus.max_attempts == 0 {
             return Err(SettingsError::new("bus.max_attempts", "must be at least 1"));
@@ -385,6 +432,9 @@ impl Settings {
             admin.password = SecretString::from("***");
         }
         copy.database.url = redact_url(&copy.database.url);
+        if let Some(url) = &copy.bus.rabbitmq.url {
+            copy.bus.rabbitmq.url = Some(SecretString::from(redact_url(url.expose_secret())));
+        }
         for overrides in copy.modules.overrides.values_mut() {
             overrides.database_url = overrides.database_url.as_deref().map(redact_url);
         }

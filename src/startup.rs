@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::bus::InProcessBus;
+use crate::bus::{InProcessBus, RabbitMqBus, RabbitMqConfig, Topology};
 use crate::http::{self, Ops};
 use crate::modules;
 use crate::settings::{BusKind, Settings};
@@ -68,6 +68,14 @@ impl Application {
 
         let bus: Arc<dyn EventBus> = match settings.bus.kind {
             BusKind::InProcess => Arc::new(InProcessBus::new(settings.bus.retry_policy())),
+            BusKind::Rabbitmq => {
+                let config = RabbitMqConfig::from_settings(&settings.bus).context("bus.rabbitmq.url is not set")?;
+                // Every consumer of the registry, hosted here or not: their queues must exist for
+                // this process's events to be routable.
+                let consumers = modules::all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect::<Vec<_>>();
+                let topology = Topology::new(&settings.bus.rabbitmq.prefix, consumers, &config.policy);
+                Arc::new(RabbitMqBus::new(config, topology))
+            }
         };
         for (module, ctx, started) in &running {
             if let Some(handler) = started.handler() {

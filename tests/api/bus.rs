@@ -1,12 +1,14 @@
-//! The delivery guarantees of BRIEF.md on the in-process bus: outbox crash survival, inbox
-//! de-duplication, retry then success, dead-lettering after N attempts.
+//! The delivery guarantees of BRIEF.md, one contract suite run on both buses (in-process, and
+//! RabbitMQ at 127.0.0.1:5672) and on every engine: outbox crash survival, inbox de-duplication,
+//! fan-out, ordering, retry then success, dead-lettering after N attempts. Then what only the
+//! broker has: publisher confirms and lost connections.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bazaar::bus::InProcessBus;
+use bazaar::bus::{InProcessBus, RabbitMqBus, RabbitMqConfig, Topology};
 use contracts::IntegrationEvent;
 use contracts::catalog::ProductDiscontinued;
 use kernel::bus::RetryPolicy;
@@ -17,20 +19,69 @@ use sea_orm::sea_query::{Alias, ColumnDef, Expr, ExprTrait, Query, Table};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::{Proxy, TestBroker};
 use crate::engines::{Engine, TestDatabase, on_every_engine};
 use crate::helpers::eventually;
 
-on_every_engine!(
+/// Runs each contract test on the in-process bus with every engine, and on RabbitMQ with SQLite
+/// and PostgreSQL.
+macro_rules! on_every_bus {
+    ($($name:ident),* $(,)?) => {
+        mod in_process_sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(crate::engines::Engine::Sqlite, super::Carrier::InProcess).await } )*
+        }
+        mod in_process_postgres {
+            $( #[tokio::test] async fn $name() { super::$name(crate::engines::Engine::Postgres, super::Carrier::InProcess).await } )*
+        }
+        mod in_process_mysql {
+            $( #[tokio::test] async fn $name() { super::$name(crate::engines::Engine::Mysql, super::Carrier::InProcess).await } )*
+        }
+        mod rabbitmq_sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(crate::engines::Engine::Sqlite, super::Carrier::RabbitMq).await } )*
+        }
+        mod rabbitmq_postgres {
+            $( #[tokio::test] async fn $name() { super::$name(crate::engines::Engine::Postgres, super::Carrier::RabbitMq).await } )*
+        }
+    };
+}
+
+on_every_bus!(
     an_event_committed_before_a_crash_is_delivered_after_the_restart,
-    an_event_accepted_for_a_consumer_survives_a_crash_before_it_is_handled,
     a_redelivered_event_has_no_second_effect,
+    every_consuming_module_gets_each_event_once,
+    one_producers_events_for_one_aggregate_arrive_in_order,
     a_failing_handler_is_retried_with_backoff_until_it_succeeds,
     after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing,
     an_event_whose_data_does_not_decode_is_dead_lettered_at_once,
+);
+
+mod rabbitmq_only {
+    #[tokio::test]
+    async fn a_publish_the_broker_refuses_stays_in_the_outbox_until_it_is_confirmed() {
+        super::a_publish_the_broker_refuses_stays_in_the_outbox_until_it_is_confirmed().await
+    }
+    #[tokio::test]
+    async fn a_lost_connection_is_restored_and_no_event_is_lost() {
+        super::a_lost_connection_is_restored_and_no_event_is_lost().await
+    }
+    #[tokio::test]
+    async fn a_message_that_is_not_an_envelope_goes_to_the_dead_letter_queue() {
+        super::a_message_that_is_not_an_envelope_goes_to_the_dead_letter_queue().await
+    }
+}
+
+on_every_engine!(
+    an_event_accepted_for_a_consumer_survives_a_crash_before_it_is_handled,
     the_relay_retries_with_backoff_while_the_bus_refuses,
     several_relays_on_one_outbox_publish_each_event_once_in_order,
     housekeeping_purges_what_was_published_and_handled_but_keeps_the_rest,
 );
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    InProcess,
+    RabbitMq,
+}
 
 const PRODUCER: &str = "producer";
 
@@ -58,11 +109,18 @@ struct Recorder {
     calls: AtomicU32,
     fail_first: u32,
     fail_sku: Option<&'static str>,
+    /// The skus handled, in the order their effects committed... or were attempted: a rolled-back
+    /// attempt is not removed, so tests of order use a handler that does not fail.
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl Recorder {
     fn new(module: &'static str) -> Self {
-        Self { module, calls: AtomicU32::new(0), fail_first: 0, fail_sku: None }
+        Self { module, calls: AtomicU32::new(0), fail_first: 0, fail_sku: None, seen: Default::default() }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("not poisoned").clone()
     }
 }
 
@@ -77,9 +135,10 @@ impl EventHandler for Recorder {
         let insert = Query::insert()
             .into_table(Alias::new(format!("{}_effects", self.module)))
             .columns(["event_id", "sku"])
-            .values_panic([envelope.id.to_string().into(), event.sku.into()])
+            .values_panic([envelope.id.to_string().into(), event.sku.clone().into()])
             .to_owned();
         txn.execute(&insert).await?;
+        self.seen.lock().expect("not poisoned").push(event.sku);
         Ok(())
     }
 }
@@ -109,7 +168,7 @@ fn consumer(name: &'static str, db: &DatabaseConnection, handler: Arc<dyn EventH
 
 /// A running bus with a relay for the producer's outbox; stops when dropped.
 struct Running {
-    bus: Arc<InProcessBus>,
+    bus: Arc<dyn EventBus>,
     shutdown: CancellationToken,
 }
 
@@ -119,18 +178,74 @@ impl Drop for Running {
     }
 }
 
-async fn start(producer: &Outbox, consumers: Vec<Consumer>, policy: RetryPolicy) -> Running {
-    let bus = Arc::new(InProcessBus::new(policy));
-    for consumer in consumers {
-        bus.subscribe(consumer).await.expect("subscribed");
+/// Where a test's buses travel: in the process, or through a prefix of its own on RabbitMQ.
+struct Buses {
+    broker: Option<TestBroker>,
+}
+
+impl Buses {
+    /// `None` (the test skips) when the broker is needed and unreachable.
+    async fn create(carrier: Carrier) -> Option<Self> {
+        match carrier {
+            Carrier::InProcess => Some(Self { broker: None }),
+            Carrier::RabbitMq => Some(Self { broker: Some(TestBroker::create().await?) }),
+        }
     }
-    let shutdown = CancellationToken::new();
-    let running = bus.clone();
-    let token = shutdown.clone();
-    tokio::spawn(async move { running.run(token).await });
-    let relay = Relay::new(producer.clone(), bus.clone(), 100, Duration::from_millis(50));
-    tokio::spawn(relay.run(shutdown.clone()));
-    Running { bus, shutdown }
+
+    fn bus(&self, consumers: &[Consumer], policy: RetryPolicy, url: Option<String>) -> Arc<dyn EventBus> {
+        let Some(broker) = &self.broker else { return Arc::new(InProcessBus::new(policy)) };
+        let topology =
+            Topology::new(&broker.prefix, consumers.iter().map(|c| (c.name.to_owned(), c.events.clone())), &policy);
+        broker.owns(&topology);
+        let config = RabbitMqConfig {
+            url: url.unwrap_or_else(|| broker.url.clone()).into(),
+            prefetch: 16,
+            confirm_timeout: Duration::from_secs(2),
+            reconnect_max_delay: Duration::from_millis(500),
+            policy,
+        };
+        Arc::new(RabbitMqBus::new(config, topology))
+    }
+
+    async fn start(&self, producer: &Outbox, consumers: Vec<Consumer>, policy: RetryPolicy) -> Running {
+        self.start_via(producer, consumers, policy, None).await
+    }
+
+    /// Starts a bus (through `url` to the broker, if given) and a relay; returns once the bus is ready.
+    async fn start_via(
+        &self,
+        producer: &Outbox,
+        consumers: Vec<Consumer>,
+        policy: RetryPolicy,
+        url: Option<String>,
+    ) -> Running {
+        let bus = self.bus(&consumers, policy, url);
+        for consumer in consumers {
+            bus.subscribe(consumer).await.expect("subscribed");
+        }
+        let shutdown = CancellationToken::new();
+        let running = bus.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move { running.run(token).await });
+        eventually(10, || async { bus.check().await.ok() }).await;
+        let relay = Relay::new(producer.clone(), bus.clone(), 100, Duration::from_millis(50));
+        tokio::spawn(relay.run(shutdown.clone()));
+        Running { bus, shutdown }
+    }
+
+    /// What `consumer` dead-lettered: its dead-letter table, or its queue on the broker.
+    async fn dead_letters(&self, consumer: &Consumer) -> Vec<(String, u32, String)> {
+        match &self.broker {
+            None => {
+                let dead = consumer.inbox.dead_letter_list(100).await.expect("dead letters");
+                dead.into_iter().map(|d| (d.payload, d.attempts, d.error)).collect()
+            }
+            Some(broker) => {
+                let queue = format!("{}.{}.dead", broker.prefix, consumer.name);
+                broker.peek(&queue).await.into_iter().map(|m| (m.payload, m.attempts, m.error)).collect()
+            }
+        }
+    }
 }
 
 async fn commit_event(outbox: &Outbox, envelope: &Envelope) {
@@ -139,9 +254,15 @@ async fn commit_event(outbox: &Outbox, envelope: &Envelope) {
     outbox.commit(txn).await.expect("committed");
 }
 
-async fn an_event_committed_before_a_crash_is_delivered_after_the_restart(engine: Engine) {
+/// A test's database and buses; `None` when a service it needs is unreachable.
+async fn setup(engine: Engine, carrier: Carrier, dir: &std::path::Path) -> Option<(TestDatabase, Buses)> {
+    let database = TestDatabase::create(engine, dir).await?;
+    Some((database, Buses::create(carrier).await?))
+}
+
+async fn an_event_committed_before_a_crash_is_delivered_after_the_restart(engine: Engine, carrier: Carrier) {
     let dir = tempfile::tempdir().expect("a folder");
-    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
     {
         // The state change and its event commit, then the process dies before any relay runs.
         let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
@@ -151,9 +272,8 @@ async fn an_event_committed_before_a_crash_is_delivered_after_the_restart(engine
     let reconnected = kernel::db::connect(&database.url_for(PRODUCER), 5).await.expect("the database again");
     let producer = Outbox::new(PRODUCER, reconnected);
     let consumer_db = module_db(&database, "consumer").await;
-    let _running =
-        start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))], policy(3))
-            .await;
+    let consumers = vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))];
+    let _running = buses.start(&producer, consumers, policy(3)).await;
     eventually(10, || async { (effects(&consumer_db, "consumer", "CRASH-1").await == 1).then_some(()) }).await;
     eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
 }
@@ -171,24 +291,25 @@ async fn an_event_accepted_for_a_consumer_survives_a_crash_before_it_is_handled(
         // The bus never ran: the process died with the event queued.
     }
     let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
-    let _running =
-        start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))], policy(3))
-            .await;
+    let _running = Buses { broker: None }
+        .start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))], policy(3))
+        .await;
     eventually(10, || async { (effects(&consumer_db, "consumer", "QUEUED-1").await == 1).then_some(()) }).await;
 }
 
-async fn a_redelivered_event_has_no_second_effect(engine: Engine) {
+async fn a_redelivered_event_has_no_second_effect(engine: Engine, carrier: Carrier) {
     let dir = tempfile::tempdir().expect("a folder");
-    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
     let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
     let consumer_db = module_db(&database, "consumer").await;
     let recorder = Arc::new(Recorder::new("consumer"));
-    let running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(3)).await;
+    let running = buses.start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(3)).await;
     let first = event("ONCE-1");
     commit_event(&producer, &first).await;
     eventually(10, || async { (effects(&consumer_db, "consumer", "ONCE-1").await == 1).then_some(()) }).await;
 
-    // The relay died after the bus accepted the event but before it marked the row: it goes again.
+    // The relay died after the bus accepted the event but before it marked the row: it goes again,
+    // and the bus itself delivers it once more.
     producer.db().execute_unprepared("UPDATE producer_outbox SET published_at = NULL").await.expect("reset");
     producer.wake();
     running.bus.publish(&first).await.expect("accepted again");
@@ -203,23 +324,74 @@ async fn a_redelivered_event_has_no_second_effect(engine: Engine) {
     assert_eq!(effects(&consumer_db, "consumer", "ONCE-1").await, 1);
 }
 
-async fn a_failing_handler_is_retried_with_backoff_until_it_succeeds(engine: Engine) {
+async fn every_consuming_module_gets_each_event_once(engine: Engine, carrier: Carrier) {
     let dir = tempfile::tempdir().expect("a folder");
-    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let names = ["first", "second", "third"];
+    let mut dbs = Vec::new();
+    for name in names {
+        dbs.push(module_db(&database, name).await);
+    }
+    let consumers = names.iter().zip(&dbs).map(|(n, db)| consumer(n, db, Arc::new(Recorder::new(n)))).collect();
+    let _running = buses.start(&producer, consumers, policy(3)).await;
+    for i in 0..5 {
+        commit_event(&producer, &event(&format!("FAN-{i}"))).await;
+    }
+    for (name, db) in names.iter().zip(&dbs) {
+        for i in 0..5 {
+            let sku = format!("FAN-{i}");
+            eventually(10, || async { (effects(db, name, &sku).await >= 1).then_some(()) }).await;
+        }
+    }
+    // Nothing more arrives: each module had each event once.
+    eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (name, db) in names.iter().zip(&dbs) {
+        for i in 0..5 {
+            assert_eq!(effects(db, name, &format!("FAN-{i}")).await, 1, "{name} FAN-{i}");
+        }
+    }
+}
+
+async fn one_producers_events_for_one_aggregate_arrive_in_order(engine: Engine, carrier: Carrier) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let recorder = Arc::new(Recorder::new("consumer"));
+    let _running = buses.start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(3)).await;
+    let product_id = uuid::Uuid::now_v7();
+    let skus: Vec<String> = (0..60).map(|i| format!("STEP-{i:02}")).collect();
+    // In bursts, so that the relay and the consumer see batches of several sizes.
+    for (i, sku) in skus.iter().enumerate() {
+        let envelope = Envelope::new(&ProductDiscontinued { product_id, sku: sku.clone() }).expect("an envelope");
+        commit_event(&producer, &envelope).await;
+        if i % 7 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eventually(15, || async { (recorder.seen().len() >= skus.len()).then_some(()) }).await;
+    assert_eq!(recorder.seen(), skus, "handled in the order they were committed");
+}
+
+async fn a_failing_handler_is_retried_with_backoff_until_it_succeeds(engine: Engine, carrier: Carrier) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
     let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
     let consumer_db = module_db(&database, "consumer").await;
     let recorder = Arc::new(Recorder { fail_first: 2, ..Recorder::new("consumer") });
-    let _running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(5)).await;
+    let consumers = vec![consumer("consumer", &consumer_db, recorder.clone())];
+    let _running = buses.start(&producer, consumers.clone(), policy(5)).await;
     commit_event(&producer, &event("RETRY-1")).await;
     eventually(10, || async { (effects(&consumer_db, "consumer", "RETRY-1").await == 1).then_some(()) }).await;
     assert_eq!(recorder.calls.load(Ordering::SeqCst), 3);
-    let inbox = Inbox::new(Outbox::new("consumer", consumer_db.clone()));
-    assert_eq!(inbox.dead_letter_count().await.expect("count"), 0);
+    assert!(buses.dead_letters(&consumers[0]).await.is_empty());
 }
 
-async fn after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing(engine: Engine) {
+async fn after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing(engine: Engine, carrier: Carrier) {
     let dir = tempfile::tempdir().expect("a folder");
-    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
     let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
     let failing_db = module_db(&database, "failing").await;
     let healthy_db = module_db(&database, "healthy").await;
@@ -228,7 +400,7 @@ async fn after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing(e
         consumer("failing", &failing_db, failing.clone()),
         consumer("healthy", &healthy_db, Arc::new(Recorder::new("healthy"))),
     ];
-    let _running = start(&producer, consumers, policy(3)).await;
+    let _running = buses.start(&producer, consumers.clone(), policy(3)).await;
 
     commit_event(&producer, &event("POISON")).await;
     commit_event(&producer, &event("FINE-1")).await;
@@ -236,40 +408,41 @@ async fn after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing(e
     eventually(10, || async { (effects(&healthy_db, "healthy", "POISON").await == 1).then_some(()) }).await;
     eventually(10, || async { (effects(&failing_db, "failing", "FINE-1").await == 1).then_some(()) }).await;
 
-    let inbox = Inbox::new(Outbox::new("failing", failing_db.clone()));
     let dead = eventually(10, || async {
-        let dead = inbox.dead_letter_list(10).await.expect("dead letters");
+        let dead = buses.dead_letters(&consumers[0]).await;
         (!dead.is_empty()).then_some(dead)
     })
     .await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].event, "ProductDiscontinued");
-    assert_eq!(dead[0].attempts, 3);
-    assert!(dead[0].error.contains("failure number"), "{}", dead[0].error);
-    assert!(dead[0].payload.contains("POISON"));
+    let (payload, attempts, error) = &dead[0];
+    assert_eq!(*attempts, 3);
+    assert!(error.contains("failure number"), "{error}");
+    assert!(payload.contains("POISON") && payload.contains("ProductDiscontinued"), "{payload}");
     assert_eq!(effects(&failing_db, "failing", "POISON").await, 0);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(failing.calls.load(Ordering::SeqCst), 4, "3 attempts at the poison, 1 for the fine event; no more");
+    assert!(buses.dead_letters(&consumers[1]).await.is_empty());
 }
 
-async fn an_event_whose_data_does_not_decode_is_dead_lettered_at_once(engine: Engine) {
+async fn an_event_whose_data_does_not_decode_is_dead_lettered_at_once(engine: Engine, carrier: Carrier) {
     let dir = tempfile::tempdir().expect("a folder");
-    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
     let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
     let consumer_db = module_db(&database, "consumer").await;
     let recorder = Arc::new(Recorder::new("consumer"));
-    let _running = start(&producer, vec![consumer("consumer", &consumer_db, recorder.clone())], policy(5)).await;
+    let consumers = vec![consumer("consumer", &consumer_db, recorder.clone())];
+    let _running = buses.start(&producer, consumers.clone(), policy(5)).await;
     let mut malformed = event("BROKEN");
     malformed.data = serde_json::json!({"productId": 42});
     commit_event(&producer, &malformed).await;
-    let inbox = Inbox::new(Outbox::new("consumer", consumer_db.clone()));
     let dead = eventually(10, || async {
-        let dead = inbox.dead_letter_list(10).await.expect("dead letters");
+        let dead = buses.dead_letters(&consumers[0]).await;
         (!dead.is_empty()).then_some(dead)
     })
     .await;
-    assert_eq!(dead[0].attempts, 1);
-    assert!(dead[0].error.contains("malformed"), "{}", dead[0].error);
+    assert_eq!(dead[0].1, 1);
+    assert!(dead[0].2.contains("malformed"), "{}", dead[0].2);
+    assert_eq!(recorder.calls.load(Ordering::SeqCst), 1, "never retried");
 }
 
 /// A bus that refuses the first `refusals` publishes, then records what it accepts.
@@ -374,7 +547,7 @@ async fn housekeeping_purges_what_was_published_and_handled_but_keeps_the_rest(e
     let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
     let consumer_db = module_db(&database, "consumer").await;
     let consumers = vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))];
-    let running = start(&producer, consumers, policy(3)).await;
+    let running = Buses { broker: None }.start(&producer, consumers, policy(3)).await;
     commit_event(&producer, &event("OLD-1")).await;
     eventually(10, || async { (effects(&consumer_db, "consumer", "OLD-1").await == 1).then_some(()) }).await;
     eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
@@ -387,4 +560,128 @@ async fn housekeeping_purges_what_was_published_and_handled_but_keeps_the_rest(e
     assert_eq!(producer.purge_published(cutoff).await.expect("purged"), 1);
     assert_eq!(queued.purge_processed(cutoff).await.expect("purged"), 1);
     assert_eq!(queued.due("consumer", 10).await.expect("due").len(), 1, "the queued event stays");
+}
+
+async fn rabbitmq_setup(dir: &std::path::Path) -> Option<(TestDatabase, Buses)> {
+    setup(Engine::Sqlite, Carrier::RabbitMq, dir).await
+}
+
+async fn a_publish_the_broker_refuses_stays_in_the_outbox_until_it_is_confirmed() {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = rabbitmq_setup(dir.path()).await else { return };
+    let broker = buses.broker.as_ref().expect("a broker");
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let _running = buses
+        .start(&producer, vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))], policy(3))
+        .await;
+
+    // A full queue that rejects publishes, bound to the same key: the broker nacks the message.
+    let connection = broker.connect().await;
+    let channel = connection.create_channel().await.expect("a channel");
+    let full = format!("{}.full", broker.prefix);
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+    channel.queue_declare(full.as_str().into(), QueueDeclareOptions::default(), arguments).await.expect("declared");
+    channel
+        .queue_bind(
+            full.as_str().into(),
+            format!("{}.events", broker.prefix).into(),
+            ProductDiscontinued::event_type().routing_key().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bound");
+
+    commit_event(&producer, &event("REFUSED-1")).await;
+    let (attempts, last_error) = eventually(10, || async {
+        let (attempts, last_error) = outbox_attempts(producer.db()).await;
+        (attempts >= 2).then_some((attempts, last_error))
+    })
+    .await;
+    assert!(attempts >= 2);
+    assert!(last_error.expect("the refusal").contains("nack"));
+    assert_eq!(producer.pending().await.expect("pending"), 1, "not marked sent without a confirm");
+
+    channel.queue_delete(full.as_str().into(), QueueDeleteOptions::default()).await.expect("deleted");
+    let _ = connection.close(200, "done".into()).await;
+    eventually(15, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+    eventually(10, || async { (effects(&consumer_db, "consumer", "REFUSED-1").await == 1).then_some(()) }).await;
+}
+
+async fn a_lost_connection_is_restored_and_no_event_is_lost() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = rabbitmq_setup(dir.path()).await else { return };
+    let broker = buses.broker.as_ref().expect("a broker");
+    let proxy = Proxy::to("127.0.0.1:5672").await;
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let recorder = Arc::new(Recorder::new("consumer"));
+    let consumers = vec![consumer("consumer", &consumer_db, recorder.clone())];
+    let running = buses.start_via(&producer, consumers, policy(3), Some(proxy.url(&broker.url))).await;
+
+    let skus: Vec<String> = (0..40).map(|i| format!("STREAM-{i:02}")).collect();
+    for (i, sku) in skus.iter().enumerate() {
+        if i == 15 {
+            proxy.cut();
+            eventually(10, || async { running.bus.check().await.is_err().then_some(()) }).await;
+        }
+        if i == 30 {
+            // The outbox kept every write while the broker was away.
+            assert!(producer.pending().await.expect("pending") >= 1);
+            proxy.restore();
+        }
+        commit_event(&producer, &event(sku)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually(20, || async { running.bus.check().await.ok() }).await;
+    eventually(20, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+    for sku in &skus {
+        eventually(10, || async { (effects(&consumer_db, "consumer", sku).await >= 1).then_some(()) }).await;
+    }
+    for sku in &skus {
+        assert_eq!(effects(&consumer_db, "consumer", sku).await, 1, "{sku} exactly once");
+    }
+}
+
+async fn a_message_that_is_not_an_envelope_goes_to_the_dead_letter_queue() {
+    use lapin::BasicProperties;
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = rabbitmq_setup(dir.path()).await else { return };
+    let broker = buses.broker.as_ref().expect("a broker");
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let recorder = Arc::new(Recorder::new("consumer"));
+    let consumers = vec![consumer("consumer", &consumer_db, recorder.clone())];
+    let _running = buses.start(&producer, consumers.clone(), policy(5)).await;
+
+    let connection = broker.connect().await;
+    let channel = connection.create_channel().await.expect("a channel");
+    channel.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+    let confirm = channel
+        .basic_publish(
+            format!("{}.events", broker.prefix).into(),
+            ProductDiscontinued::event_type().routing_key().into(),
+            BasicPublishOptions::default(),
+            b"this is not JSON",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("published");
+    assert!(confirm.await.expect("confirmed").is_ack());
+    let _ = connection.close(200, "done".into()).await;
+
+    let dead = eventually(10, || async {
+        let dead = buses.dead_letters(&consumers[0]).await;
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead[0].0, "this is not JSON");
+    assert!(dead[0].2.contains("does not decode"), "{}", dead[0].2);
+    assert_eq!(recorder.calls.load(Ordering::SeqCst), 0, "the handler never saw it");
 }

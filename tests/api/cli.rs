@@ -36,6 +36,24 @@ fn bad_settings_stop_start_up_with_one_line_and_exit_code_2() {
     );
     assert_refused(&bazaar(&["serve"], &[("BAZAAR_ENV", "staging")]), "BAZAAR_ENV");
     assert_refused(&bazaar(&["--config-dir", "/no/such/folder", "config"], &[]), "--config-dir");
+    // Only a broker carries events between processes: a partial set needs one, and a broker a URL.
+    assert_refused(&bazaar(&["serve", "--modules", "orders"], &[]), "bus.kind");
+    assert_refused(&bazaar(&["serve"], &[("BAZAAR__BUS__KIND", "rabbitmq")]), "bus.rabbitmq.url");
+    assert_refused(
+        &bazaar(&["serve"], &[("BAZAAR__BUS__KIND", "rabbitmq"), ("BAZAAR__BUS__RABBITMQ__URL", "http://rabbit")]),
+        "bus.rabbitmq.url",
+    );
+    assert_refused(
+        &bazaar(
+            &["serve"],
+            &[
+                ("BAZAAR__BUS__KIND", "rabbitmq"),
+                ("BAZAAR__BUS__RABBITMQ__URL", "amqp://rabbit"),
+                ("BAZAAR__BUS__RABBITMQ__PREFETCH", "0"),
+            ],
+        ),
+        "bus.rabbitmq.prefetch",
+    );
 }
 
 #[test]
@@ -46,11 +64,19 @@ fn unknown_commands_and_flags_exit_with_2() {
 
 #[test]
 fn config_prints_the_effective_settings_without_secrets() {
-    let out = bazaar(&["config"], &[("BAZAAR__MODULES__CATALOG__DATABASE_URL", "postgres://shop:s3cret@db/catalog")]);
+    let out = bazaar(
+        &["config"],
+        &[
+            ("BAZAAR__MODULES__CATALOG__DATABASE_URL", "postgres://shop:s3cret@db/catalog"),
+            ("BAZAAR__BUS__KIND", "rabbitmq"),
+            ("BAZAAR__BUS__RABBITMQ__URL", "amqp://shop:rabbit-s3cret@broker:5672/shop"),
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("s3cret"), "{text}");
     let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(json["bus"]["rabbitmq"]["url"], "amqp://shop:***@broker:5672/shop");
     assert_eq!(json["environment"], "test");
     assert_eq!(json["database"]["effective_urls"]["catalog"], "postgres://shop:***@db/catalog");
 }

@@ -36,7 +36,7 @@ pub struct TestDatabase {
     /// The URL template: `{module}` names the module's file on SQLite; the server engines share one
     /// database per test, as modules may in production (their tables are prefixed).
     pub url: String,
-    server: Option<(Engine, String, String)>,
+    server: std::sync::Mutex<Option<(Engine, String, String)>>,
 }
 
 impl TestDatabase {
@@ -44,7 +44,10 @@ impl TestDatabase {
     pub async fn create(engine: Engine, dir: &Path) -> Option<Self> {
         let admin_url = match engine {
             Engine::Sqlite => {
-                return Some(Self { url: format!("sqlite://{}/{{module}}.db?mode=rwc", dir.display()), server: None });
+                return Some(Self {
+                    url: format!("sqlite://{}/{{module}}.db?mode=rwc", dir.display()),
+                    server: Default::default(),
+                });
             }
             Engine::Postgres => std::env::var("BAZAAR_TEST_POSTGRES")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
@@ -66,7 +69,7 @@ impl TestDatabase {
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("a test database");
         admin.close().await.ok();
         let base = admin_url.rsplit_once('/').map(|(base, _)| base).expect("a URL with a database");
-        Some(Self { url: format!("{base}/{name}"), server: Some((engine, admin_url, name)) })
+        Some(Self { url: format!("{base}/{name}"), server: std::sync::Mutex::new(Some((engine, admin_url, name))) })
     }
 
     pub fn url_for(&self, module: &str) -> String {
@@ -82,8 +85,9 @@ impl Drop for TestDatabase {
 
 impl TestDatabase {
     /// Drops the database now, even while an app uses it (its sessions are ended).
-    pub fn destroy(&mut self) {
-        let Some((engine, admin_url, name)) = self.server.take() else { return };
+    pub fn destroy(&self) {
+        let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some((engine, admin_url, name)) = server else { return };
         let statement = match engine {
             Engine::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             _ => format!("DROP DATABASE IF EXISTS {name}"),

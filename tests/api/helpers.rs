@@ -1,6 +1,7 @@
 //! `spawn_app()`: a Bazaar on port 0 with its own data folder, and a client that speaks to it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -11,19 +12,109 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::broker::TestBroker;
 use crate::engines::{Engine, TestDatabase};
 
 pub const PUBLIC_KEY: &str = include_str!("../fixtures/ed25519-public.pem");
 pub const PRIVATE_KEY: &str = include_str!("../fixtures/ed25519-private.pem");
 pub const OTHER_PRIVATE_KEY: &str = include_str!("../fixtures/other-ed25519-private.pem");
 
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client")
+}
+
+/// A shop under test: one process, or several behind a routing table (a split deployment).
 pub struct TestApp {
+    /// The process that answers paths no route names (the only one, unless split).
     pub address: String,
+    /// `(path prefix, address)`: in a split, which process serves which module's paths.
+    pub routes: Vec<(String, String)>,
     pub client: reqwest::Client,
-    handle: ServerHandle,
+    /// An in-test server; `None` when the processes are real binaries owned by `owner`.
+    handle: Option<ServerHandle>,
+    /// The database URL of each module whose URL is not `database`'s template.
+    pub module_urls: std::collections::BTreeMap<String, String>,
     // Dropped after `handle` stops the server, in this order.
-    pub database: TestDatabase,
-    _data_dir: tempfile::TempDir,
+    pub database: Arc<TestDatabase>,
+    _broker: Option<Arc<TestBroker>>,
+    _data_dir: Arc<tempfile::TempDir>,
+    _owner: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+/// The services a test's apps share: a database (one per module on SQLite) and, for a
+/// broker-backed bus, a prefix of its own on RabbitMQ. Several apps on one stack are the
+/// processes of a split deployment.
+#[derive(Clone)]
+pub struct Stack {
+    pub database: Arc<TestDatabase>,
+    pub broker: Option<Arc<TestBroker>>,
+    data_dir: Arc<tempfile::TempDir>,
+}
+
+impl Stack {
+    /// `None` (the test skips) when a service it needs is unavailable and services are optional.
+    pub async fn new(engine: Engine, rabbitmq: bool) -> Option<Self> {
+        init_logs();
+        let data_dir = tempfile::tempdir().expect("a temporary folder");
+        let database = TestDatabase::create(engine, data_dir.path()).await?;
+        let broker = match rabbitmq {
+            true => Some(Arc::new(TestBroker::create().await?)),
+            false => None,
+        };
+        Some(Self { database: Arc::new(database), broker, data_dir: Arc::new(data_dir) })
+    }
+
+    /// The settings of a process on this stack, `overrides` on top.
+    pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
+        let mut layers: Vec<(&str, &str)> = Vec::new();
+        if let Some(broker) = &self.broker {
+            layers.extend([
+                ("bus.kind", "rabbitmq"),
+                ("bus.rabbitmq.url", broker.url.as_str()),
+                ("bus.rabbitmq.prefix", broker.prefix.as_str()),
+            ]);
+        }
+        layers.extend_from_slice(overrides);
+        let settings = settings_for(&self.database.url, &layers);
+        if let Some(broker) = &self.broker {
+            let consumers =
+                bazaar::modules::all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect::<Vec<_>>();
+            broker.owns(&bazaar::bus::Topology::new(&broker.prefix, consumers, &settings.bus.retry_policy()));
+        }
+        settings
+    }
+
+    /// Starts a process on this stack.
+    pub async fn spawn(&self, overrides: &[(&str, &str)]) -> TestApp {
+        self.spawn_with(self.settings(overrides)).await
+    }
+
+    pub async fn spawn_with(&self, settings: Settings) -> TestApp {
+        let app = Application::build(settings).await.expect("the app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let app = TestApp {
+            address,
+            routes: Vec::new(),
+            client: client(),
+            handle: Some(handle),
+            module_urls: Default::default(),
+            database: self.database.clone(),
+            _broker: self.broker.clone(),
+            _data_dir: self.data_dir.clone(),
+            _owner: None,
+        };
+        if self.broker.is_some() {
+            // Ready once connected to the broker with its topology declared.
+            eventually(10, || async { (app.get("/health/ready").await.status() == 200).then_some(()) }).await;
+        }
+        app
+    }
 }
 
 /// `TEST_LOG=1 cargo test ...` shows the apps' logs.
@@ -45,7 +136,13 @@ fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("auth.signing_key".into(), PRIVATE_KEY.into()),
         ("outbox.poll_interval_ms".into(), 200.into()),
     ];
-    layers.extend(overrides.iter().map(|(k, v)| (k.to_string(), (*v).into())));
+    layers.extend(overrides.iter().map(|(k, v)| {
+        let value = match *k {
+            "modules.enabled" => config::Value::from(v.split(',').collect::<Vec<_>>()),
+            _ => (*v).into(),
+        };
+        (k.to_string(), value)
+    }));
     Settings::load_with_overrides(Path::new("config"), Environment::Test, layers).expect("valid test settings")
 }
 
@@ -63,20 +160,7 @@ pub async fn spawn_app_on(engine: Engine) -> Option<TestApp> {
 }
 
 async fn spawn_app_on_with(engine: Engine, overrides: &[(&str, &str)]) -> Option<TestApp> {
-    init_logs();
-    let data_dir = tempfile::tempdir().expect("a temporary folder");
-    let database = TestDatabase::create(engine, data_dir.path()).await?;
-    let settings = settings_for(&database.url, overrides);
-    let app = Application::build(settings).await.expect("the app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("a client");
-    Some(TestApp { address, client, handle, database, _data_dir: data_dir })
+    Some(Stack::new(engine, false).await?.spawn(overrides).await)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -87,8 +171,35 @@ pub enum As {
 }
 
 impl TestApp {
+    /// A shop of processes started by the test itself (real binaries), owned by `owner`.
+    pub fn external(
+        address: String,
+        routes: Vec<(String, String)>,
+        module_urls: std::collections::BTreeMap<String, String>,
+        database: TestDatabase,
+        data_dir: tempfile::TempDir,
+        owner: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
+        TestApp {
+            address,
+            routes,
+            client: client(),
+            handle: None,
+            module_urls,
+            database: Arc::new(database),
+            _broker: None,
+            _data_dir: Arc::new(data_dir),
+            _owner: Some(owner),
+        }
+    }
+
+    /// The address of the process serving `path`.
+    pub fn base(&self, path: &str) -> &str {
+        self.routes.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())).map_or(&self.address, |(_, a)| a)
+    }
+
     pub fn request(&self, method: Method, path: &str, who: As) -> RequestBuilder {
-        let builder = self.client.request(method, format!("{}{path}", self.address));
+        let builder = self.client.request(method, format!("{}{path}", self.base(path)));
         match who {
             As::Anonymous => builder,
             As::Customer => builder.bearer_auth(token("customer", 900, PRIVATE_KEY)),
@@ -117,9 +228,14 @@ impl TestApp {
         response.json().await.expect("JSON")
     }
 
+    /// The database URL of `module`.
+    pub fn url_of(&self, module: &str) -> String {
+        self.module_urls.get(module).cloned().unwrap_or_else(|| self.database.url_for(module))
+    }
+
     /// The database of `module`.
     pub async fn db(&self, module: &str) -> sea_orm::DatabaseConnection {
-        sea_orm::Database::connect(self.database.url_for(module)).await.expect("the module's database")
+        sea_orm::Database::connect(self.url_of(module)).await.expect("the module's database")
     }
 
     pub async fn metrics(&self) -> String {
@@ -130,7 +246,9 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // `stop` sends the command at once; the future only waits for it to complete.
-        drop(self.handle.stop(false));
+        if let Some(handle) = &self.handle {
+            drop(handle.stop(false));
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Black-box tests of the whole binary: one test executable, one file per area.
 
 mod architecture;
+mod broker;
 mod bus;
 mod catalog;
 mod cli;
@@ -9,5 +10,7 @@ mod errors;
 mod helpers;
 mod operations;
 mod orders;
+mod rabbitmq;
 mod shipping;
+mod split;
 mod users;

@@ -20,7 +20,7 @@ async fn liveness_and_readiness_report_ok_with_each_module_database() {
 
 #[tokio::test]
 async fn readiness_is_a_503_problem_naming_the_database_that_went_away() {
-    let Some(mut app) = spawn_app_on(Engine::Postgres).await else { return };
+    let Some(app) = spawn_app_on(Engine::Postgres).await else { return };
     assert_eq!(app.get("/health/ready").await.status(), 200);
     app.database.destroy();
     let problem = assert_problem(app.get("/health/ready").await, 503).await;

@@ -49,6 +49,12 @@ pub trait EventBus: Send + Sync + 'static {
     async fn check(&self) -> Result<(), BusError> {
         Ok(())
     }
+
+    /// Events dead-lettered for `consumer` that the bus itself holds (a broker's dead-letter
+    /// queue); `None` where dead letters live in the module's database only.
+    async fn dead_letter_depth(&self, _consumer: &str) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +158,11 @@ pub mod metric {
     pub const CONSUMED: &str = "bazaar_bus_consumed_total";
     pub const FAILED: &str = "bazaar_bus_failed_total";
     pub const DEAD_LETTERED: &str = "bazaar_bus_dead_lettered_total";
+    /// Handler failures sent back for another attempt (broker buses).
+    pub const RETRIED: &str = "bazaar_bus_retried_total";
+    /// Messages handed to a broker, and those it confirmed, by publishing module.
+    pub const BROKER_PUBLISHED: &str = "bazaar_bus_broker_published_total";
+    pub const BROKER_CONFIRMED: &str = "bazaar_bus_broker_confirmed_total";
     pub const OUTBOX_PENDING: &str = "bazaar_outbox_pending";
     pub const DEAD_LETTERS: &str = "bazaar_dead_letters";
 }

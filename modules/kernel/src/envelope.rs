@@ -26,6 +26,16 @@ pub struct Envelope {
     pub data: serde_json::Value,
 }
 
+/// `00-<trace id>-<span id>-01`: a flow's trace id is its correlation id, each event a span.
+fn traceparent(trace: Uuid, span: Uuid) -> String {
+    format!("00-{}-{}-01", trace.simple(), span_id(span))
+}
+
+/// The random low half of a UUID v7, as a 16-hex-digit W3C span id.
+fn span_id(id: Uuid) -> String {
+    id.simple().to_string()[16..].to_owned()
+}
+
 impl Envelope {
     /// Wraps `event` in a new envelope that starts a flow of its own.
     pub fn new<E: IntegrationEvent>(event: &E) -> Result<Self, serde_json::Error> {
@@ -38,9 +48,14 @@ impl Envelope {
             occurred_at: crate::db::now(),
             correlation_id: id,
             causation_id: None,
-            traceparent: None,
+            traceparent: Some(traceparent(id, id)),
             data: serde_json::to_value(event)?,
         })
+    }
+
+    /// The W3C trace id of the flow this event belongs to, from `traceparent`.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent.as_deref().and_then(|t| t.split('-').nth(1))
     }
 
     /// Wraps `event` as a consequence of `cause`: same correlation, caused by it, same trace.
@@ -48,7 +63,10 @@ impl Envelope {
         let mut envelope = Self::new(event)?;
         envelope.correlation_id = cause.correlation_id;
         envelope.causation_id = Some(cause.id);
-        envelope.traceparent.clone_from(&cause.traceparent);
+        // The cause's trace continues, with this event as its next span.
+        if let Some(trace_id) = cause.trace_id() {
+            envelope.traceparent = Some(format!("00-{trace_id}-{}-01", span_id(envelope.id)));
+        }
         Ok(envelope)
     }
 

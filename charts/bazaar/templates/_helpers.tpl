@@ -1,0 +1,462 @@
+{{/* Names and labels. */}}
+{{- define "bazaar.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "bazaar.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "bazaar.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "bazaar.labels" -}}
+helm.sh/chart: {{ include "bazaar.chart" . }}
+{{ include "bazaar.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: bazaar
+{{- end }}
+
+{{/* The release's pods, whatever their Deployment. */}}
+{{- define "bazaar.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bazaar.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* One Deployment's pods, stable and canary: (dict "root" $ "key" $key). */}}
+{{- define "bazaar.componentSelectorLabels" -}}
+{{ include "bazaar.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .key }}
+{{- end }}
+
+{{/* The Deployment and Service name of a key in `deployments`: (dict "root" $ "key" $key). */}}
+{{- define "bazaar.componentName" -}}
+{{- printf "%s-%s" (include "bazaar.fullname" .root) .key | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "bazaar.canaryName" -}}
+{{- printf "%s-canary" (include "bazaar.componentName" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "bazaar.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "bazaar.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "bazaar.secretName" -}}
+{{- default (include "bazaar.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{/* The Secret the migration hooks read: it exists before the release's own resources do. */}}
+{{- define "bazaar.hookSecretName" -}}
+{{- if .Values.existingSecret }}
+{{- .Values.existingSecret }}
+{{- else }}
+{{- printf "%s-migrations" (include "bazaar.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* repository@digest or repository:tag: (dict "image" $image "root" $). */}}
+{{- define "bazaar.image" -}}
+{{- $repository := .image.repository | default .root.Values.image.repository }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.image.tag | default .root.Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* The modules and the path prefixes each one serves. */}}
+{{- define "bazaar.modulePrefixes" -}}
+users: [/users, /auth, /.well-known]
+catalog: [/products]
+inventory: [/inventory]
+orders: [/orders]
+shipping: [/shipments]
+{{- end }}
+
+{{- define "bazaar.moduleNames" -}}
+{{- list "users" "catalog" "inventory" "orders" "shipping" | toJson }}
+{{- end }}
+
+{{/* deploymentDefaults under each entry of `deployments` (but null or disabled ones), as JSON: key -> settings. */}}
+{{- define "bazaar.deployments" -}}
+{{- $all := dict }}
+{{- range $key, $entry := .Values.deployments }}
+{{- if and $entry (dig "enabled" true $entry) }}
+{{- $_ := set $all $key (mergeOverwrite (deepCopy $.Values.deploymentDefaults) (deepCopy $entry)) }}
+{{- end }}
+{{- end }}
+{{- toJson $all }}
+{{- end }}
+
+{{/* module -> the key of the Deployment hosting it, as JSON. */}}
+{{- define "bazaar.hosts" -}}
+{{- $hosts := dict }}
+{{- range $key, $entry := .Values.deployments }}
+{{- if and $entry (dig "enabled" true $entry) }}
+{{- range $entry.modules }}
+{{- $_ := set $hosts . $key }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $hosts }}
+{{- end }}
+
+{{/* The deployment key that gets the canary. */}}
+{{- define "bazaar.canaryKey" -}}
+{{- $deployments := include "bazaar.deployments" . | fromJson }}
+{{- if .Values.canary.deployment }}
+{{- .Values.canary.deployment }}
+{{- else if eq (len $deployments) 1 }}
+{{- keys $deployments | first }}
+{{- end }}
+{{- end }}
+
+{{/*
+The rules values.schema.json cannot express across entries, checked on every render (and the ones
+it does express, again, for `--skip-schema-validation`).
+*/}}
+{{- define "bazaar.validate" -}}
+{{- $known := include "bazaar.moduleNames" . | fromJsonArray }}
+{{- $deployments := include "bazaar.deployments" . | fromJson }}
+{{- $seen := dict }}
+{{- if not $deployments }}
+{{- fail "deployments: name at least one Deployment and its modules" }}
+{{- end }}
+{{- range $key, $d := $deployments }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $key) }}
+{{- fail (printf "deployments.%s: a Deployment key is a DNS label (lower-case letters, digits and '-')" $key) }}
+{{- end }}
+{{- if or (eq $key "migrate") (hasSuffix "-canary" $key) }}
+{{- fail (printf "deployments.%s: 'migrate' and names ending in '-canary' are the chart's own" $key) }}
+{{- end }}
+{{- if not $d.modules }}
+{{- fail (printf "deployments.%s.modules: names no module" $key) }}
+{{- end }}
+{{- range $d.modules }}
+{{- if not (has . $known) }}
+{{- fail (printf "deployments.%s.modules: unknown module '%s' (known: %s)" $key . (join ", " $known)) }}
+{{- end }}
+{{- if hasKey $seen . }}
+{{- fail (printf "deployments: module '%s' is hosted by both '%s' and '%s'; a module is hosted by exactly one Deployment" . (get $seen .) $key) }}
+{{- end }}
+{{- $_ := set $seen . $key }}
+{{- end }}
+{{- end }}
+{{- range $known }}
+{{- if not (hasKey $seen .) }}
+{{- fail (printf "deployments: no Deployment hosts module '%s'; every module is hosted by exactly one" .) }}
+{{- end }}
+{{- end }}
+{{- $several := gt (len $deployments) 1 }}
+{{- if and $several (ne .Values.bus.kind "rabbitmq") }}
+{{- fail (printf "bus.kind: '%s' cannot connect %d Deployments; several Deployments need bus.kind rabbitmq" .Values.bus.kind (len $deployments)) }}
+{{- end }}
+{{- if and (eq .Values.bus.kind "rabbitmq") (not .Values.bus.rabbitmq.url) (not .Values.existingSecret) }}
+{{- fail "bus.rabbitmq.url: the RabbitMQ bus needs the broker's URL (or existingSecret with key rabbitmq-url)" }}
+{{- end }}
+{{- if eq .Values.database.kind "sqlite" }}
+{{- if $several }}
+{{- fail "database.kind: sqlite keeps the files on one volume of one Deployment; several Deployments need database.kind external" }}
+{{- end }}
+{{- range $key, $d := $deployments }}
+{{- if or (ne (int $d.replicas) 1) $d.autoscaling.enabled }}
+{{- fail (printf "deployments.%s: with database.kind sqlite the Deployment runs exactly one replica (replicas: 1, autoscaling off)" $key) }}
+{{- end }}
+{{- end }}
+{{- if $.Values.canary.enabled }}
+{{- fail "canary.enabled: a canary cannot share the SQLite volume; use database.kind external" }}
+{{- end }}
+{{- else }}
+{{- if and (not .Values.database.url) (not .Values.existingSecret) }}
+{{- range $known }}
+{{- if not (get $.Values.database.modules .) }}
+{{- fail (printf "database.url: module '%s' has no database: set database.url (a template with {module}), database.modules.%s or existingSecret" . .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $module, $url := .Values.database.modules }}
+{{- if not (has $module $known) }}
+{{- fail (printf "database.modules: unknown module '%s' (known: %s)" $module (join ", " $known)) }}
+{{- end }}
+{{- end }}
+{{- if .Values.canary.enabled }}
+{{- $canary := include "bazaar.canaryKey" . }}
+{{- if not $canary }}
+{{- fail "canary.deployment: name the Deployment that gets the canary (there are several)" }}
+{{- end }}
+{{- if not (hasKey $deployments $canary) }}
+{{- fail (printf "canary.deployment: '%s' is not a key of deployments" $canary) }}
+{{- end }}
+{{- if not (or .Values.canary.image.tag .Values.canary.image.digest) }}
+{{- fail "canary.image: give the canary's image a tag or a digest" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Settings every process shares: the ConfigMap's data, and the migration Jobs' environment. */}}
+{{- define "bazaar.sharedEnv" -}}
+{{- $env := dict
+  "BAZAAR_ENV" .Values.environment
+  "BAZAAR__SERVER__HOST" "0.0.0.0"
+  "BAZAAR__SERVER__PORT" (toString .Values.server.port)
+  "BAZAAR__TELEMETRY__FORMAT" .Values.telemetry.format
+  "BAZAAR__BUS__KIND" .Values.bus.kind
+  "BAZAAR__DATABASE__MAX_CONNECTIONS" (toString .Values.database.maxConnections)
+  "BAZAAR__AUTH__ISSUER" .Values.auth.issuer
+  "BAZAAR__AUTH__AUDIENCE" .Values.auth.audience
+}}
+{{- if .Values.telemetry.filter }}
+{{- $_ := set $env "BAZAAR__TELEMETRY__FILTER" .Values.telemetry.filter }}
+{{- end }}
+{{- if eq .Values.database.kind "sqlite" }}
+{{- $_ := set $env "BAZAAR__DATABASE__URL" "sqlite:///data/{module}.db?mode=rwc" }}
+{{- $_ := set $env "BAZAAR__DATABASE__AUTO_MIGRATE" "true" }}
+{{- else }}
+{{- $_ := set $env "BAZAAR__DATABASE__AUTO_MIGRATE" (ternary "false" "true" .Values.migrations.enabled) }}
+{{- end }}
+{{- range $name, $value := .Values.env }}
+{{- $_ := set $env $name (toString $value) }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
+
+{{/*
+The environment of the processes hosting `modules`, beyond the shared settings: which modules,
+how tokens are signed or verified, and the secrets they need.
+(dict "root" $ "modules" $modules "secret" $secretName)
+*/}}
+{{- define "bazaar.moduleEnv" -}}
+{{- $root := .root }}
+{{- $values := $root.Values }}
+{{- $secret := .secret }}
+{{- $optional := not (empty $values.existingSecret) -}}
+- name: BAZAAR__MODULES__ENABLED
+  value: {{ join "," .modules | quote }}
+{{- if has "users" .modules }}
+- name: BAZAAR__AUTH__SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: signing-key
+{{- with $values.users.bootstrapAdmin.email }}
+- name: BAZAAR__USERS__BOOTSTRAP_ADMIN__EMAIL
+  value: {{ . | quote }}
+- name: BAZAAR__USERS__BOOTSTRAP_ADMIN__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: bootstrap-admin-password
+{{- end }}
+{{- else }}
+{{- $hosts := include "bazaar.hosts" $root | fromJson }}
+- name: BAZAAR__AUTH__JWKS_URL
+  value: {{ printf "http://%s:%v/.well-known/jwks.json" (include "bazaar.componentName" (dict "root" $root "key" (get $hosts "users"))) $values.service.port | quote }}
+{{- end }}
+{{- if eq $values.bus.kind "rabbitmq" }}
+- name: BAZAAR__BUS__RABBITMQ__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: rabbitmq-url
+{{- end }}
+{{- if eq $values.database.kind "external" }}
+{{- if or $values.database.url $optional }}
+- name: BAZAAR__DATABASE__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: database-url
+      {{- if $optional }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- range .modules }}
+{{- if or (get $values.database.modules .) $optional }}
+- name: BAZAAR__MODULES__{{ upper . }}__DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}-database-url
+      {{- if $optional }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret's data, base64-encoded: (dict "root" $ "signingKey" $pem). */}}
+{{- define "bazaar.secretData" -}}
+{{- $values := .root.Values -}}
+signing-key: {{ .signingKey }}
+{{- if $values.bus.rabbitmq.url }}
+rabbitmq-url: {{ $values.bus.rabbitmq.url | b64enc }}
+{{- end }}
+{{- if $values.database.url }}
+database-url: {{ $values.database.url | b64enc }}
+{{- end }}
+{{- range $module, $url := $values.database.modules }}
+{{- if $url }}
+{{ $module }}-database-url: {{ $url | b64enc }}
+{{- end }}
+{{- end }}
+{{- if $values.users.bootstrapAdmin.email }}
+bootstrap-admin-password: {{ required "users.bootstrapAdmin.password: the bootstrap admin needs a password" $values.users.bootstrapAdmin.password | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* What a change of forces the pods to restart: the Secret's inputs, not its (generated) key. */}}
+{{- define "bazaar.secretChecksum" -}}
+{{- list .Values.existingSecret .Values.auth .Values.bus .Values.database .Values.users | toJson | sha256sum }}
+{{- end }}
+
+{{/*
+One Deployment, stable or canary.
+(dict "root" $ "key" $key "d" $settings "name" $name "track" "stable"|"canary" "image" $image "replicas" $n)
+*/}}
+{{- define "bazaar.deployment" -}}
+{{- $root := .root }}
+{{- $values := $root.Values }}
+{{- $d := .d }}
+{{- $sqlite := eq $values.database.kind "sqlite" }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "bazaar.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ .key }}
+    track: {{ .track }}
+spec:
+  {{- if not (and (eq .track "stable") $d.autoscaling.enabled) }}
+  replicas: {{ .replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  {{- if $sqlite }}
+  # One process owns the SQLite files: the old pod stops before the new one opens them.
+  strategy:
+    type: Recreate
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "bazaar.componentSelectorLabels" (dict "root" $root "key" .key) | nindent 6 }}
+      track: {{ .track }}
+  template:
+    metadata:
+      labels:
+        {{- include "bazaar.labels" $root | nindent 8 }}
+        app.kubernetes.io/component: {{ .key }}
+        track: {{ .track }}
+        {{- with $d.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/config: {{ include "bazaar.sharedEnv" $root | sha256sum }}
+        checksum/secret: {{ include "bazaar.secretChecksum" $root }}
+        {{- with $d.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "bazaar.serviceAccountName" $root }}
+      automountServiceAccountToken: false
+      {{- with $values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $values.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: {{ $d.terminationGracePeriodSeconds }}
+      containers:
+        - name: bazaar
+          image: {{ .image }}
+          imagePullPolicy: {{ $values.image.pullPolicy }}
+          args: [serve]
+          ports:
+            - name: http
+              containerPort: {{ $values.server.port }}
+              protocol: TCP
+          envFrom:
+            - configMapRef:
+                name: {{ include "bazaar.fullname" $root }}
+          env:
+            {{- include "bazaar.moduleEnv" (dict "root" $root "modules" $d.modules "secret" (include "bazaar.secretName" $root)) | nindent 12 }}
+            {{- range $name, $value := $d.env }}
+            - name: {{ $name }}
+              value: {{ toString $value | quote }}
+            {{- end }}
+          startupProbe:
+            httpGet:
+              path: /health/live
+              port: http
+            periodSeconds: 2
+            failureThreshold: 60
+          livenessProbe:
+            httpGet:
+              path: /health/live
+              port: http
+            periodSeconds: 10
+            timeoutSeconds: 3
+            failureThreshold: 3
+          readinessProbe:
+            httpGet:
+              path: /health/ready
+              port: http
+            periodSeconds: 5
+            timeoutSeconds: 3
+            failureThreshold: 2
+          resources:
+            {{- toYaml $d.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $values.securityContext | nindent 12 }}
+          volumeMounts:
+            - name: data
+              mountPath: /data
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: data
+          {{- if $sqlite }}
+          persistentVolumeClaim:
+            claimName: {{ $values.persistence.existingClaim | default (printf "%s-data" (include "bazaar.fullname" $root)) }}
+          {{- else }}
+          emptyDir:
+            sizeLimit: 64Mi
+          {{- end }}
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
+      {{- with $d.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $d.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $d.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $d.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}

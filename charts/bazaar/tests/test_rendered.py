@@ -1,0 +1,441 @@
+"""Tests over the chart's renderings: what `helm template` produces, read the way Kubernetes reads it
+(a Service reaches the pods its selector matches, not the ones its name suggests).
+
+Run: HELM=/path/to/helm python -m unittest discover -s charts/bazaar/tests -p 'test_*.py'
+"""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import unittest
+from pathlib import Path
+
+import yaml
+
+CHART = Path(__file__).resolve().parent.parent
+REPO = CHART.parent.parent
+HELM = os.environ.get("HELM", "helm")
+MODULES = ["users", "catalog", "inventory", "orders", "shipping"]
+PREFIXES = {
+    "users": ["/users", "/auth", "/.well-known"],
+    "catalog": ["/products"],
+    "inventory": ["/inventory"],
+    "orders": ["/orders"],
+    "shipping": ["/shipments"],
+}
+SPLIT = str(CHART / "values-split.yaml")
+EXTRAS = str(CHART / "tests" / "values" / "split-monitoring-canary.yaml")
+THREE = str(CHART / "tests" / "values" / "three-processes-existing-secret.yaml")
+ONE_ON_POSTGRES = str(CHART / "tests" / "values" / "one-deployment-on-postgres.yaml")
+
+
+def render(*values_files, release="shop", namespace="shop"):
+    args = [HELM, "template", release, str(CHART), "--namespace", namespace]
+    for f in values_files:
+        args += ["-f", f]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return Rendering([o for o in yaml.safe_load_all(out) if o])
+
+
+class Rendering:
+    def __init__(self, objects):
+        self.objects = objects
+
+    def of(self, kind):
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def one(self, kind, name):
+        found = [o for o in self.of(kind) if o["metadata"]["name"] == name]
+        assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+        return found[0]
+
+    def deployments(self, track="stable"):
+        return [d for d in self.of("Deployment") if d["spec"]["template"]["metadata"]["labels"].get("track") == track]
+
+    def pods_of_service(self, service):
+        """The Deployments whose pods the Service's selector matches."""
+        selector = service["spec"]["selector"]
+        return [d for d in self.of("Deployment")
+                if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+
+    def config(self):
+        return self.of("ConfigMap")[0]["data"]
+
+
+def container(workload):
+    return workload["spec"]["template"]["spec"]["containers"][0]
+
+
+def env(workload):
+    """name -> a plain value, or ("secret", name, key) for a secretKeyRef."""
+    out = {}
+    for e in container(workload).get("env", []):
+        if "value" in e:
+            out[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            out[e["name"]] = ("secret", ref["name"], ref["key"])
+    return out
+
+
+def hosted(workload):
+    return env(workload)["BAZAAR__MODULES__ENABLED"].split(",")
+
+
+def metric_names_in_source():
+    """The metric names the code registers: src/telemetry.rs and the kernel's bus module."""
+    text = (REPO / "src" / "telemetry.rs").read_text() + (REPO / "modules" / "kernel" / "src" / "bus.rs").read_text()
+    return set(re.findall(r'pub const \w+: &str = "([a-z_]+)";', text))
+
+
+class TheSplit(unittest.TestCase):
+    """values-split.yaml: one Deployment per module over RabbitMQ."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.r = render(SPLIT)
+        with open(SPLIT) as f:
+            cls.values = yaml.safe_load(f)
+
+    def hosts(self):
+        return {m: d for d in self.r.deployments() for m in hosted(d)}
+
+    def test_every_module_is_hosted_by_exactly_one_deployment(self):
+        hosted_modules = [m for d in self.r.deployments() for m in hosted(d)]
+        self.assertEqual(sorted(hosted_modules), sorted(MODULES))
+
+    def test_each_deployment_hosts_the_modules_its_values_name(self):
+        wanted = {f"shop-bazaar-{key}": entry["modules"]
+                  for key, entry in self.values["deployments"].items() if entry.get("enabled", True)}
+        got = {d["metadata"]["name"]: hosted(d) for d in self.r.deployments()}
+        self.assertEqual(got, wanted)
+
+    def test_the_ingress_routes_each_modules_prefixes_to_the_service_of_the_deployment_hosting_it(self):
+        ingress = self.r.of("Ingress")[0]
+        routes = {p["path"]: p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+        hosts = self.hosts()
+        for module, prefixes in PREFIXES.items():
+            for prefix in prefixes:
+                self.assertIn(prefix, routes, f"{module}: {prefix} not routed")
+                service = self.r.one("Service", routes[prefix]["name"])
+                self.assertEqual(routes[prefix]["port"]["name"], "http")
+                self.assertIn("http", [p["name"] for p in service["spec"]["ports"]])
+                self.assertEqual([d["metadata"]["name"] for d in self.r.pods_of_service(service)],
+                                 [hosts[module]["metadata"]["name"]], f"{prefix} reaches the wrong pods")
+                self.assertEqual(
+                    [p for p in ingress["spec"]["rules"][0]["http"]["paths"] if p["path"] == prefix][0]["pathType"], "Prefix")
+
+    def test_the_ingress_sends_swagger_ui_to_the_deployment_hosting_users(self):
+        ingress = self.r.of("Ingress")[0]
+        routes = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+        users = self.hosts()["users"]
+        for path in ["/swagger-ui", "/api-docs"]:
+            self.assertEqual(self.r.pods_of_service(self.r.one("Service", routes[path])), [users])
+
+    def test_the_bus_is_rabbitmq_everywhere_with_the_brokers_url_from_the_secret(self):
+        self.assertEqual(self.r.config()["BAZAAR__BUS__KIND"], "rabbitmq")
+        secret = self.r.one("Secret", "shop-bazaar")
+        self.assertEqual(base64.b64decode(secret["data"]["rabbitmq-url"]).decode(), self.values["bus"]["rabbitmq"]["url"])
+        for d in self.r.deployments():
+            self.assertEqual(container(d)["envFrom"], [{"configMapRef": {"name": "shop-bazaar"}}])
+            self.assertEqual(env(d)["BAZAAR__BUS__RABBITMQ__URL"], ("secret", "shop-bazaar", "rabbitmq-url"))
+
+    def test_each_module_reads_its_own_database_url(self):
+        secret = self.r.one("Secret", "shop-bazaar")["data"]
+        decoded = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+        for module, d in self.hosts().items():
+            e = env(d)
+            self.assertEqual(e["BAZAAR__DATABASE__URL"], ("secret", "shop-bazaar", "database-url"))
+            own = self.values["database"]["modules"].get(module)
+            key = f"BAZAAR__MODULES__{module.upper()}__DATABASE_URL"
+            if own:
+                self.assertEqual(e[key], ("secret", "shop-bazaar", f"{module}-database-url"))
+                self.assertEqual(decoded[f"{module}-database-url"], own)
+            else:
+                self.assertNotIn(key, e)
+        self.assertIn("{module}", decoded["database-url"])
+
+    def test_only_the_users_deployment_signs_and_the_others_verify_with_its_jwks(self):
+        users = self.hosts()["users"]
+        users_services = [s for s in self.r.of("Service") if self.r.pods_of_service(s) == [users]]
+        self.assertEqual(len(users_services), 1)
+        service = users_services[0]
+        port = service["spec"]["ports"][0]["port"]
+        for d in self.r.deployments():
+            e = env(d)
+            if d is users:
+                self.assertEqual(e["BAZAAR__AUTH__SIGNING_KEY"], ("secret", "shop-bazaar", "signing-key"))
+                self.assertNotIn("BAZAAR__AUTH__JWKS_URL", e)
+            else:
+                self.assertNotIn("BAZAAR__AUTH__SIGNING_KEY", e)
+                self.assertEqual(e["BAZAAR__AUTH__JWKS_URL"],
+                                 f"http://{service['metadata']['name']}:{port}/.well-known/jwks.json")
+
+    def test_a_migration_job_per_module_runs_before_install_and_upgrade_with_its_deployments_settings(self):
+        jobs = self.r.of("Job")
+        self.assertEqual(sorted(container(j)["args"][2] for j in jobs), sorted(MODULES))
+        hook_secret = self.r.one("Secret", "shop-bazaar-migrations")
+        self.assertEqual(hook_secret["metadata"]["annotations"]["helm.sh/hook"], "pre-install,pre-upgrade")
+        self.assertEqual(hook_secret["data"].keys(), self.r.one("Secret", "shop-bazaar")["data"].keys())
+        hosts = self.hosts()
+        for job in jobs:
+            annotations = job["metadata"]["annotations"]
+            self.assertEqual(annotations["helm.sh/hook"], "pre-install,pre-upgrade")
+            self.assertLess(int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]),
+                            int(annotations["helm.sh/hook-weight"]), "the hook Secret exists before the Jobs")
+            args = container(job)["args"]
+            self.assertEqual(args[:2], ["migrate", "--modules"])
+            module = args[2]
+            job_env = env(job)
+            # What the Deployment gets from the ConfigMap, the Job has inline (the ConfigMap does not
+            # exist yet before an install), and the secrets from the hook's copy of the Secret.
+            for name, value in self.r.config().items():
+                self.assertEqual(job_env[name], value, f"{module}: {name}")
+            deployment_env = env(hosts[module])
+            for name in ["BAZAAR__DATABASE__URL", f"BAZAAR__MODULES__{module.upper()}__DATABASE_URL",
+                         "BAZAAR__BUS__RABBITMQ__URL", "BAZAAR__AUTH__SIGNING_KEY", "BAZAAR__AUTH__JWKS_URL"]:
+                if name in deployment_env:
+                    value = deployment_env[name]
+                    if isinstance(value, tuple):
+                        value = ("secret", "shop-bazaar-migrations", value[2])
+                    self.assertEqual(job_env.get(name), value, f"{module}: {name}")
+        self.assertEqual(self.r.config()["BAZAAR__DATABASE__AUTO_MIGRATE"], "false")
+
+    def test_each_deployment_has_its_autoscaler_budget_and_network_policy(self):
+        for d in self.r.deployments():
+            name = d["metadata"]["name"]
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            hpa = self.r.one("HorizontalPodAutoscaler", name)
+            self.assertEqual(hpa["spec"]["scaleTargetRef"], {"apiVersion": "apps/v1", "kind": "Deployment", "name": name})
+            self.assertNotIn("replicas", d["spec"], "the autoscaler owns the replica count")
+            pdb = self.r.one("PodDisruptionBudget", name)
+            self.assertLessEqual(pdb["spec"]["selector"]["matchLabels"].items(), labels.items())
+            policy = self.r.one("NetworkPolicy", name)
+            self.assertLessEqual(policy["spec"]["podSelector"]["matchLabels"].items(), labels.items())
+            self.assertEqual(policy["spec"]["policyTypes"], ["Ingress"])
+            peers = policy["spec"]["ingress"][0]["from"]
+            release_pods = {"app.kubernetes.io/name": "bazaar", "app.kubernetes.io/instance": "shop"}
+            self.assertIn({"podSelector": {"matchLabels": release_pods}}, peers)
+            self.assertTrue(any("namespaceSelector" in p for p in peers), "the ingress controller and Prometheus")
+        self.assertEqual(self.r.one("HorizontalPodAutoscaler", "shop-bazaar-orders")["spec"]["maxReplicas"], 10)
+
+    def test_every_pod_runs_locked_down(self):
+        for workload in self.r.of("Deployment") + self.r.of("Job"):
+            pod = workload["spec"]["template"]["spec"]
+            self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+            self.assertEqual(pod["securityContext"]["runAsUser"], 10001)
+            self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+            self.assertFalse(pod["automountServiceAccountToken"])
+            c = container(workload)
+            self.assertTrue(c["securityContext"]["readOnlyRootFilesystem"])
+            self.assertFalse(c["securityContext"]["allowPrivilegeEscalation"])
+            self.assertEqual(c["securityContext"]["capabilities"], {"drop": ["ALL"]})
+            self.assertIn("/tmp", [m["mountPath"] for m in c["volumeMounts"]])
+            self.assertIn("limits", c["resources"])
+
+    def test_probes_use_the_health_endpoints(self):
+        for d in self.r.deployments():
+            c = container(d)
+            self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/health/live")
+            self.assertEqual(c["readinessProbe"]["httpGet"]["path"], "/health/ready")
+            self.assertEqual(c["args"], ["serve"])
+
+
+class TheDefault(unittest.TestCase):
+    """values.yaml: the monolith on SQLite."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.r = render()
+
+    def test_one_deployment_hosts_every_module_on_the_in_process_bus(self):
+        [d] = self.r.deployments()
+        self.assertEqual(hosted(d), MODULES)
+        self.assertEqual(self.r.config()["BAZAAR__BUS__KIND"], "in_process")
+        self.assertNotIn("BAZAAR__BUS__RABBITMQ__URL", env(d))
+
+    def test_sqlite_lives_on_the_claim_with_one_replica_replaced_not_rolled(self):
+        [d] = self.r.deployments()
+        self.assertEqual(d["spec"]["replicas"], 1)
+        self.assertEqual(d["spec"]["strategy"], {"type": "Recreate"})
+        self.assertEqual(self.r.of("HorizontalPodAutoscaler"), [])
+        [claim] = self.r.of("PersistentVolumeClaim")
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in container(d)["volumeMounts"]}
+        self.assertEqual(volumes[mounts["/data"]]["persistentVolumeClaim"]["claimName"], claim["metadata"]["name"])
+        self.assertEqual(self.r.config()["BAZAAR__DATABASE__URL"], "sqlite:///data/{module}.db?mode=rwc")
+
+    def test_the_process_migrates_at_start_up_since_no_hook_can_mount_the_volume(self):
+        self.assertEqual(self.r.of("Job"), [])
+        self.assertEqual(self.r.config()["BAZAAR__DATABASE__AUTO_MIGRATE"], "true")
+
+    def test_production_with_a_generated_ed25519_signing_key(self):
+        self.assertEqual(self.r.config()["BAZAAR_ENV"], "production")
+        key = base64.b64decode(self.r.one("Secret", "shop-bazaar")["data"]["signing-key"]).decode()
+        self.assertTrue(key.startswith("-----BEGIN PRIVATE KEY-----"), key)
+        self.assertEqual(env(self.r.deployments()[0])["BAZAAR__AUTH__SIGNING_KEY"], ("secret", "shop-bazaar", "signing-key"))
+
+    def test_every_prefix_and_swagger_ui_reach_the_monolith(self):
+        paths = self.r.of("Ingress")[0]["spec"]["rules"][0]["http"]["paths"]
+        self.assertEqual({p["backend"]["service"]["name"] for p in paths}, {"shop-bazaar-monolith"})
+        self.assertEqual({p["path"] for p in paths},
+                         {p for ps in PREFIXES.values() for p in ps} | {"/swagger-ui", "/api-docs"})
+
+    def test_no_custom_resource_unless_asked_for(self):
+        kinds = {o["kind"] for o in self.r.objects}
+        self.assertFalse(kinds & {"ServiceMonitor", "PrometheusRule", "VirtualService"})
+
+
+class TheOptions(unittest.TestCase):
+    """values-split.yaml with monitoring, a canary, TLS and a bootstrap admin."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.r = render(SPLIT, EXTRAS)
+
+    def test_the_canary_hosts_the_same_modules_with_the_new_image_and_takes_its_weight_in_the_mesh(self):
+        [canary] = self.r.deployments("canary")
+        stable = self.r.one("Deployment", "shop-bazaar-orders")
+        self.assertEqual(container(canary)["image"], "bazaar:0.2.0-rc.1")
+        self.assertEqual(container(stable)["image"], "bazaar:0.1.0")
+        self.assertEqual(env(canary), env(stable))
+        stable_service = self.r.one("Service", "shop-bazaar-orders")
+        canary_service = self.r.one("Service", "shop-bazaar-orders-canary")
+        self.assertEqual(self.r.pods_of_service(stable_service), [stable])
+        self.assertEqual(self.r.pods_of_service(canary_service), [canary])
+        [vs] = self.r.of("VirtualService")
+        routes = vs["spec"]["http"][0]["route"]
+        self.assertEqual({r["destination"]["host"]: r["weight"] for r in routes},
+                         {"shop-bazaar-orders": 80, "shop-bazaar-orders-canary": 20})
+        self.assertEqual(vs["spec"]["hosts"], ["shop-bazaar-orders"])
+        # The NetworkPolicy of orders covers the canary's pods too.
+        policy = self.r.one("NetworkPolicy", "shop-bazaar-orders")
+        labels = canary["spec"]["template"]["metadata"]["labels"]
+        self.assertLessEqual(policy["spec"]["podSelector"]["matchLabels"].items(), labels.items())
+
+    def test_the_service_monitor_scrapes_every_service_of_the_release(self):
+        [monitor] = self.r.of("ServiceMonitor")
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        services = [s for s in self.r.of("Service") if selector.items() <= s["metadata"]["labels"].items()]
+        self.assertEqual(len(services), len(self.r.of("Service")))
+        self.assertEqual(monitor["spec"]["endpoints"][0]["path"], "/metrics")
+        self.assertEqual(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack")
+
+    def test_the_alerts_watch_5xx_outbox_backlog_and_dead_letters_by_the_names_the_code_exports(self):
+        [rule] = self.r.of("PrometheusRule")
+        alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+        self.assertEqual(set(alerts), {"BazaarHighErrorRate", "BazaarOutboxBacklog", "BazaarDeadLetters"})
+        self.assertIn('status=~"5.."', alerts["BazaarHighErrorRate"])
+        self.assertIn("bazaar_outbox_pending", alerts["BazaarOutboxBacklog"])
+        self.assertIn("bazaar_dead_letters", alerts["BazaarDeadLetters"])
+        known = metric_names_in_source()
+        for expr in alerts.values():
+            for metric in re.findall(r"\b((?:http|bazaar)_[a-z_]+)\{", expr):
+                self.assertIn(metric, known, f"{metric} is not a metric the code exports")
+
+    def test_the_dashboard_is_grafana_json_over_exported_metrics(self):
+        [cm] = [c for c in self.r.of("ConfigMap") if c["metadata"]["name"] == "shop-bazaar-dashboard"]
+        self.assertEqual(cm["metadata"]["labels"]["grafana_dashboard"], "1")
+        dashboard = json.loads(cm["data"]["bazaar.json"])
+        exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+        known = metric_names_in_source()
+        for expr in exprs:
+            for metric in re.findall(r"\b((?:http|bazaar)_[a-z_]+?)(?:_bucket)?\{", expr):
+                self.assertIn(metric, known, f"{metric} is not a metric the code exports")
+
+    def test_the_bootstrap_admin_is_created_by_the_users_deployment_only(self):
+        for d in self.r.deployments():
+            e = env(d)
+            if "users" in hosted(d):
+                self.assertEqual(e["BAZAAR__USERS__BOOTSTRAP_ADMIN__EMAIL"], "admin@example.com")
+                self.assertEqual(e["BAZAAR__USERS__BOOTSTRAP_ADMIN__PASSWORD"],
+                                 ("secret", "shop-bazaar", "bootstrap-admin-password"))
+            else:
+                self.assertNotIn("BAZAAR__USERS__BOOTSTRAP_ADMIN__EMAIL", e)
+
+    def test_tls_and_the_host_reach_the_ingress(self):
+        ingress = self.r.of("Ingress")[0]["spec"]
+        self.assertEqual(ingress["rules"][0]["host"], "shop.example.com")
+        self.assertEqual(ingress["tls"], [{"secretName": "shop-tls", "hosts": ["shop.example.com"]}])
+        self.assertEqual(ingress["ingressClassName"], "nginx")
+
+
+class OtherGroupings(unittest.TestCase):
+    def test_three_processes_with_an_existing_secret(self):
+        r = render(THREE)
+        self.assertEqual({d["metadata"]["name"]: hosted(d) for d in r.deployments()}, {
+            "shop-bazaar-users-catalog": ["users", "catalog"],
+            "shop-bazaar-orders": ["orders"],
+            "shop-bazaar-inventory-shipping": ["inventory", "shipping"],
+        })
+        self.assertEqual([s["metadata"]["name"] for s in r.of("Secret")], [], "the operator's Secret is used")
+        for d in r.deployments():
+            e = env(d)
+            self.assertEqual(e["BAZAAR__BUS__RABBITMQ__URL"], ("secret", "bazaar-secrets", "rabbitmq-url"))
+            self.assertEqual(e["BAZAAR__DATABASE__URL"], ("secret", "bazaar-secrets", "database-url"))
+            if "users" not in hosted(d):
+                self.assertEqual(e["BAZAAR__AUTH__JWKS_URL"], "http://shop-bazaar-users-catalog:80/.well-known/jwks.json")
+        self.assertEqual(env(r.one("Deployment", "shop-bazaar-orders"))["BAZAAR__OUTBOX__BATCH_SIZE"], "200")
+        self.assertEqual(env(r.one("Job", "shop-bazaar-migrate-orders"))["BAZAAR__OUTBOX__BATCH_SIZE"], "200")
+        # The catalog's Job verifies like a process without users would: it migrates catalog alone.
+        catalog_job = env(r.one("Job", "shop-bazaar-migrate-catalog"))
+        self.assertEqual(catalog_job["BAZAAR__MODULES__ENABLED"], "catalog")
+        self.assertIn("BAZAAR__AUTH__JWKS_URL", catalog_job)
+        self.assertEqual(catalog_job["BAZAAR__DATABASE__URL"], ("secret", "bazaar-secrets", "database-url"))
+
+    def test_one_deployment_on_server_databases_migrates_every_module_in_one_job(self):
+        r = render(ONE_ON_POSTGRES)
+        [job] = r.of("Job")
+        self.assertEqual(container(job)["args"], ["migrate", "--modules", ",".join(MODULES)])
+        e = env(job)
+        self.assertEqual(e["BAZAAR__BUS__KIND"], "in_process")
+        self.assertEqual(e["BAZAAR__MODULES__ORDERS__DATABASE_URL"], ("secret", "shop-bazaar-migrations", "orders-database-url"))
+        [d] = r.deployments()
+        self.assertNotIn("strategy", d["spec"])
+        self.assertEqual(len(r.of("HorizontalPodAutoscaler")), 1)
+        self.assertEqual(r.of("PersistentVolumeClaim"), [])
+
+
+class TheValues(unittest.TestCase):
+    def leaves(self, value, path=()):
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                yield from self.leaves(v, path + (k,))
+        else:
+            yield path
+
+    def test_the_schema_describes_every_value(self):
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        values = yaml.safe_load((CHART / "values.yaml").read_text())
+        for path in self.leaves(values):
+            node, named = schema, None
+            for key in path:
+                if node.get("$ref"):
+                    node = schema["definitions"][node["$ref"].split("/")[-1]]
+                props = node.get("properties", {})
+                if node.get("type") == "object" and not props and "additionalProperties" not in node:
+                    break  # A Kubernetes object passed through as a whole (podSecurityContext, affinity…).
+                if key in props:
+                    node = named = props[key]
+                elif isinstance(node.get("additionalProperties"), dict):
+                    # An entry of a map (deployments, resources.limits…): the map describes it.
+                    node = node["additionalProperties"]
+                    node = next((o for o in node.get("oneOf", [node]) if o.get("type") != "null"), node)
+                else:
+                    self.fail(f"values.schema.json does not describe {'.'.join(path)}")
+            self.assertTrue(named.get("description"), f"{'.'.join(path)} has no description")
+
+    def test_the_readme_documents_every_value(self):
+        readme = (CHART / "README.md").read_text()
+        values = yaml.safe_load((CHART / "values.yaml").read_text())
+        documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+        for path in self.leaves(values):
+            # Maps of free-form entries (resources, selectors) are documented as a whole.
+            prefixes = {".".join(path[:i]) for i in range(1, len(path) + 1)}
+            self.assertTrue(prefixes & documented, f"README.md's values table misses {'.'.join(path)}")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,591 @@
+//! The RabbitMQ bus: the same guarantees as the in-process bus, across processes.
+//!
+//! Topology, declared idempotently on every (re)connection by every process, for every consuming
+//! module of the registry (not only the hosted ones), so an event is routable as soon as any
+//! process is up:
+//! - a durable topic exchange `<prefix>.events`; routing key `<source>.<event-kebab>.v<version>`;
+//! - per consuming module a durable quorum queue `<prefix>.<module>`, bound to exactly the keys the
+//!   module consumes;
+//! - per retry a queue `<prefix>.<module>.retry.<delay>ms` whose messages expire after that delay
+//!   and are dead-lettered back to `<prefix>.<module>` (growing delays, one queue each, so a long
+//!   wait never holds up a short one);
+//! - a dead-letter queue `<prefix>.<module>.dead`.
+//!
+//! Publishing uses publisher confirms: [`EventBus::publish_all`] reports an envelope accepted only
+//! once the broker acked it, so the outbox row stays pending on a nack, a timeout, a lost
+//! connection or an unroutable return (`mandatory`).
+//!
+//! Consuming: each hosted module's handler runs through its inbox, a batch of ready deliveries per
+//! transaction; deliveries are acked only after that transaction committed. A failure is
+//! re-published to the next retry queue (or, after `max_attempts` or when it cannot be decoded, to
+//! the dead-letter queue) with a confirm, and only then acked. A redelivery finds its inbox row.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use contracts::EventType;
+use futures::{FutureExt, StreamExt};
+use kernel::bus::{RetryPolicy, backoff, metric};
+use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::settings::{BusSettings, redact_url};
+
+/// Header with the delivery attempt a retried copy is on (the first delivery has none: 1).
+const ATTEMPT: &str = "x-bazaar-attempt";
+/// Headers of a dead-lettered copy.
+const ERROR: &str = "x-bazaar-error";
+const CONSUMER: &str = "x-bazaar-consumer";
+
+/// Names and bindings, from the module registry.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    prefix: String,
+    /// Every consuming module of the registry and the events it consumes.
+    consumers: BTreeMap<String, Vec<EventType>>,
+    /// The delay before attempt `n + 2` is `retry_delays[n]`.
+    retry_delays: Vec<Duration>,
+}
+
+impl Topology {
+    pub fn new(
+        prefix: &str,
+        consumers: impl IntoIterator<Item = (String, Vec<EventType>)>,
+        policy: &RetryPolicy,
+    ) -> Self {
+        let retry_delays = (1..policy.max_attempts)
+            .map(|attempt| policy.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(policy.max_delay))
+            .collect();
+        Self {
+            prefix: prefix.to_owned(),
+            consumers: consumers.into_iter().filter(|(_, events)| !events.is_empty()).collect(),
+            retry_delays,
+        }
+    }
+
+    pub fn exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    pub fn queue(&self, module: &str) -> String {
+        format!("{}.{module}", self.prefix)
+    }
+
+    pub fn dead_letter_queue(&self, module: &str) -> String {
+        format!("{}.{module}.dead", self.prefix)
+    }
+
+    fn retry_queue(&self, module: &str, delay: Duration) -> String {
+        format!("{}.{module}.retry.{}ms", self.prefix, delay.as_millis())
+    }
+
+    /// Every queue of the topology, for tests and tear-down.
+    pub fn queues(&self) -> Vec<String> {
+        let mut queues = Vec::new();
+        for module in self.consumers.keys() {
+            queues.push(self.queue(module));
+            queues.push(self.dead_letter_queue(module));
+            queues.extend(self.retry_delays.iter().map(|d| self.retry_queue(module, *d)));
+        }
+        queues.dedup();
+        queues
+    }
+
+    /// Whether some module consumes `envelope`: only then is an unroutable publish an error.
+    fn routed(&self, envelope: &Envelope) -> bool {
+        self.consumers.values().flatten().any(|t| envelope.matches(t))
+    }
+
+    async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        channel
+            .exchange_declare(
+                self.exchange().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        for (module, events) in &self.consumers {
+            let queue = self.queue(module);
+            channel.queue_declare(queue.clone().into(), durable, quorum()).await?;
+            for event in events {
+                channel
+                    .queue_bind(
+                        queue.clone().into(),
+                        self.exchange().into(),
+                        event.routing_key().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+            channel.queue_declare(self.dead_letter_queue(module).into(), durable, quorum()).await?;
+            for delay in &self.retry_delays {
+                let mut arguments = quorum();
+                arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis() as i64));
+                arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+                arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(queue.as_str().into()));
+                // Expired messages move back only once the queue has them: none is lost on the way.
+                arguments.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+                arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+                channel.queue_declare(self.retry_queue(module, *delay).into(), durable, arguments).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    arguments
+}
+
+/// What the bus needs from the settings.
+#[derive(Clone)]
+pub struct RabbitMqConfig {
+    pub url: SecretString,
+    pub prefetch: u16,
+    pub confirm_timeout: Duration,
+    pub reconnect_max_delay: Duration,
+    pub policy: RetryPolicy,
+}
+
+impl RabbitMqConfig {
+    /// `None` unless `bus.rabbitmq.url` is set (validated with the settings).
+    pub fn from_settings(bus: &BusSettings) -> Option<Self> {
+        Some(Self {
+            url: bus.rabbitmq.url.clone()?,
+            prefetch: bus.rabbitmq.prefetch,
+            confirm_timeout: Duration::from_millis(bus.rabbitmq.confirm_timeout_ms),
+            reconnect_max_delay: Duration::from_millis(bus.rabbitmq.reconnect_max_delay_ms),
+            policy: bus.retry_policy(),
+        })
+    }
+}
+
+/// A live connection and the confirm-mode channel the relays publish on.
+struct Link {
+    connection: Connection,
+    publisher: Channel,
+}
+
+pub struct RabbitMqBus {
+    config: RabbitMqConfig,
+    topology: Topology,
+    link: RwLock<Option<Arc<Link>>>,
+    consumers: RwLock<Vec<Consumer>>,
+}
+
+impl RabbitMqBus {
+    pub fn new(config: RabbitMqConfig, topology: Topology) -> Self {
+        Self { config, topology, link: RwLock::new(None), consumers: RwLock::new(Vec::new()) }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    async fn current(&self) -> Result<Arc<Link>, BusError> {
+        match self.link.read().await.as_ref() {
+            Some(link) if link.connection.status().connected() => Ok(link.clone()),
+            _ => Err(BusError::Unavailable("not connected to RabbitMQ".into())),
+        }
+    }
+
+    /// Connects, declares the topology and opens the publishing channel.
+    async fn connect(&self) -> lapin::Result<Link> {
+        let name = format!("bazaar {} (pid {})", self.topology.prefix, std::process::id());
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connection = Connection::connect(self.config.url.expose_secret(), properties).await?;
+        let publisher = connection.create_channel().await?;
+        self.topology.declare(&publisher).await?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(Link { connection, publisher })
+    }
+
+    /// One connection's life: consumers run until the connection fails or `shutdown`.
+    async fn session(&self, link: Arc<Link>, shutdown: &CancellationToken) {
+        let lost = CancellationToken::new();
+        let mut events = link.connection.events_listener();
+        let watcher = lost.clone();
+        let watch = tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let lapin::Event::Error(e) = event {
+                    tracing::warn!(error = %e, "the RabbitMQ connection failed");
+                    break;
+                }
+            }
+            watcher.cancel();
+        });
+        let tracker = TaskTracker::new();
+        for consumer in self.consumers.read().await.iter().cloned() {
+            let worker = Worker {
+                link: link.clone(),
+                consumer,
+                topology: self.topology.clone(),
+                policy: self.config.policy,
+                prefetch: self.config.prefetch,
+                confirm_timeout: self.config.confirm_timeout,
+            };
+            let (lost, shutdown) = (lost.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                if let Err(e) = worker.run(&lost, &shutdown).await {
+                    tracing::warn!(consumer = worker.consumer.name, error = %e, "consumer stopped");
+                    lost.cancel();
+                }
+            });
+        }
+        tracker.close();
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = lost.cancelled() => {}
+        }
+        *self.link.write().await = None;
+        // Consumers finish the batch in hand (ack included), then stop.
+        tracker.wait().await;
+        watch.abort();
+        // On shutdown a clean close; after a failure, whatever is left of the connection goes
+        // before the next one is opened.
+        let close = async {
+            let _ = link.publisher.close(200, "closing".into()).await;
+            let _ = link.connection.close(200, "closing".into()).await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+    }
+}
+
+#[async_trait]
+impl EventBus for RabbitMqBus {
+    fn kind(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        match self.publish_all(std::slice::from_ref(envelope)).await {
+            (_, Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends the batch pipelined, then waits for the confirms in order: the accepted prefix is
+    /// what the broker acked, routed, before the first failure.
+    async fn publish_all(&self, envelopes: &[Envelope]) -> (usize, Option<BusError>) {
+        let link = match self.current().await {
+            Ok(link) => link,
+            Err(e) => return (0, Some(e)),
+        };
+        let exchange = self.topology.exchange();
+        let mut confirms = Vec::with_capacity(envelopes.len());
+        let mut failure = None;
+        for envelope in envelopes {
+            let payload = match serde_json::to_vec(envelope) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    failure = Some(BusError::Unexpected(e.into()));
+                    break;
+                }
+            };
+            let options = BasicPublishOptions { mandatory: self.topology.routed(envelope), ..Default::default() };
+            let sent = link
+                .publisher
+                .basic_publish(
+                    exchange.as_str().into(),
+                    envelope.routing_key().into(),
+                    options,
+                    &payload,
+                    properties(envelope),
+                )
+                .await;
+            match sent {
+                Ok(confirm) => {
+                    metrics::counter!(metric::BROKER_PUBLISHED, "module" => envelope.source.clone()).increment(1);
+                    confirms.push((envelope, confirm));
+                }
+                Err(e) => {
+                    failure = Some(BusError::Unavailable(format!("cannot publish {}: {e}", envelope.event)));
+                    break;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
+        let mut accepted = 0;
+        for (envelope, confirm) in confirms {
+            let refusal = match tokio::time::timeout_at(deadline, confirm).await {
+                Ok(Ok(Confirmation::Ack(None))) => None,
+                Ok(Ok(Confirmation::Ack(Some(returned)))) => {
+                    Some(format!("{} was unroutable ({})", envelope.event, returned.reply_text))
+                }
+                Ok(Ok(Confirmation::Nack(_))) => Some(format!("the broker refused {} (nack)", envelope.event)),
+                Ok(Ok(Confirmation::NotRequested)) => Some("the channel is not in confirm mode".to_owned()),
+                Ok(Err(e)) => Some(format!("no confirm for {}: {e}", envelope.event)),
+                Err(_) => Some(format!("no confirm for {} within {:?}", envelope.event, self.config.confirm_timeout)),
+            };
+            if let Some(refusal) = refusal {
+                failure.get_or_insert(BusError::Unavailable(refusal));
+                break;
+            }
+            metrics::counter!(metric::BROKER_CONFIRMED, "module" => envelope.source.clone()).increment(1);
+            accepted += 1;
+        }
+        (accepted, failure)
+    }
+
+    async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError> {
+        if !self.topology.consumers.contains_key(consumer.name) {
+            return Err(BusError::Unexpected(anyhow::anyhow!("{} is not a consumer of the topology", consumer.name)));
+        }
+        self.consumers.write().await.push(consumer);
+        Ok(())
+    }
+
+    /// Connects and consumes until `shutdown`; reconnects with backoff and jitter whenever the
+    /// connection is lost, declaring the topology again each time.
+    async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
+        let url = redact_url(self.config.url.expose_secret());
+        let mut failures = 0;
+        while !shutdown.is_cancelled() {
+            match self.connect().await {
+                Ok(link) => {
+                    if failures > 0 {
+                        tracing::info!(url, "reconnected to RabbitMQ");
+                    } else {
+                        tracing::info!(url, "connected to RabbitMQ");
+                    }
+                    failures = 0;
+                    let link = Arc::new(link);
+                    *self.link.write().await = Some(link.clone());
+                    self.session(link, &shutdown).await;
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = backoff(failures, Duration::from_millis(100), self.config.reconnect_max_delay);
+                    tracing::warn!(url, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot reach RabbitMQ");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), BusError> {
+        self.current().await.map(|_| ())
+    }
+
+    async fn dead_letter_depth(&self, consumer: &str) -> Option<u64> {
+        let link = self.current().await.ok()?;
+        let channel = link.connection.create_channel().await.ok()?;
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let queue = channel
+            .queue_declare(self.topology.dead_letter_queue(consumer).into(), passive, FieldTable::default())
+            .await;
+        let _ = channel.close(200, "done".into()).await;
+        queue.ok().map(|q| u64::from(q.message_count()))
+    }
+}
+
+/// Persistent, identified by the event id, with the event's name, version and trace in headers.
+fn properties(envelope: &Envelope) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert("event".into(), AMQPValue::LongString(envelope.event.as_str().into()));
+    headers.insert("version".into(), AMQPValue::LongUInt(envelope.version));
+    headers.insert("source".into(), AMQPValue::LongString(envelope.source.as_str().into()));
+    if let Some(traceparent) = &envelope.traceparent {
+        headers.insert("traceparent".into(), AMQPValue::LongString(traceparent.as_str().into()));
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(envelope.id.to_string().into())
+        .with_correlation_id(envelope.correlation_id.to_string().into())
+        .with_timestamp(envelope.occurred_at.timestamp().max(0) as u64)
+        .with_type(envelope.event.as_str().into())
+        .with_headers(headers)
+}
+
+/// One hosted module's consumer on one connection.
+struct Worker {
+    link: Arc<Link>,
+    consumer: Consumer,
+    topology: Topology,
+    policy: RetryPolicy,
+    prefetch: u16,
+    confirm_timeout: Duration,
+}
+
+/// A delivery and what became of it.
+struct Failed {
+    delivery: Delivery,
+    envelope: Option<Envelope>,
+    error: HandlerError,
+}
+
+impl Worker {
+    async fn run(&self, lost: &CancellationToken, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let channel = self.link.connection.create_channel().await?;
+        channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let tag =
+            format!("{}.{}.{}", self.topology.queue(self.consumer.name), std::process::id(), uuid::Uuid::new_v4());
+        let mut deliveries = channel
+            .basic_consume(
+                self.topology.queue(self.consumer.name).into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        loop {
+            let first = tokio::select! {
+                next = deliveries.next() => next,
+                _ = shutdown.cancelled() => break,
+                _ = lost.cancelled() => return Ok(()),
+            };
+            let Some(first) = first else { anyhow::bail!("the broker ended the consumer") };
+            let mut batch = vec![first?];
+            while batch.len() < usize::from(self.prefetch) {
+                match deliveries.next().now_or_never() {
+                    Some(Some(Ok(delivery))) => batch.push(delivery),
+                    _ => break,
+                }
+            }
+            self.handle(&channel, batch).await?;
+        }
+        // Stop the flow, then leave: unacked deliveries go back to the queue with the channel.
+        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+        let _ = channel.close(200, "shutdown".into()).await;
+        Ok(())
+    }
+
+    /// Handles a batch in one inbox transaction; re-publishes the failures; then acks the batch.
+    async fn handle(&self, channel: &Channel, batch: Vec<Delivery>) -> anyhow::Result<()> {
+        let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else { return Ok(()) };
+        let consumer = &self.consumer;
+        let mut decoded = Vec::with_capacity(batch.len());
+        let mut failures = Vec::new();
+        for delivery in batch {
+            match serde_json::from_slice::<Envelope>(&delivery.data) {
+                Ok(envelope) => decoded.push((delivery, envelope)),
+                Err(e) => failures.push(Failed {
+                    delivery,
+                    envelope: None,
+                    error: HandlerError::Malformed(format!("the envelope does not decode: {e}")),
+                }),
+            }
+        }
+        let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
+        let span = tracing::info_span!(
+            "bus.consume",
+            consumer = consumer.name,
+            events = envelopes.len(),
+            trace_id = tracing::field::Empty
+        );
+        if let Some(trace_id) = envelopes.first().and_then(|e| e.trace_id()) {
+            span.record("trace_id", trace_id);
+        }
+        let outcomes =
+            consumer.inbox.process_batch(consumer.name, &envelopes, consumer.handler.as_ref()).instrument(span).await;
+        match outcomes {
+            Ok(outcomes) => {
+                for ((delivery, envelope), outcome) in decoded.into_iter().zip(outcomes) {
+                    if let Err(error) = outcome {
+                        failures.push(Failed { delivery, envelope: Some(envelope), error });
+                    }
+                }
+            }
+            // Nothing committed: every event of the batch failed this attempt.
+            Err(e) => {
+                tracing::warn!(consumer = consumer.name, error = %e, "a batch failed to commit");
+                let message = e.to_string();
+                failures.extend(decoded.into_iter().map(|(delivery, envelope)| Failed {
+                    delivery,
+                    envelope: Some(envelope),
+                    error: HandlerError::Failed(anyhow::anyhow!(message.clone())),
+                }));
+            }
+        }
+        for failed in failures {
+            self.reroute(channel, failed).await?;
+        }
+        channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
+        Ok(())
+    }
+
+    /// Sends a failed delivery to its next retry queue, or to the dead-letter queue, and waits for
+    /// the broker's confirm: only then may the original be acked.
+    async fn reroute(&self, channel: &Channel, failed: Failed) -> anyhow::Result<()> {
+        let name = self.consumer.name;
+        let attempt = attempt_of(&failed.delivery);
+        let event_id = failed.envelope.as_ref().map(|e| e.id.to_string()).unwrap_or_default();
+        let mut headers = failed.delivery.properties.headers().clone().unwrap_or_default();
+        let queue = match failed.error {
+            HandlerError::Failed(e) if !self.policy.exhausted(attempt) => {
+                let delay =
+                    self.topology.retry_delays[(attempt as usize - 1).min(self.topology.retry_delays.len() - 1)];
+                tracing::warn!(consumer = name, event.id = event_id, attempt, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; will retry");
+                metrics::counter!(metric::FAILED, "module" => name).increment(1);
+                metrics::counter!(metric::RETRIED, "module" => name).increment(1);
+                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt + 1));
+                self.topology.retry_queue(name, delay)
+            }
+            error => {
+                let error = match error {
+                    HandlerError::Failed(e) => format!("{e:#}"),
+                    malformed => malformed.to_string(),
+                };
+                tracing::error!(consumer = name, event.id = event_id, attempts = attempt, error, "event dead-lettered");
+                metrics::counter!(metric::DEAD_LETTERED, "module" => name).increment(1);
+                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
+                headers.insert(ERROR.into(), AMQPValue::LongString(LongString::from(error.as_str())));
+                headers.insert(CONSUMER.into(), AMQPValue::LongString(name.into()));
+                self.topology.dead_letter_queue(name)
+            }
+        };
+        let properties = failed.delivery.properties.clone().with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                ShortString::from(""),
+                queue.as_str().into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                &failed.delivery.data,
+                properties,
+            )
+            .await?;
+        // Not confirmed: the consumer fails, the connection is rebuilt, and the original (never
+        // acked) comes again.
+        match tokio::time::timeout(self.confirm_timeout, confirm).await {
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(refused)) => anyhow::bail!("{queue} refused a re-published delivery: {refused:?}"),
+            Ok(Err(e)) => anyhow::bail!("no confirm from {queue}: {e}"),
+            Err(_) => anyhow::bail!("no confirm from {queue} within {:?}", self.confirm_timeout),
+        }
+    }
+}
+
+/// The attempt a delivery is on: 1, or what a retry stamped on it.
+fn attempt_of(delivery: &Delivery) -> u32 {
+    let header = delivery.properties.headers().as_ref().and_then(|h| h.inner().get(ATTEMPT).cloned());
+    match header {
+        Some(AMQPValue::LongUInt(n)) => n.max(1),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(n).unwrap_or(1).max(1),
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(n).unwrap_or(1).max(1),
+        _ => 1,
+    }
+}

@@ -1,0 +1,99 @@
+//! Whole processes on the RabbitMQ bus (topology b, and processes hosting some modules): what
+//! only a broker-backed deployment has.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::broker::Proxy;
+use crate::engines::Engine;
+use crate::helpers::{As, Stack, eventually, product_body};
+
+/// While the broker is unreachable the process is not ready but keeps taking writes; once it is
+/// back, it is ready again and what was written meanwhile has travelled.
+#[tokio::test]
+async fn readiness_follows_the_broker_and_the_outbox_drains_after_an_outage() {
+    let Some(stack) = Stack::new(Engine::Sqlite, true).await else { return };
+    let broker = stack.broker.clone().expect("a broker");
+    let proxy = Proxy::to("127.0.0.1:5672").await;
+    let url = proxy.url(&broker.url);
+    let app = stack.spawn(&[("bus.rabbitmq.url", url.as_str())]).await;
+
+    proxy.cut();
+    let problem: Value = eventually(10, || async {
+        let response = app.get("/health/ready").await;
+        match response.status().as_u16() {
+            503 => Some(response.json().await.expect("a problem")),
+            _ => None,
+        }
+    })
+    .await;
+    assert_ne!(problem["checks"]["bus.rabbitmq"], "ok", "{problem}");
+    assert_eq!(problem["checks"]["catalog.database"], "ok", "{problem}");
+
+    // The catalog still takes writes: their events wait in its outbox.
+    let created = app.create_product(&product_body("OUTAGE-1", "Written while the broker was away")).await;
+    assert_eq!(created.status(), 201);
+    let product: Value = created.json().await.expect("JSON");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("bazaar_outbox_pending{module=\"catalog\"} 1"), "{metrics}");
+
+    proxy.restore();
+    eventually(20, || async { (app.get("/health/ready").await.status() == 200).then_some(()) }).await;
+    // ProductCreated reached inventory through the broker: the product has a stock record.
+    let path = format!("/inventory/{}", product["id"].as_str().expect("an id"));
+    eventually(20, || async { (app.get(&path).await.status() == 200).then_some(()) }).await;
+    eventually(10, || async {
+        app.metrics().await.contains("bazaar_outbox_pending{module=\"catalog\"} 0").then_some(())
+    })
+    .await;
+}
+
+/// Issue 3's last check: a process hosting only `catalog` accepts the token of an admin of the
+/// process hosting `users`, verified through that process's JWKS.
+#[tokio::test]
+async fn a_catalog_only_process_accepts_an_admin_token_through_the_users_process_jwks() {
+    let Some(stack) = Stack::new(Engine::Sqlite, true).await else { return };
+    let users = stack
+        .spawn(&[
+            ("modules.enabled", "users"),
+            ("users.bootstrap_admin.email", "boss@example.com"),
+            ("users.bootstrap_admin.password", "a long admin passphrase"),
+        ])
+        .await;
+    let jwks = format!("{}/.well-known/jwks.json", users.address);
+    // No signing key: this process can only verify, with the users process's published keys.
+    let mut settings = stack.settings(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks.as_str())]);
+    settings.auth.signing_key = None;
+    let catalog = stack.spawn_with(settings).await;
+
+    let tokens: Value = users
+        .request(Method::POST, "/auth/token", As::Anonymous)
+        .json(&json!({"email": "boss@example.com", "password": "a long admin passphrase"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let token = tokens["accessToken"].as_str().expect("a token");
+    let created = catalog
+        .request(Method::POST, "/products", As::Anonymous)
+        .bearer_auth(token)
+        .json(&product_body("SPLIT-1", "Made through the catalog process"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201, "{:?}", created.text().await);
+
+    // The catalog process serves only the catalog; a forged token is refused there too.
+    assert_eq!(catalog.get("/users/me").await.status(), 404);
+    let forged = crate::helpers::token("admin", 900, crate::helpers::OTHER_PRIVATE_KEY);
+    let refused = catalog
+        .request(Method::POST, "/products", As::Anonymous)
+        .bearer_auth(forged)
+        .json(&product_body("SPLIT-2", "Forged"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), 401);
+}

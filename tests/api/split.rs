@@ -1,0 +1,245 @@
+//! Topology (c): three real `bazaar` processes — `users,catalog`; `orders`; `inventory,shipping` —
+//! over RabbitMQ, each module on its own database: users on MariaDB, the rest on PostgreSQL. The
+//! shop they make is a [`TestApp`] whose routes send each module's paths to the process hosting
+//! it, so the scenarios written for one process run unchanged.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::broker::TestBroker;
+use crate::engines::{Engine, TestDatabase};
+use crate::helpers::{PRIVATE_KEY, TestApp};
+
+/// The processes of the split, the paths each serves.
+pub const GROUPS: [(&str, &[&str]); 3] = [
+    ("users,catalog", &["/users", "/auth", "/.well-known", "/products"]),
+    ("orders", &["/orders"]),
+    ("inventory,shipping", &["/inventory", "/shipments"]),
+];
+
+/// The running processes; killed when dropped.
+pub struct Split {
+    processes: Mutex<Vec<Process>>,
+    log_dir: tempfile::TempDir,
+    _users_database: TestDatabase,
+    _broker: Arc<TestBroker>,
+}
+
+struct Process {
+    modules: &'static str,
+    port: u16,
+    env: Vec<(String, String)>,
+    child: Child,
+}
+
+impl Split {
+    /// Starts the three processes and waits until each is ready; `None` (the test skips) when
+    /// PostgreSQL, MariaDB or RabbitMQ is unavailable and services are optional.
+    pub async fn start() -> Option<(TestApp, Arc<Split>)> {
+        crate::helpers::init_logs();
+        let data_dir = tempfile::tempdir().expect("a folder");
+        let postgres = TestDatabase::create(Engine::Postgres, data_dir.path()).await?;
+        let mysql = TestDatabase::create(Engine::Mysql, data_dir.path()).await?;
+        let broker = Arc::new(TestBroker::create().await?);
+        let consumers = bazaar::modules::all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect::<Vec<_>>();
+        let policy = kernel::bus::RetryPolicy::default();
+        broker.owns(&bazaar::bus::Topology::new(&broker.prefix, consumers, &policy));
+
+        let ports: Vec<u16> = GROUPS.iter().map(|_| free_port()).collect();
+        let users_url = mysql.url_for("users");
+        let jwks = format!("http://127.0.0.1:{}/.well-known/jwks.json", ports[0]);
+        let mut processes = Vec::new();
+        let log_dir = tempfile::tempdir().expect("a folder");
+        for (i, ((modules, _), port)) in GROUPS.iter().zip(&ports).enumerate() {
+            let mut env = vec![
+                ("BAZAAR_ENV", "test".to_owned()),
+                ("BAZAAR__SERVER__PORT", port.to_string()),
+                ("BAZAAR__DATABASE__URL", postgres.url.clone()),
+                ("BAZAAR__MODULES__USERS__DATABASE_URL", users_url.clone()),
+                ("BAZAAR__BUS__KIND", "rabbitmq".to_owned()),
+                ("BAZAAR__BUS__RABBITMQ__URL", broker.url.clone()),
+                ("BAZAAR__BUS__RABBITMQ__PREFIX", broker.prefix.clone()),
+                ("BAZAAR__OUTBOX__POLL_INTERVAL_MS", "200".to_owned()),
+                ("BAZAAR__TELEMETRY__FILTER", "info,sqlx=warn,sea_orm=warn".to_owned()),
+            ];
+            // Only the users process signs; the others verify through its JWKS.
+            match i {
+                0 => env.push(("BAZAAR__AUTH__SIGNING_KEY", PRIVATE_KEY.to_owned())),
+                _ => env.push(("BAZAAR__AUTH__JWKS_URL", jwks.clone())),
+            }
+            let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let process = Process::spawn(modules, *port, env, log_dir.path());
+            // The others fetch the users process's keys at start-up: it goes first.
+            ready(*port, log_dir.path(), modules).await;
+            processes.push(process);
+        }
+        let split = Arc::new(Split {
+            processes: Mutex::new(processes),
+            log_dir,
+            _users_database: mysql,
+            _broker: broker.clone(),
+        });
+        let mut routes = Vec::new();
+        for ((_, prefixes), port) in GROUPS.iter().zip(&ports) {
+            routes.extend(prefixes.iter().map(|p| (p.to_string(), format!("http://127.0.0.1:{port}"))));
+        }
+        let app = TestApp::external(
+            format!("http://127.0.0.1:{}", ports[0]),
+            routes,
+            [("users".to_owned(), users_url)].into(),
+            postgres,
+            data_dir,
+            Box::new(split.clone()),
+        );
+        Some((app, split))
+    }
+
+    /// `kill -9` of the process hosting `modules`.
+    pub fn kill(&self, modules: &str) {
+        let mut processes = self.processes.lock().expect("not poisoned");
+        let process = processes.iter_mut().find(|p| p.modules == modules).expect("a process");
+        process.child.kill().expect("killed");
+        process.child.wait().expect("reaped");
+    }
+
+    /// Starts the process hosting `modules` again, on its port, and waits until it is ready.
+    pub async fn restart(&self, modules: &str) {
+        let port = {
+            let mut processes = self.processes.lock().expect("not poisoned");
+            let process = processes.iter_mut().find(|p| p.modules == modules).expect("a process");
+            *process = Process::spawn(process.modules, process.port, process.env.clone(), self.log_dir.path());
+            process.port
+        };
+        ready(port, self.log_dir.path(), modules).await;
+    }
+}
+
+impl Drop for Split {
+    fn drop(&mut self) {
+        for process in self.processes.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+    }
+}
+
+impl Process {
+    fn spawn(modules: &'static str, port: u16, env: Vec<(String, String)>, log_dir: &std::path::Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{modules}.log")))
+            .expect("a log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+            .args(["serve", "--modules", modules])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env_remove("RUST_LOG")
+            .stdout(log.try_clone().expect("a log file"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("bazaar starts");
+        Self { modules, port, env, child }
+    }
+}
+
+/// Waits for `/health/ready` of the process on `port`; shows its log if it never comes.
+async fn ready(port: u16, log_dir: &std::path::Path, modules: &str) {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if client.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(log_dir.join(format!("{modules}.log"))).unwrap_or_default();
+            panic!("the {modules} process is not ready after 60 s:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A port nothing listens on now (the process binds it a moment later).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address").port()
+}
+
+/// Every shop reaches the same outcome through whatever routes it has: a sanity check of the
+/// split itself (each process serves its modules and only those).
+#[tokio::test]
+async fn each_process_serves_its_modules_health_metrics_and_docs_and_nothing_else() {
+    let Some((shop, _split)) = Split::start().await else { return };
+    for ((modules, prefixes), other) in GROUPS.iter().zip(GROUPS.iter().cycle().skip(1)) {
+        let base = shop.base(prefixes[0]).to_owned();
+        for path in ["/health/live", "/health/ready", "/metrics", "/swagger-ui/", "/api-docs/openapi.json"] {
+            let response = shop.client.get(format!("{base}{path}")).send().await.expect("sent");
+            assert_eq!(response.status(), 200, "{modules} {path}");
+        }
+        let doc: serde_json::Value = shop
+            .client
+            .get(format!("{base}/api-docs/openapi.json"))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        assert!(paths.keys().any(|p| p.starts_with(prefixes[0])), "{modules} documents {}", prefixes[0]);
+        assert!(!paths.keys().any(|p| p.starts_with(other.1[0])), "{modules} does not document {}", other.1[0]);
+        // Another process's paths are not served here.
+        let foreign = shop.client.get(format!("{base}{}", other.1[0])).send().await.expect("sent");
+        assert_eq!(foreign.status(), 404, "{modules} serves {}", other.1[0]);
+    }
+    let ready: serde_json::Value = shop
+        .client
+        .get(format!("{}/health/ready", shop.base("/orders")))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ready["checks"]["orders.database"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["bus.rabbitmq"], "ok", "{ready}");
+    assert!(ready["checks"].get("catalog.database").is_none(), "{ready}");
+}
+
+/// A stream of orders while the `inventory,shipping` process is killed with SIGKILL and
+/// restarted: every accepted order still ends confirmed or rejected, and no unit is reserved twice.
+#[tokio::test]
+async fn killing_the_inventory_process_mid_stream_loses_nothing_and_reserves_no_unit_twice() {
+    use crate::orders::{customer, eur, order_body};
+    let Some((shop, split)) = Split::start().await else { return };
+    let product = shop.stocked_product("CRASH-1", 30, eur(500)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let body = order_body(&[(&product["id"], 1)]);
+    let mut placed = Vec::new();
+    for i in 0..40 {
+        if i == 10 {
+            split.kill("inventory,shipping");
+        }
+        if i == 25 {
+            split.restart("inventory,shipping").await;
+        }
+        let response = shop.place(&token, &body).await;
+        assert_eq!(response.status(), 201, "orders takes orders whatever inventory's state");
+        placed.push(response.json::<serde_json::Value>().await.expect("JSON"));
+    }
+    let mut confirmed = 0;
+    for order in &placed {
+        let settled = shop.settled(&token, order).await;
+        match settled["status"].as_str() {
+            Some("confirmed") => confirmed += 1,
+            Some("rejected") => {}
+            other => panic!("order {} ended {other:?}", order["id"]),
+        }
+    }
+    assert_eq!(confirmed, 30, "exactly the stock was sold");
+    let stock = shop.stock(&product).await;
+    assert_eq!(stock["onHand"], 30);
+    assert_eq!(stock["reserved"], 30, "no unit reserved twice: {stock}");
+    assert_eq!(stock["available"], 0);
+}
