@@ -13,4 +13,5 @@ mod orders;
 mod rabbitmq;
 mod shipping;
 mod split;
+mod topologies;
 mod users;

@@ -136,9 +136,8 @@ async fn an_order_within_stock_is_confirmed_and_reserves_its_units(engine: Engin
     assert_problem(app.cancel(&token, &order).await, 409).await;
 }
 
-#[tokio::test]
-async fn an_order_beyond_stock_is_rejected_and_reserves_nothing() {
-    let app = spawn_app().await;
+/// An order beyond the stock is rejected and reserves nothing (every topology: topologies.rs).
+pub async fn rejection(app: &TestApp) {
     let product = app.stocked_product("SAGA-2", 10, eur(100)).await;
     let token = customer(&uuid::Uuid::now_v7());
     let order: Value = app.place(&token, &order_body(&[(&product["id"], 20)])).await.json().await.expect("JSON");
@@ -150,11 +149,15 @@ async fn an_order_beyond_stock_is_rejected_and_reserves_nothing() {
 
 async fn fifty_concurrent_orders_for_ten_units_confirm_exactly_ten(engine: Engine) {
     let Some(app) = spawn_app_on(engine).await else { return };
+    fifty_orders_for_ten_units(&app).await;
+}
+
+/// 50 customers race for the last 10 units: exactly 10 orders are confirmed, 40 rejected.
+pub async fn fifty_orders_for_ten_units(app: &TestApp) {
     let product = app.stocked_product("LAST-10", 10, eur(999)).await;
     let placed = futures::future::join_all((0..50).map(|_| {
         let token = customer(&uuid::Uuid::now_v7());
         let body = order_body(&[(&product["id"], 1)]);
-        let app = &app;
         async move {
             let order: Value = app.place(&token, &body).await.json().await.expect("JSON");
             (token, order)

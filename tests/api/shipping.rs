@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::engines::{Engine, on_every_engine};
-use crate::helpers::{As, Stack, TestApp, assert_problem, settles, spawn_app, spawn_app_on};
+use crate::helpers::{As, TestApp, assert_problem, settles, spawn_app, spawn_app_on};
 use crate::orders::{customer, eur, order_body};
 
 on_every_engine!(an_order_travels_from_pending_to_delivered_with_its_stock_checked_at_every_step);
@@ -25,11 +25,6 @@ on_every_engine!(an_order_travels_from_pending_to_delivered_with_its_stock_check
 async fn an_order_travels_from_pending_to_delivered_with_its_stock_checked_at_every_step(engine: Engine) {
     let Some(app) = spawn_app_on(engine).await else { return };
     happy_path(&app).await;
-}
-
-#[tokio::test]
-async fn a_cancel_before_dispatch_cancels_the_shipment_and_releases_the_stock() {
-    cancel_before_dispatch(&spawn_app().await).await;
 }
 
 #[tokio::test]
@@ -60,23 +55,6 @@ async fn cancels_racing_dispatches_end_each_order_shipped_or_released_never_both
 #[tokio::test]
 async fn every_orders_and_shipping_event_redelivered_twice_changes_nothing_the_second_time() {
     redelivered_events_change_nothing(&spawn_app().await).await;
-}
-
-/// Topology (b): one process on PostgreSQL and RabbitMQ.
-#[tokio::test]
-async fn on_rabbitmq_an_order_travels_to_delivered_and_a_cancel_before_dispatch_releases_its_stock() {
-    let Some(stack) = Stack::new(Engine::Postgres, true).await else { return };
-    let app = stack.spawn(&[]).await;
-    happy_path(&app).await;
-    cancel_before_dispatch(&app).await;
-}
-
-/// Topology (c): orders and shipping in different processes, on RabbitMQ.
-#[tokio::test]
-async fn split_in_three_processes_an_order_travels_to_delivered_and_a_cancel_before_dispatch_releases_its_stock() {
-    let Some((shop, _split)) = crate::split::Split::start().await else { return };
-    happy_path(&shop).await;
-    cancel_before_dispatch(&shop).await;
 }
 
 const TRACKING: &str = "JD0146-0001";

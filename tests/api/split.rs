@@ -216,18 +216,28 @@ async fn killing_the_inventory_process_mid_stream_loses_nothing_and_reserves_no_
     let product = shop.stocked_product("CRASH-1", 30, eur(500)).await;
     let token = customer(&uuid::Uuid::now_v7());
     let body = order_body(&[(&product["id"], 1)]);
-    let mut placed = Vec::new();
-    for i in 0..40 {
-        if i == 10 {
-            split.kill("inventory,shipping");
+    let placed_so_far = std::sync::atomic::AtomicUsize::new(0);
+    // Orders keep coming while inventory dies mid-stream (SIGKILL, nothing flushed) and returns.
+    let placing = async {
+        let mut placed = Vec::new();
+        for _ in 0..40 {
+            let response = shop.place(&token, &body).await;
+            assert_eq!(response.status(), 201, "orders takes orders whatever inventory's state");
+            placed.push(response.json::<serde_json::Value>().await.expect("JSON"));
+            placed_so_far.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(15)).await;
         }
-        if i == 25 {
-            split.restart("inventory,shipping").await;
+        placed
+    };
+    let crashing = async {
+        while placed_so_far.load(std::sync::atomic::Ordering::SeqCst) < 8 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let response = shop.place(&token, &body).await;
-        assert_eq!(response.status(), 201, "orders takes orders whatever inventory's state");
-        placed.push(response.json::<serde_json::Value>().await.expect("JSON"));
-    }
+        split.kill("inventory,shipping");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        split.restart("inventory,shipping").await;
+    };
+    let (placed, ()) = tokio::join!(placing, crashing);
     let mut confirmed = 0;
     for order in &placed {
         let settled = shop.settled(&token, order).await;

@@ -1,0 +1,40 @@
+//! Splitting changes deployment, not behaviour: the saga's scenarios, written once against a
+//! [`TestApp`](crate::helpers::TestApp), run in each topology of BRIEF.md —
+//! (a) one process, SQLite files, in-process bus;
+//! (b) one process, PostgreSQL, RabbitMQ;
+//! (c) three processes (`users,catalog` | `orders` | `inventory,shipping`) of the real binary on
+//!     RabbitMQ, users on MariaDB and the rest on PostgreSQL, each reached on its own port.
+
+use crate::engines::Engine;
+use crate::helpers::{Stack, TestApp};
+
+macro_rules! in_every_topology {
+    ($($name:ident => $scenario:path),* $(,)?) => {
+        mod a_one_process_sqlite_in_process {
+            $( #[tokio::test] async fn $name() { $scenario(&crate::helpers::spawn_app().await).await } )*
+        }
+        mod b_one_process_postgres_rabbitmq {
+            $( #[tokio::test] async fn $name() {
+                let Some(app) = super::postgres_and_rabbitmq().await else { return };
+                $scenario(&app).await
+            } )*
+        }
+        mod c_three_processes_mariadb_postgres_rabbitmq {
+            $( #[tokio::test] async fn $name() {
+                let Some((shop, _processes)) = crate::split::Split::start().await else { return };
+                $scenario(&shop).await
+            } )*
+        }
+    };
+}
+
+in_every_topology!(
+    an_order_travels_from_pending_to_delivered => crate::shipping::happy_path,
+    an_order_beyond_stock_is_rejected => crate::orders::rejection,
+    a_cancel_before_dispatch_cancels_the_shipment_and_releases_the_stock => crate::shipping::cancel_before_dispatch,
+    fifty_concurrent_orders_for_ten_units_confirm_exactly_ten => crate::orders::fifty_orders_for_ten_units,
+);
+
+async fn postgres_and_rabbitmq() -> Option<TestApp> {
+    Some(Stack::new(Engine::Postgres, true).await?.spawn(&[]).await)
+}
