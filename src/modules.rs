@@ -15,6 +15,11 @@ pub fn all() -> Vec<Arc<dyn Module>> {
     ]
 }
 
+/// Every module of the registry and the events it consumes: a broker's queues and bindings.
+pub fn subscriptions() -> Vec<(String, Vec<contracts::EventType>)> {
+    all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect()
+}
+
 pub fn names() -> impl Iterator<Item = &'static str> {
     all().into_iter().map(|m| m.name())
 }

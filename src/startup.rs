@@ -72,8 +72,7 @@ impl Application {
                 let config = RabbitMqConfig::from_settings(&settings.bus).context("bus.rabbitmq.url is not set")?;
                 // Every consumer of the registry, hosted here or not: their queues must exist for
                 // this process's events to be routable.
-                let consumers = modules::all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect::<Vec<_>>();
-                let topology = Topology::new(&settings.bus.rabbitmq.prefix, consumers, &config.policy);
+                let topology = Topology::new(&settings.bus.rabbitmq.prefix, modules::subscriptions(), &config.policy);
                 Arc::new(RabbitMqBus::new(config, topology))
             }
         };

@@ -81,9 +81,8 @@ impl Stack {
         layers.extend_from_slice(overrides);
         let settings = settings_for(&self.database.url, &layers);
         if let Some(broker) = &self.broker {
-            let consumers =
-                bazaar::modules::all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect::<Vec<_>>();
-            broker.owns(&bazaar::bus::Topology::new(&broker.prefix, consumers, &settings.bus.retry_policy()));
+            let subscriptions = bazaar::modules::subscriptions();
+            broker.owns(&bazaar::bus::Topology::new(&broker.prefix, subscriptions, &settings.bus.retry_policy()));
         }
         settings
     }

@@ -42,9 +42,8 @@ impl Split {
         let postgres = TestDatabase::create(Engine::Postgres, data_dir.path()).await?;
         let mysql = TestDatabase::create(Engine::Mysql, data_dir.path()).await?;
         let broker = Arc::new(TestBroker::create().await?);
-        let consumers = bazaar::modules::all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect::<Vec<_>>();
         let policy = kernel::bus::RetryPolicy::default();
-        broker.owns(&bazaar::bus::Topology::new(&broker.prefix, consumers, &policy));
+        broker.owns(&bazaar::bus::Topology::new(&broker.prefix, bazaar::modules::subscriptions(), &policy));
 
         let ports: Vec<u16> = GROUPS.iter().map(|_| free_port()).collect();
         let users_url = mysql.url_for("users");
