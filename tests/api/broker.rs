@@ -86,6 +86,38 @@ impl TestBroker {
     }
 }
 
+impl TestBroker {
+    /// Closes, from the broker's side (`rabbitmqctl close_connection`), every connection whose
+    /// name carries this test's prefix; returns how many. `None` without `rabbitmqctl` (a laptop
+    /// whose broker runs elsewhere), unless services are required.
+    pub fn close_connections(&self) -> Option<usize> {
+        let listed = match std::process::Command::new("rabbitmqctl")
+            .args(["list_connections", "pid", "client_properties", "-q"])
+            .output()
+        {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+            failed if std::env::var("BAZAAR_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+                panic!("rabbitmqctl is required (BAZAAR_REQUIRE_SERVICES=1): {failed:?}")
+            }
+            failed => {
+                eprintln!("skipped: rabbitmqctl is unavailable: {failed:?}");
+                return None;
+            }
+        };
+        let mine = format!("\"bazaar {} (pid", self.prefix);
+        let pids: Vec<&str> =
+            listed.lines().filter(|l| l.contains(&mine)).filter_map(|l| l.split('\t').next()).collect();
+        for pid in &pids {
+            let closed = std::process::Command::new("rabbitmqctl")
+                .args(["close_connection", pid, "closed by a test"])
+                .status()
+                .expect("rabbitmqctl runs");
+            assert!(closed.success(), "rabbitmqctl close_connection {pid}");
+        }
+        Some(pids.len())
+    }
+}
+
 impl Drop for TestBroker {
     fn drop(&mut self) {
         let topologies = std::mem::take(&mut *self.topologies.lock().unwrap_or_else(|e| e.into_inner()));

@@ -65,6 +65,10 @@ mod rabbitmq_only {
         super::a_lost_connection_is_restored_and_no_event_is_lost().await
     }
     #[tokio::test]
+    async fn a_connection_the_broker_closes_is_reopened_and_no_event_is_lost() {
+        super::a_connection_the_broker_closes_is_reopened_and_no_event_is_lost().await
+    }
+    #[tokio::test]
     async fn a_message_that_is_not_an_envelope_goes_to_the_dead_letter_queue() {
         super::a_message_that_is_not_an_envelope_goes_to_the_dead_letter_queue().await
     }
@@ -634,6 +638,34 @@ async fn a_lost_connection_is_restored_and_no_event_is_lost() {
             // The outbox kept every write while the broker was away.
             assert!(producer.pending().await.expect("pending") >= 1);
             proxy.restore();
+        }
+        commit_event(&producer, &event(sku)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually(20, || async { running.bus.check().await.ok() }).await;
+    eventually(20, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
+    for sku in &skus {
+        eventually(10, || async { (effects(&consumer_db, "consumer", sku).await >= 1).then_some(()) }).await;
+    }
+    for sku in &skus {
+        assert_eq!(effects(&consumer_db, "consumer", sku).await, 1, "{sku} exactly once");
+    }
+}
+
+async fn a_connection_the_broker_closes_is_reopened_and_no_event_is_lost() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = rabbitmq_setup(dir.path()).await else { return };
+    let broker = buses.broker.as_ref().expect("a broker");
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let consumers = vec![consumer("consumer", &consumer_db, Arc::new(Recorder::new("consumer")))];
+    let running = buses.start(&producer, consumers, policy(3)).await;
+
+    let skus: Vec<String> = (0..30).map(|i| format!("CLOSED-{i:02}")).collect();
+    for (i, sku) in skus.iter().enumerate() {
+        if i == 12 {
+            let Some(closed) = broker.close_connections() else { return };
+            assert!(closed >= 1, "the bus's connection is named after its prefix");
         }
         commit_event(&producer, &event(sku)).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
