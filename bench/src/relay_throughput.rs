@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
     channel.exchange_delete(topology.exchange().into(), ExchangeDeleteOptions::default()).await?;
     shutdown.cancel();
 
+    let (raw_rounds, relay_rounds) = (raw.clone(), relay.clone());
     let (raw, relay) = (median(raw), median(relay));
     let report = serde_json::json!({
         "figure": "outbox relay → RabbitMQ with publisher confirms",
@@ -99,6 +100,8 @@ async fn main() -> anyhow::Result<()> {
         "ratio": (relay / raw * 100.0).round() / 100.0,
         "target": 0.7,
         "met": relay / raw >= 0.7,
+        "rawLapinRounds": raw_rounds,
+        "relayRounds": relay_rounds,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -1,14 +1,18 @@
-//! Order saga load: places orders from N concurrent clients against a release build of Bazaar in
-//! the default topology (SQLite files, in-process bus) and reports the order → confirmed latency
-//! (p50, p99) and the confirmed orders per second.
+//! Order saga load: places orders from N concurrent clients against a release build of Bazaar and
+//! reports the order → confirmed latency (p50, p99), the confirmed orders per second and the
+//! server's peak resident memory under the load.
 //!
-//! `bench/run-saga` builds and runs it; see bench/README.md.
+//! Topologies: `a` (the default: SQLite files, in-process bus) and `b` (PostgreSQL and RabbitMQ,
+//! every module in one process): a fresh database and a prefix of the run's own
+//! (`bazaar-bench-<id>`), dropped and deleted afterwards, so runs never see each other's data.
+//!
+//! `bench/run` (and `bench/run-saga`) build and run it; see bench/README.md.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
@@ -17,6 +21,15 @@ struct Args {
     /// The bazaar binary (a release build).
     #[arg(long, default_value = "target/release/bazaar")]
     bazaar: String,
+    /// `a`: SQLite files and the in-process bus; `b`: PostgreSQL and RabbitMQ.
+    #[arg(long, value_enum, default_value_t = Topology::A)]
+    topology: Topology,
+    /// PostgreSQL server for topology b (no database: one is created for the run, then dropped).
+    #[arg(long, env = "BENCH_POSTGRES", default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
+    /// RabbitMQ for topology b.
+    #[arg(long, env = "BENCH_AMQP", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp: String,
     /// Concurrent clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -28,35 +41,87 @@ struct Args {
     warmup: usize,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Topology {
+    A,
+    B,
+}
+
 const PASSWORD: &str = "a long benchmark passphrase";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let env = |cmd: &mut tokio::process::Command| {
-        cmd.env("BAZAAR_ENV", "development")
-            .env("BAZAAR__DATABASE__URL", format!("sqlite://{}/{{module}}.db?mode=rwc", dir.path().display()))
-            .env("BAZAAR__AUTH__SIGNING_KEY_FILE", dir.path().join("key.pem"))
-            .env("BAZAAR__SERVER__PORT", "0")
-            .env("BAZAAR__TELEMETRY__FORMAT", "json")
-            .env("BAZAAR__TELEMETRY__FILTER", "warn,bazaar::startup=info")
-            .env("BAZAAR__USERS__FAILED_LOGINS_PER_MINUTE_PER_ADDRESS", "100000")
-            .env_remove("RUST_LOG");
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut env: Vec<(&str, String)> = vec![
+        ("BAZAAR_ENV", "development".into()),
+        ("BAZAAR__AUTH__SIGNING_KEY_FILE", dir.path().join("key.pem").display().to_string()),
+        ("BAZAAR__SERVER__PORT", "0".into()),
+        ("BAZAAR__TELEMETRY__FORMAT", "json".into()),
+        ("BAZAAR__TELEMETRY__FILTER", "warn,bazaar::startup=info".into()),
+        ("BAZAAR__USERS__FAILED_LOGINS_PER_MINUTE_PER_ADDRESS", "100000".into()),
+    ];
+    let resources = match args.topology {
+        Topology::A => {
+            env.push(("BAZAAR__DATABASE__URL", format!("sqlite://{}/{{module}}.db?mode=rwc", dir.path().display())));
+            None
+        }
+        Topology::B => {
+            let database = format!("bazaar_bench_{run_id}");
+            let prefix = format!("bazaar-bench-{run_id}");
+            let admin = sea_orm::Database::connect(format!("{}/postgres", args.postgres))
+                .await
+                .with_context(|| format!("PostgreSQL at {} is unreachable", args.postgres))?;
+            sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {database}")).await?;
+            env.push(("BAZAAR__DATABASE__URL", format!("{}/{database}", args.postgres)));
+            env.push(("BAZAAR__BUS__KIND", "rabbitmq".into()));
+            env.push(("BAZAAR__BUS__RABBITMQ__URL", args.amqp.clone()));
+            env.push(("BAZAAR__BUS__RABBITMQ__PREFIX", prefix.clone()));
+            Some((admin, database, prefix))
+        }
     };
+    let outcome = run(&args, &env).await;
+    if let Some((admin, database, prefix)) = resources {
+        // Whatever happened: the run's database and broker topology go.
+        let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+        if let Err(e) = sea_orm::ConnectionTrait::execute_unprepared(&admin, &drop).await {
+            eprintln!("warning: cannot drop the database {database}: {e}");
+        }
+        if let Err(e) = delete_topology(&args.amqp, &prefix).await {
+            eprintln!("warning: cannot delete the RabbitMQ topology {prefix}.*: {e:#}");
+        }
+    }
+    let mut report = outcome?;
+    report["topology"] = json!(match args.topology {
+        Topology::A => "a: SQLite + in-process bus",
+        Topology::B => "b: PostgreSQL + RabbitMQ",
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Starts Bazaar with `env`, sets up a product and a customer, places the orders; the report.
+async fn run(args: &Args, env: &[(&str, String)]) -> anyhow::Result<Value> {
     let mut create_admin = tokio::process::Command::new(&args.bazaar);
     create_admin
         .args(["users", "create-admin", "--email", "bench@example.com"])
         .env("BAZAAR_ADMIN_PASSWORD", PASSWORD)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null());
-    env(&mut create_admin);
     if !create_admin.status().await.context("cannot run bazaar")?.success() {
         bail!("create-admin failed");
     }
     let mut serve = tokio::process::Command::new(&args.bazaar);
-    serve.arg("serve").stdout(Stdio::piped()).kill_on_drop(true);
-    env(&mut serve);
+    serve
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
     let mut server = serve.spawn()?;
+    let pid = server.id().context("bazaar exited at once")?;
     let mut lines = tokio::io::BufReader::new(server.stdout.take().context("stdout")?).lines();
     let port = loop {
         let line = lines.next_line().await?.context("bazaar exited before listening")?;
@@ -109,6 +174,8 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..args.warmup {
         place(&client, &base, &customer, &order).await?;
     }
+    // From here on the peak is the load's, not the set-up's (argon2 hashes 19 MiB per log-in).
+    let peak_reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
 
     // Closed loop: each client places an order, waits until it is confirmed (polling gently, so
     // that the polls do not become the load), then places the next. The saga's latency is the
@@ -142,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
         .skip(args.warmup + 1)
         .map(|(created, confirmed)| (*confirmed - *created).num_microseconds().unwrap_or_default() as f64 / 1000.0)
         .collect();
+    let peak_rss_kb = proc_status_kb(pid, "VmHWM");
     server.kill().await.ok();
     durations.sort_by(f64::total_cmp);
     let pct = |p: f64| durations[((durations.len() as f64 - 1.0) * p).round() as usize];
@@ -153,8 +221,36 @@ async fn main() -> anyhow::Result<()> {
         "ordersPlacedPerSecond": placed as f64 / placing.as_secs_f64(),
         "ordersConfirmedPerSecond": latencies.len() as f64 / saga_seconds.max(0.001),
         "confirmLatencyMs": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+        "peakRssKb": peak_rss_kb,
+        "peakRssSince": if peak_reset { "warm-up done" } else { "start (clear_refs refused)" },
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(report)
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// Deletes the queues and the exchange Bazaar declared under `prefix`.
+async fn delete_topology(amqp: &str, prefix: &str) -> anyhow::Result<()> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let settings = bazaar::Settings::load_with_overrides(
+        std::path::Path::new("config"),
+        bazaar::settings::Environment::Development,
+        std::iter::empty(),
+    )?;
+    let consumers = bazaar::modules::all().iter().map(|m| (m.name().to_owned(), m.consumes())).collect::<Vec<_>>();
+    let topology = bazaar::bus::Topology::new(prefix, consumers, &settings.bus.retry_policy());
+    let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    for queue in topology.queues() {
+        channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await?;
+    }
+    channel.exchange_delete(topology.exchange().into(), ExchangeDeleteOptions::default()).await?;
+    connection.close(200, "done".into()).await?;
     Ok(())
 }
 
