@@ -6,6 +6,7 @@ use crate::kernel::KernelTables;
 
 mod m20261126_000002_create_orders;
 mod m20261201_000003_add_cancellation_requested_at;
+mod m20261208_000004_add_address_change_request;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(KernelTables::new("orders")),
             Box::new(m20261126_000002_create_orders::Migration),
             Box::new(m20261201_000003_add_cancellation_requested_at::Migration),
+            Box::new(m20261208_000004_add_address_change_request::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 use crate::kernel::KernelTables;
 
 mod m20261201_000002_create_shipments;
+mod m20261208_000003_create_address_requests;
 
 pub struct Migrator;
 
@@ -15,6 +16,10 @@ impl MigratorTrait for Migrator {
     }
 
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(KernelTables::new("shipping")), Box::new(m20261201_000002_create_shipments::Migration)]
+        vec![
+            Box::new(KernelTables::new("shipping")),
+            Box::new(m20261201_000002_create_shipments::Migration),
+            Box::new(m20261208_000003_create_address_requests::Migration),
+        ]
     }
 }

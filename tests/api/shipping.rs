@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
-use contracts::orders::OrderCancellationRequested;
-use contracts::shipping::ShipmentCancelled;
+use contracts::orders::{OrderAddressChangeRequested, OrderCancellationRequested, ShippingAddress};
+use contracts::shipping::{ShipmentAddressChangeRefused, ShipmentCancelled};
 use kernel::inbox::Processed;
 use kernel::{Envelope, EventHandler, Inbox, ModuleContext};
 use reqwest::{Method, Response};
@@ -50,6 +50,16 @@ async fn when_the_dispatch_comes_first_the_order_ships_and_nothing_is_released()
 #[tokio::test]
 async fn cancels_racing_dispatches_end_each_order_shipped_or_released_never_both() {
     cancels_racing_dispatches(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn a_confirmed_orders_new_address_reaches_its_pending_shipment() {
+    address_change_before_dispatch(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn an_address_change_after_dispatch_is_refused_and_the_order_keeps_its_address() {
+    address_change_after_dispatch(&spawn_app().await).await;
 }
 
 #[tokio::test]
@@ -464,6 +474,118 @@ pub async fn cancels_racing_dispatches(app: &TestApp) {
     app.levels_until(&product, (10 - shipped, 0, 10 - shipped)).await;
 }
 
+/// The address the tests move orders to.
+pub fn bath() -> Value {
+    json!({"name": "Ada Lovelace", "line1": "1 Royal Crescent", "city": "Bath", "postalCode": "BA1 2LR", "country": "GB"})
+}
+
+impl TestApp {
+    /// `PUT /orders/{id}` with `address`, as `token`.
+    pub async fn change_address(&self, token: &str, order: &Value, address: &Value) -> Response {
+        let path = format!("/orders/{}", id(order));
+        let put = self.request(Method::PUT, &path, As::Anonymous).bearer_auth(token);
+        put.json(&json!({"shippingAddress": address})).send().await.expect("sent")
+    }
+
+    /// The order once shipping has answered its address change.
+    pub async fn address_settled(&self, token: &str, order: &Value) -> Value {
+        crate::helpers::eventually(15, || async {
+            let order = self.order(token, order).await;
+            order["requestedShippingAddress"].is_null().then_some(order)
+        })
+        .await
+    }
+
+    /// Hands shipping a request to move `order` to Bath, as a late bus would; returns its answer.
+    async fn late_address_request(&self, order: &Value) -> Option<ShipmentAddressChangeRefused> {
+        let event = OrderAddressChangeRequested {
+            order_id: id(order).parse().expect("a UUID"),
+            user_id: order["userId"].as_str().expect("a user").parse().expect("a UUID"),
+            shipping_address: serde_json::from_value::<ShippingAddress>(bath()).expect("an address"),
+        };
+        let request = Envelope::new(&event).expect("an envelope");
+        let (inbox, handler, _) = self.consumer("shipping").await;
+        assert_eq!(inbox.process("shipping", &request, handler.as_ref()).await.expect("handled"), Processed::Handled);
+        let answers = self.published("shipping").await;
+        let answer = answers.iter().find(|e| e.causation_id == Some(request.id))?;
+        Some(answer.decode::<ShipmentAddressChangeRefused>().expect("a refusal"))
+    }
+}
+
+/// A confirmed order's new address: 202 while shipping decides, then the pending shipment and the
+/// order both show it, and the parcel leaves for it.
+pub async fn address_change_before_dispatch(app: &TestApp) {
+    let Confirmed { token, order, .. } = app.confirmed_order("ADDR-BEFORE", 10, 2).await;
+    let shipment = app.shipment_of(&token, &order).await;
+    assert_eq!(shipment["shippingAddress"]["city"], "London");
+
+    let response = app.change_address(&token, &order, &bath()).await;
+    assert_eq!(response.status(), 202, "a confirmed order waits for shipping");
+    let requested: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        (requested["status"].as_str(), &requested["shippingAddress"]["city"]),
+        (Some("confirmed"), &json!("London"))
+    );
+    assert_eq!(requested["requestedShippingAddress"]["city"], "Bath");
+    assert!(at(&requested, "addressChangeRequestedAt") >= at(&requested, "confirmedAt"));
+
+    let settled = app.address_settled(&token, &order).await;
+    assert_eq!(
+        settled["shippingAddress"],
+        json!({"name": "Ada Lovelace", "line1": "1 Royal Crescent", "line2": null,
+        "city": "Bath", "postalCode": "BA1 2LR", "country": "GB"})
+    );
+    assert!(settled["addressChangeRequestedAt"].is_null(), "{settled}");
+    assert_eq!(settled["status"], "confirmed");
+    let moved = app.shipment(&shipment).await;
+    assert_eq!((moved["status"].as_str(), &moved["shippingAddress"]), (Some("pending"), &settled["shippingAddress"]));
+
+    // The same address again is no change (200); another goes through the same way.
+    assert_eq!(app.change_address(&token, &order, &bath()).await.status(), 200);
+    assert_eq!(app.change_address(&token, &order, &crate::orders::address()).await.status(), 202);
+    assert_eq!(app.address_settled(&token, &order).await["shippingAddress"]["city"], "London");
+    assert_eq!(app.shipment(&shipment).await["shippingAddress"]["city"], "London");
+
+    assert_eq!(app.change_address(&token, &order, &bath()).await.status(), 202);
+    app.address_settled(&token, &order).await;
+    assert_eq!(app.dispatch(&shipment, As::Admin).await.status(), 200);
+    let shipped = app.order_until(&token, &order, "shipped").await;
+    let dispatched = app.shipment(&shipment).await;
+    assert_eq!(dispatched["shippingAddress"], shipped["shippingAddress"]);
+    assert_eq!(shipped["shippingAddress"]["city"], "Bath");
+    assert_problem(app.change_address(&token, &order, &crate::orders::address()).await, 409).await;
+}
+
+/// Dispatched first: a change orders still asks for is refused by shipping and the order keeps the
+/// address the parcel left with; once orders knows it shipped, it refuses itself (409).
+pub async fn address_change_after_dispatch(app: &TestApp) {
+    let Confirmed { token, order, .. } = app.confirmed_order("ADDR-AFTER", 10, 2).await;
+    let shipment = app.shipment_of(&token, &order).await;
+    assert_eq!(app.dispatch(&shipment, As::Admin).await.status(), 200);
+    // Orders may not have heard of the dispatch yet (202, then shipping refuses) or may have (409).
+    let response = app.change_address(&token, &order, &bath()).await;
+    match response.status().as_u16() {
+        202 => {
+            let settled = app.address_settled(&token, &order).await;
+            assert_eq!(settled["shippingAddress"]["city"], "London", "{settled}");
+        }
+        409 => {}
+        other => panic!("{other}"),
+    }
+    let shipped = app.order_until(&token, &order, "shipped").await;
+    assert_eq!(shipped["shippingAddress"]["city"], "London");
+    assert!(shipped["requestedShippingAddress"].is_null() && shipped["addressChangeRequestedAt"].is_null());
+    assert_problem(app.change_address(&token, &order, &bath()).await, 409).await;
+
+    // However late a request reaches shipping, a dispatched shipment refuses it.
+    let refused = app.late_address_request(&order).await.expect("a refusal");
+    assert_eq!(refused.shipment_id.to_string(), id(&shipment));
+    assert!(refused.reason.contains("dispatched"), "{}", refused.reason);
+    app.quiet().await;
+    assert_eq!(app.shipment(&shipment).await["shippingAddress"]["city"], "London");
+    assert_eq!(app.order(&token, &order).await["shippingAddress"]["city"], "London");
+}
+
 /// Every event the orders and shipping modules consume, delivered again twice once the saga has
 /// settled: the inbox drops a redelivery, and a copy under a new id finds the state moved on.
 pub async fn redelivered_events_change_nothing(app: &TestApp) {
@@ -480,8 +602,16 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
     let delivered = place(3).await;
     app.settled(&token, &delivered).await;
     let shipment = app.shipment_of(&token, &delivered).await;
+    assert_eq!(app.change_address(&token, &delivered, &bath()).await.status(), 202);
+    assert_eq!(app.address_settled(&token, &delivered).await["shippingAddress"]["city"], "Bath");
     assert_eq!(app.dispatch(&shipment, As::Admin).await.status(), 200);
     assert_eq!(app.deliver(&shipment, As::Admin).await.status(), 200);
+    // A request too late: refused, and the order, with none waiting, ignores the refusal.
+    let confirmed = place(1).await;
+    app.settled(&token, &confirmed).await;
+    let late = app.shipment_of(&token, &confirmed).await;
+    assert_eq!(app.dispatch(&late, As::Admin).await.status(), 200);
+    assert!(app.late_address_request(&confirmed).await.is_some());
     let cancelled = place(2).await;
     assert_eq!(app.settled(&token, &cancelled).await["status"], "confirmed");
     app.shipment_of(&token, &cancelled).await;
@@ -493,12 +623,14 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
         app.request(Method::PUT, &path, As::Admin).json(&crate::helpers::product_body("REDELIVER", "Renamed"));
     assert_eq!(renamed.send().await.expect("sent").status(), 200);
     app.request(Method::DELETE, &path, As::Admin).send().await.expect("sent");
-    for (order, status) in [(&pending, "cancelled"), (&delivered, "delivered"), (&cancelled, "cancelled")] {
+    for (order, status) in
+        [(&pending, "cancelled"), (&delivered, "delivered"), (&cancelled, "cancelled"), (&confirmed, "shipped")]
+    {
         app.order_until(&token, order, status).await;
     }
     app.quiet().await;
     let before = app.saga_state().await;
-    assert_eq!(app.levels(&product).await, (7, 0, 7));
+    assert_eq!(app.levels(&product).await, (6, 0, 6));
 
     let mut published = Vec::new();
     for module in ["catalog", "inventory", "orders", "shipping"] {
@@ -529,5 +661,5 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
     }
     app.quiet().await;
     assert_eq!(app.saga_state().await, before);
-    assert_eq!(app.levels(&product).await, (7, 0, 7));
+    assert_eq!(app.levels(&product).await, (6, 0, 6));
 }

@@ -32,6 +32,7 @@ in_every_topology!(
     an_order_travels_from_pending_to_delivered => crate::shipping::happy_path,
     an_order_beyond_stock_is_rejected => crate::orders::rejection,
     a_cancel_before_dispatch_cancels_the_shipment_and_releases_the_stock => crate::shipping::cancel_before_dispatch,
+    a_new_address_before_dispatch_reaches_the_shipment => crate::shipping::address_change_before_dispatch,
     fifty_concurrent_orders_for_ten_units_confirm_exactly_ten => crate::orders::fifty_orders_for_ten_units,
 );
 

@@ -102,6 +102,23 @@ impl IntegrationEvent for OrderCancellationRequested {
     const SOURCE: &'static str = SOURCE;
 }
 
+/// The customer asked to change the shipping address of a confirmed order. Shipping decides: a
+/// pending shipment takes it (`ShipmentAddressChanged`), a dispatched or cancelled one refuses
+/// (`ShipmentAddressChangeRefused`); before the shipment exists, it is kept for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAddressChangeRequested {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub shipping_address: ShippingAddress,
+}
+
+impl IntegrationEvent for OrderAddressChangeRequested {
+    const NAME: &'static str = "OrderAddressChangeRequested";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = SOURCE;
+}
+
 /// The order ended before shipping; whatever was reserved for it is released.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

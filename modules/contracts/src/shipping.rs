@@ -70,3 +70,33 @@ impl IntegrationEvent for ShipmentCancelled {
     const VERSION: u32 = 1;
     const SOURCE: &'static str = SOURCE;
 }
+
+/// The shipment will go to a new address, as the customer asked: the order shows it too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentAddressChanged {
+    pub shipment_id: Uuid,
+    pub order_id: Uuid,
+    pub shipping_address: ShippingAddress,
+}
+
+impl IntegrationEvent for ShipmentAddressChanged {
+    const NAME: &'static str = "ShipmentAddressChanged";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = SOURCE;
+}
+
+/// Too late to change the address: the shipment was dispatched, delivered or cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentAddressChangeRefused {
+    pub shipment_id: Uuid,
+    pub order_id: Uuid,
+    pub reason: String,
+}
+
+impl IntegrationEvent for ShipmentAddressChangeRefused {
+    const NAME: &'static str = "ShipmentAddressChangeRefused";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = SOURCE;
+}

@@ -213,6 +213,13 @@ pub struct Timeline {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// A confirmed order's address change, waiting for shipping's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressChange {
+    pub address: ShippingAddress,
+    pub requested_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     pub id: OrderId,
@@ -220,6 +227,8 @@ pub struct Order {
     pub status: OrderStatus,
     pub lines: Vec<OrderLine>,
     pub shipping_address: ShippingAddress,
+    /// Asked for once the order was confirmed; shipping has not answered yet.
+    pub address_change: Option<AddressChange>,
     pub total: Money,
     pub rejection_reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -358,6 +367,7 @@ mod tests {
                 postal_code: "D".into(),
                 country: "DE".into(),
             },
+            address_change: None,
             total: Money { amount: 0, currency: "EUR".into() },
             rejection_reason: None,
             created_at: now,

@@ -12,15 +12,17 @@
 use async_trait::async_trait;
 use contracts::catalog::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use contracts::inventory::{StockReservationFailed, StockReserved};
-use contracts::orders::{self as events, OrderLine as LineEvent, ShippingAddress as AddressEvent};
-use contracts::shipping::{ShipmentCancelled, ShipmentDelivered, ShipmentDispatched};
+use contracts::orders::{self as events, OrderLine as LineEvent};
+use contracts::shipping::{
+    ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentDelivered, ShipmentDispatched,
+};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{Envelope, EventHandler, HandlerError, Outbox};
 use sea_orm::DatabaseTransaction;
 
-use crate::domain::{Money, Order, OrderEvent, OrderId, OrderStatus};
+use crate::domain::{Money, Order, OrderEvent, OrderId, OrderStatus, ShippingAddress};
 use crate::persistence::{self, ProductCopy};
-use crate::service::{cancelled, price};
+use crate::service::{cancelled, contract_address, price};
 
 pub fn consumed() -> Vec<EventType> {
     vec![
@@ -32,6 +34,8 @@ pub fn consumed() -> Vec<EventType> {
         ShipmentDispatched::event_type(),
         ShipmentDelivered::event_type(),
         ShipmentCancelled::event_type(),
+        ShipmentAddressChanged::event_type(),
+        ShipmentAddressChangeRefused::event_type(),
     ]
 }
 
@@ -70,10 +74,51 @@ impl EventHandler for OrdersHandler {
         } else if envelope.is::<ShipmentCancelled>() {
             let event = envelope.decode::<ShipmentCancelled>()?;
             self.shipment(txn, envelope, event.order_id.into(), OrderEvent::ShipmentCancelled).await
+        } else if envelope.is::<ShipmentAddressChanged>() {
+            let event = envelope.decode::<ShipmentAddressChanged>()?;
+            let a = event.shipping_address;
+            let address = ShippingAddress {
+                name: a.name,
+                line1: a.line1,
+                line2: a.line2,
+                city: a.city,
+                postal_code: a.postal_code,
+                country: a.country,
+            };
+            address_answer(txn, event.order_id.into(), Some(address)).await
+        } else if envelope.is::<ShipmentAddressChangeRefused>() {
+            let event = envelope.decode::<ShipmentAddressChangeRefused>()?;
+            tracing::info!(order.id = %event.order_id, reason = %event.reason, "address change refused by shipping");
+            address_answer(txn, event.order_id.into(), None).await
         } else {
             Err(HandlerError::Malformed(format!("orders does not consume {}", envelope.event)))
         }
     }
+}
+
+/// Shipping's answer to the order's address change: the shipment's address becomes the order's
+/// (`Some`), or stays as it was (`None`); either way the request is settled. Orders asks one change
+/// at a time, so an answer with no request waiting is a repeat, and changes nothing.
+#[tracing::instrument(skip_all, fields(order.id = %id, changed = new.is_some()))]
+async fn address_answer(
+    txn: &DatabaseTransaction,
+    id: OrderId,
+    new: Option<ShippingAddress>,
+) -> Result<(), HandlerError> {
+    let Some(mut order) = persistence::find(txn, id, true).await? else {
+        return Err(HandlerError::Malformed(format!("no order {id}")));
+    };
+    if order.address_change.take().is_none() {
+        tracing::info!("no address change waiting; ignored");
+        return Ok(());
+    }
+    if let Some(address) = new {
+        order.shipping_address = address;
+    }
+    order.updated_at = kernel::db::now();
+    persistence::update_order(txn, &order).await?;
+    tracing::info!("address change settled");
+    Ok(())
 }
 
 async fn copy_product(txn: &DatabaseTransaction, p: &ProductSnapshot) -> Result<(), HandlerError> {
@@ -144,6 +189,10 @@ impl OrdersHandler {
             tracing::info!(reason = %e, "shipment news for an order that moved on; ignored");
             return Ok(());
         }
+        if order.status == OrderStatus::Cancelled {
+            // Nothing ships: an address change still waiting is moot.
+            order.address_change = None;
+        }
         persistence::update_order(txn, &order).await?;
         if order.status == OrderStatus::Cancelled {
             self.outbox.publish(txn, &cancelled(&order), Some(cause)).await?;
@@ -154,7 +203,6 @@ impl OrdersHandler {
 }
 
 fn confirmed(order: &Order) -> events::OrderConfirmed {
-    let a = &order.shipping_address;
     events::OrderConfirmed {
         order_id: order.id.as_uuid(),
         user_id: order.user_id,
@@ -170,14 +218,7 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
                 line_total: price(&l.total()),
             })
             .collect(),
-        shipping_address: AddressEvent {
-            name: a.name.clone(),
-            line1: a.line1.clone(),
-            line2: a.line2.clone(),
-            city: a.city.clone(),
-            postal_code: a.postal_code.clone(),
-            country: a.country.clone(),
-        },
+        shipping_address: contract_address(&order.shipping_address),
         total: price(&order.total),
     }
 }
@@ -193,7 +234,7 @@ mod tests {
     use uuid::Uuid;
 
     use crate::domain::{OrderLine, Quantity, ShippingAddress, Timeline};
-    use crate::service::{Cancelled, ChangeOrderError, Orders};
+    use crate::service::{AddressChanged, Cancelled, ChangeOrderError, Orders};
 
     async fn database() -> (tempfile::TempDir, DatabaseConnection) {
         let dir = tempfile::tempdir().expect("a temporary folder");
@@ -229,6 +270,7 @@ mod tests {
                 postal_code: "N1".into(),
                 country: "GB".into(),
             },
+            address_change: None,
             total: Money { amount: 1000, currency: "EUR".into() },
             rejection_reason: None,
             created_at: now,
@@ -361,5 +403,77 @@ mod tests {
         let early = ShipmentDelivered { shipment_id: Uuid::now_v7(), order_id: confirmed.id.as_uuid() };
         assert!(matches!(deliver(&db, &early).await, Err(HandlerError::Failed(_))), "retried later");
         assert_eq!(reload(&db, &confirmed).await.status, OrderStatus::Confirmed);
+    }
+
+    fn bath() -> ShippingAddress {
+        ShippingAddress {
+            name: "Ada".into(),
+            line1: "1 Royal Crescent".into(),
+            line2: None,
+            city: "Bath".into(),
+            postal_code: "BA1".into(),
+            country: "GB".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_orders_address_changes_only_when_shipping_says_so() {
+        let (_dir, db) = database().await;
+        let orders = Orders::new(db.clone(), outbox(&db));
+        let pending = placed(&db).await;
+        let Ok(AddressChanged::Now(moved)) = orders.change_address(pending.id, &owner(&pending), bath()).await else {
+            panic!("a pending order moves at once")
+        };
+        assert_eq!((moved.shipping_address.city.as_str(), moved.address_change.as_ref()), ("Bath", None));
+        assert!(published(&db).await.is_empty(), "nothing to ask");
+
+        let order = placed(&db).await;
+        deliver(&db, &reserved(&order)).await.expect("handled");
+        let Ok(AddressChanged::Requested(requested)) = orders.change_address(order.id, &owner(&order), bath()).await
+        else {
+            panic!("a confirmed order asks shipping")
+        };
+        assert_eq!(requested.shipping_address.city, "London");
+        assert_eq!(requested.address_change.as_ref().map(|c| c.address.city.as_str()), Some("Bath"));
+        assert_eq!(reload(&db, &order).await, requested);
+        let asked: Vec<_> =
+            published(&db).await.into_iter().filter(|e| e.is::<events::OrderAddressChangeRequested>()).collect();
+        assert_eq!(asked.len(), 1);
+        let asked = asked[0].decode::<events::OrderAddressChangeRequested>().expect("the request");
+        assert_eq!((asked.order_id, asked.shipping_address.city.as_str()), (order.id.as_uuid(), "Bath"));
+        // One change at a time.
+        assert!(matches!(
+            orders.change_address(order.id, &owner(&order), placed(&db).await.shipping_address).await,
+            Err(ChangeOrderError::AddressChangePending)
+        ));
+
+        let changed = ShipmentAddressChanged {
+            shipment_id: Uuid::now_v7(),
+            order_id: order.id.as_uuid(),
+            shipping_address: asked.shipping_address.clone(),
+        };
+        deliver(&db, &changed).await.expect("handled");
+        let moved = reload(&db, &order).await;
+        assert_eq!((moved.shipping_address.city.as_str(), moved.address_change.as_ref()), ("Bath", None));
+        // A copy finds no request waiting: nothing changes.
+        let stale = ShipmentAddressChanged { shipping_address: contract_address(&order.shipping_address), ..changed };
+        deliver(&db, &stale).await.expect("handled");
+        assert_eq!(reload(&db, &order).await, moved);
+
+        let Ok(AddressChanged::Requested(_)) =
+            orders.change_address(order.id, &owner(&order), order.shipping_address.clone()).await
+        else {
+            panic!("asked again")
+        };
+        let refused = ShipmentAddressChangeRefused {
+            shipment_id: Uuid::now_v7(),
+            order_id: order.id.as_uuid(),
+            reason: "late".into(),
+        };
+        deliver(&db, &refused).await.expect("handled");
+        let kept = reload(&db, &order).await;
+        assert_eq!((kept.shipping_address.city.as_str(), kept.address_change.as_ref()), ("Bath", None));
+        deliver(&db, &refused).await.expect("handled");
+        assert_eq!(reload(&db, &order).await, kept);
     }
 }

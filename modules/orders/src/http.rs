@@ -11,7 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{Money, Order, OrderId, OrderStatus, Quantity, RawAddress, ShippingAddress};
-use crate::service::{Cancelled, ChangeOrderError, Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed};
+use crate::service::{
+    AddressChanged, Cancelled, ChangeOrderError, Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed,
+};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -154,6 +156,11 @@ pub struct OrderResponse {
     pub lines: Vec<LineResponse>,
     pub total: OrderPrice,
     pub shipping_address: AddressResponse,
+    /// The address asked for once the order was confirmed, until shipping answers: it becomes
+    /// `shippingAddress`, or is refused because the parcel left.
+    pub requested_shipping_address: Option<AddressResponse>,
+    /// When that change was asked for.
+    pub address_change_requested_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -167,9 +174,21 @@ pub struct OrderResponse {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+impl From<&ShippingAddress> for AddressResponse {
+    fn from(a: &ShippingAddress) -> Self {
+        Self {
+            name: a.name.clone(),
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            postal_code: a.postal_code.clone(),
+            country: a.country.clone(),
+        }
+    }
+}
+
 impl From<&Order> for OrderResponse {
     fn from(o: &Order) -> Self {
-        let a = &o.shipping_address;
         Self {
             id: o.id.as_uuid(),
             user_id: o.user_id,
@@ -187,14 +206,9 @@ impl From<&Order> for OrderResponse {
                 })
                 .collect(),
             total: (&o.total).into(),
-            shipping_address: AddressResponse {
-                name: a.name.clone(),
-                line1: a.line1.clone(),
-                line2: a.line2.clone(),
-                city: a.city.clone(),
-                postal_code: a.postal_code.clone(),
-                country: a.country.clone(),
-            },
+            shipping_address: (&o.shipping_address).into(),
+            requested_shipping_address: o.address_change.as_ref().map(|c| (&c.address).into()),
+            address_change_requested_at: o.address_change.as_ref().map(|c| c.requested_at),
             rejection_reason: o.rejection_reason.clone(),
             created_at: o.created_at,
             updated_at: o.updated_at,
@@ -330,15 +344,22 @@ pub async fn list_orders(
 }
 
 /// Change the shipping address while the order is pending or confirmed (not once `cancelling`).
+/// A pending order takes it at once (200). A confirmed order shows it as
+/// `requestedShippingAddress` (202) until shipping answers: a shipment not yet dispatched takes it
+/// and it becomes the order's `shippingAddress`; a dispatched one refuses and the address stays.
+/// One change at a time: another while shipping has not answered is 409.
 #[utoipa::path(
     tag = "orders",
     params(("id" = Uuid, Path, description = "The order's id")),
     request_body = ChangeAddressRequest,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The order", body = OrderResponse),
+        (status = 200, description = "The order, with its new address", body = OrderResponse),
+        (status = 202, description = "The order, its change waiting for shipping", body = OrderResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Cancelling, shipped or ended already", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Cancelling, shipped or ended already, or a change waiting for shipping", body = Problem,
+            content_type = "application/problem+json"),
         (status = 422, description = "Invalid address", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -349,13 +370,15 @@ pub async fn change_address(
     orders: web::Data<Orders>,
     id: web::Path<Uuid>,
     body: web::Json<ChangeAddressRequest>,
-) -> Result<web::Json<OrderResponse>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
     let Some(new) = address(body.shipping_address.as_ref(), &mut errors) else {
         return Err(errors.into_error());
     };
-    let order = orders.change_address(id.into_inner().into(), &principal, new).await.map_err(change_error)?;
-    Ok(web::Json((&order).into()))
+    Ok(match orders.change_address(id.into_inner().into(), &principal, new).await.map_err(change_error)? {
+        AddressChanged::Now(order) => HttpResponse::Ok().json(OrderResponse::from(&order)),
+        AddressChanged::Requested(order) => HttpResponse::Accepted().json(OrderResponse::from(&order)),
+    })
 }
 
 /// Cancel an order. A pending order is cancelled at once (200); it is kept, `cancelled`, and its
@@ -391,6 +414,9 @@ fn change_error(e: ChangeOrderError) -> ApiError {
     match e {
         ChangeOrderError::NotFound(id) => not_found(id),
         ChangeOrderError::WrongState(status) => ApiError::Conflict(format!("the order is {}", status.as_str())),
+        ChangeOrderError::AddressChangePending => {
+            ApiError::Conflict("an address change of the order is waiting for shipping's answer".into())
+        }
         ChangeOrderError::Unexpected(e) => e.into(),
     }
 }

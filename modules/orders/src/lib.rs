@@ -5,8 +5,11 @@
 //! (`OrderRejected`). Shipping's events move a confirmed order on: `ShipmentDispatched` ships it,
 //! `ShipmentDelivered` delivers it. A pending order is cancelled at once (`OrderCancelled`); a
 //! confirmed one is only `cancelling` (`OrderCancellationRequested`) until shipping cancels its
-//! shipment (`ShipmentCancelled`, then `OrderCancelled`) or dispatches it first. Prices come from
-//! the module's own copy of the catalog, kept from `Product*` events: orders never asks the catalog.
+//! shipment (`ShipmentCancelled`, then `OrderCancelled`) or dispatches it first. Likewise a confirmed
+//! order's address change is only requested (`OrderAddressChangeRequested`) until shipping changes
+//! the shipment's address (`ShipmentAddressChanged`) or refuses (`ShipmentAddressChangeRefused`).
+//! Prices come from the module's own copy of the catalog, kept from `Product*` events: orders
+//! never asks the catalog.
 
 mod domain;
 mod events;
@@ -18,7 +21,10 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
-use contracts::orders::{OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected};
+use contracts::orders::{
+    OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated,
+    OrderRejected,
+};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
 use migrations::MigratorTrait;
@@ -53,6 +59,7 @@ impl Module for OrdersModule {
             OrderRejected::event_type(),
             OrderCancellationRequested::event_type(),
             OrderCancelled::event_type(),
+            OrderAddressChangeRequested::event_type(),
         ]
     }
 

@@ -5,7 +5,9 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 
-use crate::domain::{Money, Order, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline};
+use crate::domain::{
+    AddressChange, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline,
+};
 
 pub mod product {
     use super::*;
@@ -56,6 +58,13 @@ pub mod order {
         pub shipped_at: Option<DateTime<Utc>>,
         pub delivered_at: Option<DateTime<Utc>>,
         pub cancellation_requested_at: Option<DateTime<Utc>>,
+        pub requested_ship_name: Option<String>,
+        pub requested_ship_line1: Option<String>,
+        pub requested_ship_line2: Option<String>,
+        pub requested_ship_city: Option<String>,
+        pub requested_ship_postal_code: Option<String>,
+        pub requested_ship_country: Option<String>,
+        pub address_change_requested_at: Option<DateTime<Utc>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -164,6 +173,7 @@ pub async fn products<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<Vec<Pr
 
 fn order_model(o: &Order) -> order::ActiveModel {
     let a = &o.shipping_address;
+    let requested = o.address_change.as_ref();
     order::ActiveModel {
         id: Set(o.id.as_uuid()),
         user_id: Set(o.user_id),
@@ -185,6 +195,13 @@ fn order_model(o: &Order) -> order::ActiveModel {
         shipped_at: Set(o.timeline.shipped_at),
         delivered_at: Set(o.timeline.delivered_at),
         cancellation_requested_at: Set(o.timeline.cancellation_requested_at),
+        requested_ship_name: Set(requested.map(|r| r.address.name.clone())),
+        requested_ship_line1: Set(requested.map(|r| r.address.line1.clone())),
+        requested_ship_line2: Set(requested.and_then(|r| r.address.line2.clone())),
+        requested_ship_city: Set(requested.map(|r| r.address.city.clone())),
+        requested_ship_postal_code: Set(requested.map(|r| r.address.postal_code.clone())),
+        requested_ship_country: Set(requested.map(|r| r.address.country.clone())),
+        address_change_requested_at: Set(requested.map(|r| r.requested_at)),
     }
 }
 
@@ -224,6 +241,20 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
             })
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
+    let address_change = match (
+        m.requested_ship_name,
+        m.requested_ship_line1,
+        m.requested_ship_city,
+        m.requested_ship_postal_code,
+        m.requested_ship_country,
+        m.address_change_requested_at,
+    ) {
+        (Some(name), Some(line1), Some(city), Some(postal_code), Some(country), Some(requested_at)) => {
+            let address = ShippingAddress { name, line1, line2: m.requested_ship_line2, city, postal_code, country };
+            Some(AddressChange { address, requested_at })
+        }
+        _ => None,
+    };
     Ok(Order {
         id: m.id.into(),
         user_id: m.user_id,
@@ -237,6 +268,7 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
             postal_code: m.ship_postal_code,
             country: m.ship_country,
         },
+        address_change,
         total: Money { amount: m.total_amount, currency: m.currency },
         rejection_reason: m.rejection_reason,
         created_at: m.created_at,

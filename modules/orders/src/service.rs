@@ -7,7 +7,9 @@ use kernel::{Outbox, Principal};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
-use crate::domain::{Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline};
+use crate::domain::{
+    AddressChange, Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline,
+};
 use crate::persistence;
 
 #[derive(Clone)]
@@ -48,6 +50,15 @@ pub enum Cancelled {
     Requested(Order),
 }
 
+/// What an address change did.
+#[derive(Debug)]
+pub enum AddressChanged {
+    /// The order was pending (or already had that address): the address is the new one.
+    Now(Order),
+    /// The order was confirmed: shipping is asked, and the order shows the request until it answers.
+    Requested(Order),
+}
+
 /// What placing an order answered: a new order, or the replay of the first answer to a key.
 pub enum Placed {
     New(Box<Order>),
@@ -60,6 +71,8 @@ pub enum ChangeOrderError {
     NotFound(OrderId),
     #[error("the order is {}", .0.as_str())]
     WrongState(OrderStatus),
+    #[error("an address change of the order is waiting for shipping's answer")]
+    AddressChangePending,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -155,6 +168,7 @@ impl Orders {
             status: OrderStatus::Pending,
             lines,
             shipping_address: request.shipping_address,
+            address_change: None,
             total: Money { amount: total, currency },
             rejection_reason: None,
             created_at: now,
@@ -181,23 +195,48 @@ impl Orders {
         persistence::list(&self.db, owner, status, after, limit).await.context("failed to list orders")
     }
 
+    /// Changes the shipping address. A pending order takes it at once (its `OrderConfirmed` will
+    /// carry it). Once confirmed, shipping is the authority, as for a cancel: the order records the
+    /// request and `OrderAddressChangeRequested` asks shipping, whose answer changes the address
+    /// (`ShipmentAddressChanged`) or not (`ShipmentAddressChangeRefused`). One request at a time:
+    /// shipping's answers then reach the order in the order shipping gave them.
     #[tracing::instrument(skip_all, fields(order.id = %id))]
     pub async fn change_address(
         &self,
         id: OrderId,
         who: &Principal,
         address: ShippingAddress,
-    ) -> Result<Order, ChangeOrderError> {
+    ) -> Result<AddressChanged, ChangeOrderError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut order = self.load_for(&txn, id, who).await?;
         if !order.status.accepts_address_change() {
             return Err(ChangeOrderError::WrongState(order.status));
         }
-        order.shipping_address = address;
-        order.updated_at = kernel::db::now();
+        if order.address_change.is_some() {
+            return Err(ChangeOrderError::AddressChangePending);
+        }
+        if order.shipping_address == address {
+            return Ok(AddressChanged::Now(order));
+        }
+        let now = kernel::db::now();
+        order.updated_at = now;
+        if order.status == OrderStatus::Pending {
+            order.shipping_address = address;
+            persistence::update_order(&txn, &order).await.context("failed to save an order")?;
+            txn.commit().await.context("failed to commit an address change")?;
+            return Ok(AddressChanged::Now(order));
+        }
+        let event = events::OrderAddressChangeRequested {
+            order_id: id.as_uuid(),
+            user_id: order.user_id,
+            shipping_address: contract_address(&address),
+        };
+        order.address_change = Some(AddressChange { address, requested_at: now });
         persistence::update_order(&txn, &order).await.context("failed to save an order")?;
-        txn.commit().await.context("failed to commit an address change")?;
-        Ok(order)
+        self.outbox.publish(&txn, &event, None).await?;
+        self.outbox.commit(txn).await.context("failed to commit an address change request")?;
+        tracing::info!("address change requested");
+        Ok(AddressChanged::Requested(order))
     }
 
     /// Cancels an order. A pending one is `cancelled` at once and `OrderCancelled` tells inventory
@@ -245,4 +284,15 @@ pub(crate) fn cancelled(order: &Order) -> events::OrderCancelled {
 
 pub(crate) fn price(money: &Money) -> Price {
     Price { amount: money.amount, currency: money.currency.clone() }
+}
+
+pub(crate) fn contract_address(a: &ShippingAddress) -> events::ShippingAddress {
+    events::ShippingAddress {
+        name: a.name.clone(),
+        line1: a.line1.clone(),
+        line2: a.line2.clone(),
+        city: a.city.clone(),
+        postal_code: a.postal_code.clone(),
+        country: a.country.clone(),
+    }
 }

@@ -109,7 +109,8 @@ pub struct Line {
     pub quantity: u32,
 }
 
-/// Where the parcel goes, as the order had it when it was confirmed.
+/// Where the parcel goes: the order's address when it was confirmed, or the one its customer
+/// asked for since, while the shipment was pending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {
     pub name: String,
@@ -209,6 +210,16 @@ impl Shipment {
         Ok(())
     }
 
+    /// Sends the parcel elsewhere: only while it is `pending`, the status it is refused from otherwise.
+    pub fn change_address(&mut self, address: Address, now: DateTime<Utc>) -> Result<(), ShipmentStatus> {
+        if self.status != ShipmentStatus::Pending {
+            return Err(self.status);
+        }
+        self.address = Some(address);
+        self.updated_at = now;
+        Ok(())
+    }
+
     pub fn cancel(&mut self, reason: &str, now: DateTime<Utc>) -> Result<(), InvalidTransition> {
         self.apply(ShipmentEvent::Cancel, now)?;
         self.cancellation_reason = Some(reason.to_owned());
@@ -288,16 +299,19 @@ mod tests {
         assert!(TrackingNumber::parse(&"1".repeat(65)).is_err());
     }
 
-    fn shipment() -> Shipment {
-        let address = Address {
+    fn address(city: &str) -> Address {
+        Address {
             name: "Ada".into(),
             line1: "1 Main St".into(),
             line2: None,
-            city: "London".into(),
+            city: city.into(),
             postal_code: "N1".into(),
             country: "GB".into(),
-        };
-        Shipment::open(OrderId::generate(), Uuid::now_v7(), Vec::new(), address, Utc::now())
+        }
+    }
+
+    fn shipment() -> Shipment {
+        Shipment::open(OrderId::generate(), Uuid::now_v7(), Vec::new(), address("London"), Utc::now())
     }
 
     #[test]
@@ -316,6 +330,12 @@ mod tests {
         assert_eq!(s, before);
         s.apply(ShipmentEvent::Deliver, now).expect("dispatched arrives");
         assert_eq!(s.timeline.delivered_at, Some(now));
+
+        assert_eq!(s.clone().change_address(address("Bath"), now), Err(ShipmentStatus::Delivered));
+
+        let mut pending = shipment();
+        pending.change_address(address("Bath"), now).expect("a pending shipment goes elsewhere");
+        assert_eq!(pending.address.as_ref().map(|a| a.city.as_str()), Some("Bath"));
 
         let tombstone = Shipment::tombstone(OrderId::generate(), Uuid::now_v7(), "asked", now);
         assert_eq!((tombstone.status, tombstone.timeline.cancelled_at), (ShipmentStatus::Cancelled, Some(now)));

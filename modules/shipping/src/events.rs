@@ -7,23 +7,38 @@
 //! the shipment was dispatched first, the request is refused and the `ShipmentDispatched` already
 //! sent ships the order. The status moves by conditional update under a row lock, so a dispatch
 //! and a cancellation of one shipment never both succeed.
+//!
+//! Likewise shipping is the authority over a confirmed order's address. `OrderAddressChangeRequested`
+//! changes a pending shipment's address (`ShipmentAddressChanged`, on which orders takes it) and is
+//! refused by any other (`ShipmentAddressChangeRefused`, on which orders keeps the old one); a dispatch
+//! and an address change of one shipment are ordered by its row lock, so the parcel always leaves
+//! with the address orders ends up showing. A request that overtook `OrderConfirmed` is recorded,
+//! and the shipment opens with it: `ShipmentCreated` carries that address and `ShipmentAddressChanged`
+//! follows, as if the request had come second.
 
 use async_trait::async_trait;
-use contracts::orders::{OrderCancellationRequested, OrderCancelled, OrderConfirmed, ShippingAddress};
-use contracts::shipping::{ShipmentCancelled, ShipmentCreated};
+use contracts::orders::{
+    OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, ShippingAddress,
+};
+use contracts::shipping::{ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentCreated};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{Envelope, EventHandler, HandlerError, Outbox};
 use sea_orm::DatabaseTransaction;
 
 use crate::domain::{Address, Line, OrderId, Shipment, ShipmentStatus};
-use crate::service::{self, CancelOutcome, items};
+use crate::service::{self, AddressOutcome, CancelOutcome, items};
 
 /// The reasons a shipment is cancelled, as `ShipmentCancelled` gives them.
 pub const CANCELLED_BY_CUSTOMER: &str = "the customer cancelled the order";
 pub const ORDER_ENDED: &str = "the order was cancelled";
 
 pub fn consumed() -> Vec<EventType> {
-    vec![OrderConfirmed::event_type(), OrderCancellationRequested::event_type(), OrderCancelled::event_type()]
+    vec![
+        OrderConfirmed::event_type(),
+        OrderCancellationRequested::event_type(),
+        OrderCancelled::event_type(),
+        OrderAddressChangeRequested::event_type(),
+    ]
 }
 
 pub struct ShippingEvents {
@@ -49,7 +64,7 @@ impl ShippingEvents {
             .collect();
         let address = address(event.shipping_address);
         let order_id = OrderId::from(event.order_id);
-        let Some(shipment) = service::open(txn, order_id, event.user_id, lines, address.clone()).await? else {
+        let Some((shipment, requested)) = service::open(txn, order_id, event.user_id, lines, address).await? else {
             return Ok(());
         };
         let created = ShipmentCreated {
@@ -57,9 +72,50 @@ impl ShippingEvents {
             order_id: event.order_id,
             user_id: event.user_id,
             items: items(&shipment),
-            shipping_address: contract_address(address),
+            shipping_address: contract_address(shipped_to(&shipment)?),
         };
-        Ok(self.outbox.publish(txn, &created, Some(cause)).await?)
+        self.outbox.publish(txn, &created, Some(cause)).await?;
+        if requested {
+            // The customer's change came before the shipment: orders is waiting for this answer.
+            self.address_changed(txn, cause, &shipment).await?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(order.id = %event.order_id))]
+    async fn address_change_requested(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        event: OrderAddressChangeRequested,
+    ) -> Result<(), HandlerError> {
+        let order_id = OrderId::from(event.order_id);
+        match service::change_address(txn, order_id, address(event.shipping_address)).await? {
+            AddressOutcome::Changed(shipment) => self.address_changed(txn, cause, &shipment).await,
+            AddressOutcome::Refused(shipment) => {
+                let refused = ShipmentAddressChangeRefused {
+                    shipment_id: shipment.id.as_uuid(),
+                    order_id: event.order_id,
+                    reason: format!("the shipment is {}", shipment.status.as_str()),
+                };
+                Ok(self.outbox.publish(txn, &refused, Some(cause)).await?)
+            }
+            AddressOutcome::Unchanged | AddressOutcome::Recorded => Ok(()),
+        }
+    }
+
+    async fn address_changed(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        s: &Shipment,
+    ) -> Result<(), HandlerError> {
+        let event = ShipmentAddressChanged {
+            shipment_id: s.id.as_uuid(),
+            order_id: s.order_id.as_uuid(),
+            shipping_address: contract_address(shipped_to(s)?),
+        };
+        Ok(self.outbox.publish(txn, &event, Some(cause)).await?)
     }
 
     #[tracing::instrument(skip_all, fields(order.id = %event.order_id))]
@@ -113,6 +169,8 @@ impl EventHandler for ShippingEvents {
             self.cancellation_requested(txn, envelope, envelope.decode()?).await
         } else if envelope.is::<OrderCancelled>() {
             self.order_cancelled(txn, envelope, envelope.decode()?).await
+        } else if envelope.is::<OrderAddressChangeRequested>() {
+            self.address_change_requested(txn, envelope, envelope.decode()?).await
         } else {
             Err(HandlerError::Malformed(format!(
                 "shipping does not consume {}.{}.v{}",
@@ -120,6 +178,11 @@ impl EventHandler for ShippingEvents {
             )))
         }
     }
+}
+
+/// The address of an open shipment (only a tombstone has none).
+fn shipped_to(s: &Shipment) -> Result<Address, HandlerError> {
+    s.address.clone().ok_or_else(|| HandlerError::Failed(anyhow::anyhow!("shipment {} has no address", s.id)))
 }
 
 fn address(a: ShippingAddress) -> Address {
@@ -333,5 +396,67 @@ mod tests {
         let txn = kernel::db::begin_write(&db).await.expect("a transaction");
         let result = handler(&db).handle(&txn, &envelope).await;
         assert!(matches!(result, Err(HandlerError::Malformed(_))), "{result:?}");
+    }
+
+    fn move_to(order_id: Uuid, city: &str) -> OrderAddressChangeRequested {
+        let mut shipping_address = confirmed(order_id, Uuid::now_v7()).shipping_address;
+        shipping_address.city = city.into();
+        OrderAddressChangeRequested { order_id, user_id: Uuid::now_v7(), shipping_address }
+    }
+
+    #[tokio::test]
+    async fn a_pending_shipment_takes_a_new_address_and_a_dispatched_one_refuses() {
+        let (_dir, db) = database().await;
+        let order_id = Uuid::now_v7();
+        deliver(&db, &confirmed(order_id, Uuid::now_v7())).await;
+        let cause = deliver(&db, &move_to(order_id, "Bath")).await;
+        let moved = shipment_of(&db, order_id).await.expect("a shipment");
+        assert_eq!(moved.address.as_ref().map(|a| a.city.as_str()), Some("Bath"));
+        let events = published(&db).await;
+        assert_eq!((events.len(), events[1].causation_id), (2, Some(cause.id)));
+        let changed = events[1].decode::<ShipmentAddressChanged>().expect("ShipmentAddressChanged");
+        assert_eq!((changed.shipment_id, changed.shipping_address.city.as_str()), (moved.id.as_uuid(), "Bath"));
+        // The same request again: the shipment has that address, nothing to do.
+        deliver(&db, &move_to(order_id, "Bath")).await;
+        assert_eq!((shipment_of(&db, order_id).await, published(&db).await.len()), (Some(moved.clone()), 2));
+
+        let shipments = Shipments::new(db.clone(), Outbox::new("shipping", db.clone()));
+        let dispatched = shipments.dispatch(moved.id, dispatch("T1")).await.expect("dispatched");
+        deliver(&db, &move_to(order_id, "York")).await;
+        assert_eq!(shipment_of(&db, order_id).await, Some(dispatched));
+        let refused = published(&db).await.pop().expect("an answer");
+        let refused = refused.decode::<ShipmentAddressChangeRefused>().expect("ShipmentAddressChangeRefused");
+        assert_eq!((refused.order_id, refused.reason.as_str()), (order_id, "the shipment is dispatched"));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_overtakes_the_confirmation_opens_the_shipment_at_the_new_address() {
+        let (_dir, db) = database().await;
+        let order_id = Uuid::now_v7();
+        deliver(&db, &move_to(order_id, "Bath")).await;
+        assert_eq!(shipment_of(&db, order_id).await, None);
+        assert!(published(&db).await.is_empty(), "answered when the shipment opens");
+        deliver(&db, &confirmed(order_id, Uuid::now_v7())).await;
+        let shipment = shipment_of(&db, order_id).await.expect("a shipment");
+        assert_eq!(shipment.address.as_ref().map(|a| a.city.as_str()), Some("Bath"));
+        let events = published(&db).await;
+        assert_eq!(events.len(), 2);
+        let created = events[0].decode::<ShipmentCreated>().expect("ShipmentCreated");
+        let changed = events[1].decode::<ShipmentAddressChanged>().expect("ShipmentAddressChanged");
+        assert_eq!((created.shipping_address.city.as_str(), changed.shipping_address.city.as_str()), ("Bath", "Bath"));
+        // A repeat of the confirmation opens nothing and says nothing more.
+        deliver(&db, &confirmed(order_id, Uuid::now_v7())).await;
+        assert_eq!(published(&db).await.len(), 2);
+
+        // Overtaken by a cancel too: the tombstone refuses, and nothing is left recorded.
+        let other = Uuid::now_v7();
+        deliver(&db, &move_to(other, "Bath")).await;
+        deliver(&db, &requested(other)).await;
+        deliver(&db, &confirmed(other, Uuid::now_v7())).await;
+        let tombstone = shipment_of(&db, other).await.expect("a tombstone");
+        assert_eq!((tombstone.status, tombstone.address), (ShipmentStatus::Cancelled, None));
+        deliver(&db, &move_to(other, "York")).await;
+        let refused = published(&db).await.pop().expect("an answer");
+        assert!(refused.is::<ShipmentAddressChangeRefused>());
     }
 }

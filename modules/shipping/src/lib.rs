@@ -1,11 +1,13 @@
 //! The shipping module: a shipment per confirmed order, its dispatch and delivery, and the last
-//! word on cancelling a confirmed order.
+//! word on cancelling a confirmed order and on changing its address.
 //!
 //! `OrderConfirmed` opens a `pending` shipment with the order's lines and address
 //! (`ShipmentCreated`). Admins dispatch it (`ShipmentDispatched`: the order ships, its units leave
 //! stock) and record its delivery (`ShipmentDelivered`). A customer's `OrderCancellationRequested`
 //! cancels it while it is pending (`ShipmentCancelled`: the order is cancelled, its stock released)
 //! and is refused once it is dispatched; `OrderCancelled` cancels a shipment still pending.
+//! `OrderAddressChangeRequested` moves a pending shipment (`ShipmentAddressChanged`) and is refused
+//! by any other (`ShipmentAddressChangeRefused`); one that comes before the shipment is kept for it.
 
 mod domain;
 mod events;
@@ -17,7 +19,10 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
-use contracts::shipping::{ShipmentCancelled, ShipmentCreated, ShipmentDelivered, ShipmentDispatched};
+use contracts::shipping::{
+    ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentCreated, ShipmentDelivered,
+    ShipmentDispatched,
+};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
@@ -52,6 +57,8 @@ impl Module for ShippingModule {
             ShipmentDispatched::event_type(),
             ShipmentDelivered::event_type(),
             ShipmentCancelled::event_type(),
+            ShipmentAddressChanged::event_type(),
+            ShipmentAddressChangeRefused::event_type(),
         ]
     }
 

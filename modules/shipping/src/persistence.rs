@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,29 @@ pub mod shipment {
         pub dispatched_at: Option<DateTime<Utc>>,
         pub delivered_at: Option<DateTime<Utc>>,
         pub cancelled_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod address_request {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "shipping_address_requests")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub order_id: Uuid,
+        pub ship_name: String,
+        pub ship_line1: String,
+        pub ship_line2: Option<String>,
+        pub ship_city: String,
+        pub ship_postal_code: String,
+        pub ship_country: String,
+        pub requested_at: Option<DateTime<Utc>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -193,4 +217,76 @@ pub async fn list<C: ConnectionTrait>(
         query = query.filter(C::Id.gt(after.as_uuid()));
     }
     query.all(db).await?.into_iter().map(to_domain).collect()
+}
+
+fn slot(order: OrderId, a: &Address, requested_at: Option<DateTime<Utc>>) -> address_request::ActiveModel {
+    address_request::ActiveModel {
+        order_id: Set(order.as_uuid()),
+        ship_name: Set(a.name.clone()),
+        ship_line1: Set(a.line1.clone()),
+        ship_line2: Set(a.line2.clone()),
+        ship_city: Set(a.city.clone()),
+        ship_postal_code: Set(a.postal_code.clone()),
+        ship_country: Set(a.country.clone()),
+        requested_at: Set(requested_at),
+    }
+}
+
+/// Records an address change for the order's shipment to come; a later one replaces it. Writing
+/// the order's slot waits for an opening of its shipment that holds it (see [`claim_slot`]).
+pub async fn record_request<C: ConnectionTrait>(
+    db: &C,
+    order: OrderId,
+    address: &Address,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    use address_request::Column as C;
+    let on_conflict = OnConflict::column(C::OrderId)
+        .update_columns([
+            C::ShipName,
+            C::ShipLine1,
+            C::ShipLine2,
+            C::ShipCity,
+            C::ShipPostalCode,
+            C::ShipCountry,
+            C::RequestedAt,
+        ])
+        .to_owned();
+    address_request::Entity::insert(slot(order, address, Some(now)))
+        .on_conflict(on_conflict)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Claims the order's slot for the opening of its shipment and empties it: the address change
+/// recorded there, if any. Writing the slot, not just reading it, makes a request being recorded
+/// at the same moment either commit first (and be returned) or wait and find the shipment.
+pub async fn claim_slot<C: ConnectionTrait>(
+    db: &C,
+    order: OrderId,
+    confirmed: &Address,
+) -> Result<Option<Address>, DbErr> {
+    use address_request::Column as C;
+    // A no-op update on conflict keeps a recorded request as it is.
+    let keep = OnConflict::column(C::OrderId).update_column(C::OrderId).to_owned();
+    address_request::Entity::insert(slot(order, confirmed, None)).on_conflict(keep).exec_without_returning(db).await?;
+    let query = address_request::Entity::find_by_id(order.as_uuid());
+    let query = if db.get_database_backend() != sea_orm::DbBackend::Sqlite { query.lock_exclusive() } else { query };
+    let row = query.one(db).await?;
+    drop_request(db, order).await?;
+    Ok(row.filter(|r| r.requested_at.is_some()).map(|r| Address {
+        name: r.ship_name,
+        line1: r.ship_line1,
+        line2: r.ship_line2,
+        city: r.ship_city,
+        postal_code: r.ship_postal_code,
+        country: r.ship_country,
+    }))
+}
+
+/// Forgets the order's recorded address change, if any.
+pub async fn drop_request<C: ConnectionTrait>(db: &C, order: OrderId) -> Result<(), DbErr> {
+    address_request::Entity::delete_by_id(order.as_uuid()).exec(db).await?;
+    Ok(())
 }

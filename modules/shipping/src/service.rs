@@ -126,7 +126,8 @@ pub(crate) fn items(shipment: &Shipment) -> Vec<OrderItem> {
 }
 
 /// Opens the pending shipment of a confirmed order; `None` if the order has one already (a
-/// repeat, or a cancellation that came first and left a tombstone).
+/// repeat, or a cancellation that came first and left a tombstone). An address change that came
+/// first is taken: the shipment opens with it, and `true` says so.
 #[tracing::instrument(skip_all, fields(order.id = %order_id))]
 pub async fn open(
     txn: &DatabaseTransaction,
@@ -134,17 +135,70 @@ pub async fn open(
     user_id: Uuid,
     lines: Vec<Line>,
     address: Address,
-) -> anyhow::Result<Option<Shipment>> {
+) -> anyhow::Result<Option<(Shipment, bool)>> {
     if let Some(known) = persistence::find_by_order(txn, order_id, false).await.context("failed to load a shipment")? {
         tracing::info!(shipment.status = known.status.as_str(), "the order has a shipment already; nothing opened");
         return Ok(None);
     }
-    let shipment = Shipment::open(order_id, user_id, lines, address, kernel::db::now());
+    let requested =
+        persistence::claim_slot(txn, order_id, &address).await.context("failed to claim an address slot")?;
+    let changed = requested.is_some();
+    let shipment = Shipment::open(order_id, user_id, lines, requested.unwrap_or(address), kernel::db::now());
     // A concurrent first event of this order makes this a unique violation: the transaction fails
     // and the retry finds the shipment.
     persistence::insert(txn, &shipment).await.context("failed to insert a shipment")?;
-    tracing::info!(shipment.id = %shipment.id, "shipment opened");
-    Ok(Some(shipment))
+    tracing::info!(shipment.id = %shipment.id, address.changed = changed, "shipment opened");
+    Ok(Some((shipment, changed)))
+}
+
+/// What shipping made of a customer's request to change the address of a confirmed order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressOutcome {
+    /// The pending shipment goes to the new address.
+    Changed(Box<Shipment>),
+    /// Dispatched, delivered or cancelled: the parcel goes where it was going, or nowhere.
+    Refused(Box<Shipment>),
+    /// The shipment has that address already: a repeat, nothing to do.
+    Unchanged,
+    /// No shipment yet: it will open with this address.
+    Recorded,
+}
+
+/// Changes the address of the order's shipment while it is pending. The status is checked under a
+/// row lock and saved by conditional update, so of a dispatch and an address change of one
+/// shipment, whichever comes first wins and the other sees it.
+#[tracing::instrument(skip_all, fields(order.id = %order_id))]
+pub async fn change_address(
+    txn: &DatabaseTransaction,
+    order_id: OrderId,
+    address: Address,
+) -> anyhow::Result<AddressOutcome> {
+    let now = kernel::db::now();
+    // Recorded first: an opening of the shipment in flight holds the slot, so this waits for it to
+    // commit and then finds the shipment below (or the opening finds this request).
+    persistence::record_request(txn, order_id, &address, now).await.context("failed to record an address change")?;
+    let Some(mut shipment) =
+        persistence::find_by_order(txn, order_id, true).await.context("failed to load a shipment")?
+    else {
+        tracing::info!("address change recorded for the shipment to come");
+        return Ok(AddressOutcome::Recorded);
+    };
+    persistence::drop_request(txn, order_id).await.context("failed to drop an address change")?;
+    if shipment.address.as_ref() == Some(&address) {
+        return Ok(AddressOutcome::Unchanged);
+    }
+    let from = shipment.status;
+    if let Err(status) = shipment.change_address(address, now) {
+        tracing::info!(shipment.status = status.as_str(), "address change refused");
+        return Ok(AddressOutcome::Refused(Box::new(shipment)));
+    }
+    anyhow::ensure!(
+        persistence::update_from(txn, &shipment, from).await.context("failed to save a shipment")?,
+        "shipment {} changed while it was locked",
+        shipment.id
+    );
+    tracing::info!(shipment.id = %shipment.id, "shipment address changed");
+    Ok(AddressOutcome::Changed(Box::new(shipment)))
 }
 
 /// What shipping made of a customer's request to cancel a confirmed order.
@@ -173,6 +227,8 @@ pub async fn cancel(
     else {
         let tombstone = Shipment::tombstone(order_id, user_id, reason, now);
         persistence::insert(txn, &tombstone).await.context("failed to record a cancellation")?;
+        // An address change that came first has nothing left to change.
+        persistence::drop_request(txn, order_id).await.context("failed to drop an address change")?;
         tracing::info!(shipment.id = %tombstone.id, "order cancelled before its shipment was opened");
         return Ok(CancelOutcome::Cancelled(Box::new(tombstone)));
     };
