@@ -41,8 +41,8 @@ struct Args {
     wrk_connections: usize,
     #[arg(long, default_value_t = 10)]
     wrk_seconds: u64,
-    /// Bazaar's log filter during the catalog read; unset, Bazaar's default (`info`: a log line per
-    /// request, as a deployment writes).
+    /// Bazaar's `telemetry.filter` in every measurement; unset, Bazaar's default (`info`: a log
+    /// line per request, as a deployment writes; to a file in the data folder).
     #[arg(long)]
     log_filter: Option<String>,
     #[arg(long, default_value_t = 64)]
@@ -267,7 +267,20 @@ fn bazaar_command(args: &Args, dir: &Path, port: u16) -> Command {
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .kill_on_drop(true);
+    if let Some(filter) = &args.log_filter {
+        cmd.env("BAZAAR__TELEMETRY__FILTER", filter);
+    }
     cmd
+}
+
+/// Bazaar's effective pool size and HTTP workers (`bazaar config`): what `bare-catalog` gets too.
+async fn bazaar_pool_and_workers(args: &Args, dir: &Path) -> anyhow::Result<(u64, u64)> {
+    let output = bazaar_command(args, dir, 0).arg("config").output().await.context("cannot run bazaar config")?;
+    ensure!(output.status.success(), "bazaar config failed");
+    let config: Value = serde_json::from_slice(&output.stdout).context("bazaar config's JSON")?;
+    let pool = config.pointer("/database/max_connections").and_then(Value::as_u64).context("max_connections")?;
+    let workers = config.pointer("/server/workers").and_then(Value::as_u64).context("server.workers")?;
+    Ok((pool, workers))
 }
 
 /// Starts `bazaar serve` on `dir`; its log lines are appended to `dir/bazaar.log`.
@@ -282,13 +295,14 @@ fn start_bazaar(args: &Args, dir: &Path, configure: impl FnOnce(&mut Command)) -
     Ok(Server { child, pid, port })
 }
 
-/// Starts `bare-catalog` on the catalog file in `dir`.
-fn start_bare(args: &Args, dir: &Path) -> anyhow::Result<Server> {
+/// Starts `bare-catalog` on the catalog file in `dir`, with Bazaar's pool size and workers.
+fn start_bare(args: &Args, dir: &Path, (pool, workers): (u64, u64)) -> anyhow::Result<Server> {
     let port = free_port()?;
     let child = Command::new(args.bin("bare-catalog"))
         .arg("--database-url")
         .arg(format!("sqlite://{}/catalog.db?mode=rwc", dir.display()))
         .args(["--port", &port.to_string()])
+        .args(["--max-connections", &pool.to_string(), "--workers", &workers.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -373,21 +387,15 @@ async fn catalog_read(args: &Args, dir: &Path, ids: &[String]) -> anyhow::Result
     let script = dir.join("products.lua");
     std::fs::write(&script, wrk_script(ids))?;
     let load = load_average();
+    let bare_config = bazaar_pool_and_workers(args, dir).await?;
     let (mut bazaar, mut bare) = (Vec::new(), Vec::new());
     for repeat in 0..args.repeats {
         // Alternate which goes first, so that a drift in the machine's load favours neither.
         let order: [bool; 2] = if repeat % 2 == 0 { [true, false] } else { [false, true] };
         for is_bazaar in order {
             let client = client()?;
-            let mut server = if is_bazaar {
-                start_bazaar(args, dir, |cmd| {
-                    if let Some(filter) = &args.log_filter {
-                        cmd.env("BAZAAR__TELEMETRY__FILTER", filter);
-                    }
-                })?
-            } else {
-                start_bare(args, dir)?
-            };
+            let mut server =
+                if is_bazaar { start_bazaar(args, dir, |_| {})? } else { start_bare(args, dir, bare_config)? };
             server.wait_ready(&client).await?;
             let warm = wrk(args, &server, &script, 2).await?; // pools, caches, allocator
             ensure!(warm.requests_per_second > 0.0, "no requests served during the warm-up");
@@ -520,6 +528,7 @@ async fn saga(args: &Args, footprint: bool) -> anyhow::Result<Vec<Figure>> {
                 .arg(args.bin("bazaar"))
                 .args(["--topology", topology, "--clients", &clients.to_string()])
                 .args(["--seconds", &args.saga_seconds.to_string(), "--postgres", &args.postgres, "--amqp", &args.amqp])
+                .args(args.log_filter.iter().flat_map(|filter| ["--log-filter", filter.as_str()]))
                 .stdin(Stdio::null())
                 .stderr(Stdio::inherit())
                 .output()
@@ -553,6 +562,9 @@ async fn saga(args: &Args, footprint: bool) -> anyhow::Result<Vec<Figure>> {
             Target::None,
             load,
         ));
+        // The server's CPU time per order: what bounds the throughput on a machine of two cores.
+        let cpu = field("/serverCpuMsPerOrder")?;
+        figures.push(Figure::new(name("server CPU per order"), "ms", cpu, None, Target::None, load));
         if footprint && clients > 1 {
             let peaks = field("/peakRssKb")?.into_iter().map(|kb| kb / 1024.0).collect();
             figures.push(Figure::new(
@@ -628,6 +640,8 @@ fn binary_size(args: &Args) -> anyhow::Result<Figure> {
 async fn ready_and_idle(args: &Args, dir: &Path, ids: &[String]) -> anyhow::Result<Vec<Figure>> {
     let load = load_average();
     let (mut ready, mut bare_ready, mut idle, mut bare_idle) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut anon, mut bare_anon) = (Vec::new(), Vec::new());
+    let bare_config = bazaar_pool_and_workers(args, dir).await?;
     let product = format!("/products/{}", ids.first().context("no products")?);
     for sample in 0..args.ready_samples {
         for is_bazaar in if sample % 2 == 0 { [true, false] } else { [false, true] } {
@@ -640,7 +654,7 @@ async fn ready_and_idle(args: &Args, dir: &Path, ids: &[String]) -> anyhow::Resu
                     cmd.env("BAZAAR__DATABASE__AUTO_MIGRATE", "false");
                 })?
             } else {
-                start_bare(args, dir)?
+                start_bare(args, dir, bare_config)?
             };
             server.wait_ready(&client).await?;
             let ms = spawned.elapsed().as_secs_f64() * 1000.0;
@@ -653,13 +667,16 @@ async fn ready_and_idle(args: &Args, dir: &Path, ids: &[String]) -> anyhow::Resu
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
             let rss = server.status_kb("VmRSS")? / 1024.0;
+            let rss_anon = server.status_kb("RssAnon")? / 1024.0;
             server.stop().await?;
             if is_bazaar {
                 ready.push(ms);
                 idle.push(rss);
+                anon.push(rss_anon);
             } else {
                 bare_ready.push(ms);
                 bare_idle.push(rss);
+                bare_anon.push(rss_anon);
             }
         }
     }
@@ -679,6 +696,15 @@ async fn ready_and_idle(args: &Args, dir: &Path, ids: &[String]) -> anyhow::Resu
             idle,
             Some(("bare-catalog", bare_idle)),
             Target::AtMost(30.0),
+            load,
+        ),
+        // VmRSS also counts the pages of the binary's file that are mapped: the rest is this.
+        Figure::new(
+            "memory, idle: anonymous part (RssAnon)",
+            "MB",
+            anon,
+            Some(("bare-catalog", bare_anon)),
+            Target::None,
             load,
         ),
     ])

@@ -1,6 +1,6 @@
 //! Order saga load: places orders from N concurrent clients against a release build of Bazaar and
-//! reports the order → confirmed latency (p50, p99), the confirmed orders per second and the
-//! server's peak resident memory under the load.
+//! reports the order → confirmed latency (p50, p99), the confirmed orders per second, the server's
+//! peak resident memory under the load and the CPU time an order cost the server and this client.
 //!
 //! Topologies: `a` (the default: SQLite files, in-process bus) and `b` (PostgreSQL and RabbitMQ,
 //! every module in one process): a fresh database and a prefix of the run's own
@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 
 #[derive(Parser)]
 struct Args {
@@ -39,6 +38,10 @@ struct Args {
     /// Orders placed before measuring (warms caches and pools).
     #[arg(long, default_value_t = 200)]
     warmup: usize,
+    /// Bazaar's `telemetry.filter`; unset, Bazaar's default (a log line per request). The logs go
+    /// to a file in the run's temporary folder.
+    #[arg(long)]
+    log_filter: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,14 +57,17 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut env: Vec<(&str, String)> = vec![
         ("BAZAAR_ENV", "development".into()),
         ("BAZAAR__AUTH__SIGNING_KEY_FILE", dir.path().join("key.pem").display().to_string()),
-        ("BAZAAR__SERVER__PORT", "0".into()),
+        ("BAZAAR__SERVER__PORT", port.to_string()),
         ("BAZAAR__TELEMETRY__FORMAT", "json".into()),
-        ("BAZAAR__TELEMETRY__FILTER", "warn,bazaar::startup=info".into()),
         ("BAZAAR__USERS__FAILED_LOGINS_PER_MINUTE_PER_ADDRESS", "100000".into()),
     ];
+    if let Some(filter) = &args.log_filter {
+        env.push(("BAZAAR__TELEMETRY__FILTER", filter.clone()));
+    }
     let resources = match args.topology {
         Topology::A => {
             env.push(("BAZAAR__DATABASE__URL", format!("sqlite://{}/{{module}}.db?mode=rwc", dir.path().display())));
@@ -81,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             Some((admin, database, prefix))
         }
     };
-    let outcome = run(&args, &env).await;
+    let outcome = run(&args, &env, port, &dir.path().join("bazaar.log")).await;
     if let Some((admin, database, prefix)) = resources {
         // Whatever happened: the run's database and broker topology go.
         let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
@@ -101,8 +107,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts Bazaar with `env`, sets up a product and a customer, places the orders; the report.
-async fn run(args: &Args, env: &[(&str, String)]) -> anyhow::Result<Value> {
+/// Starts Bazaar with `env` on `port`, its logs in `log`, sets up a product and a customer,
+/// places the orders; the report.
+async fn run(args: &Args, env: &[(&str, String)], port: u16, log: &std::path::Path) -> anyhow::Result<Value> {
     let mut create_admin = tokio::process::Command::new(&args.bazaar);
     create_admin
         .args(["users", "create-admin", "--email", "bench@example.com"])
@@ -113,26 +120,28 @@ async fn run(args: &Args, env: &[(&str, String)]) -> anyhow::Result<Value> {
     if !create_admin.status().await.context("cannot run bazaar")?.success() {
         bail!("create-admin failed");
     }
+    let log = std::fs::File::create(log)?;
     let mut serve = tokio::process::Command::new(&args.bazaar);
     serve
         .arg("serve")
         .env_remove("RUST_LOG")
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
+        .stdout(log.try_clone()?)
+        .stderr(log)
         .kill_on_drop(true);
     let mut server = serve.spawn()?;
     let pid = server.id().context("bazaar exited at once")?;
-    let mut lines = tokio::io::BufReader::new(server.stdout.take().context("stdout")?).lines();
-    let port = loop {
-        let line = lines.next_line().await?.context("bazaar exited before listening")?;
-        let log: Value = serde_json::from_str(&line).unwrap_or_default();
-        if log["message"] == "Bazaar is listening" {
-            break log["port"].as_u64().context("a port")?;
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
+    wait_until(|| async {
+        let ready = client.get(format!("{base}/health/ready")).send().await;
+        ready.is_ok_and(|r| r.status().is_success())
+    })
+    .await
+    .context("bazaar did not become ready")?;
+    if let Some(status) = server.try_wait()? {
+        bail!("bazaar exited: {status}");
+    }
 
     let admin = login(&client, &base, "bench@example.com").await?;
     let product: Value = client
@@ -176,6 +185,7 @@ async fn run(args: &Args, env: &[(&str, String)]) -> anyhow::Result<Value> {
     }
     // From here on the peak is the load's, not the set-up's (argon2 hashes 19 MiB per log-in).
     let peak_reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+    let cpu_before = (cpu_seconds("self"), cpu_seconds(&pid.to_string()));
 
     // Closed loop: each client places an order, waits until it is confirmed (polling gently, so
     // that the polls do not become the load), then places the next. The saga's latency is the
@@ -186,21 +196,29 @@ async fn run(args: &Args, env: &[(&str, String)]) -> anyhow::Result<Value> {
         .map(|_| {
             let (client, base, customer, order) = (client.clone(), base.clone(), customer.clone(), order.clone());
             tokio::spawn(async move {
-                let mut placed = 0usize;
+                let (mut placed, mut polls) = (0usize, 0usize);
                 while Instant::now() < deadline {
                     let id = place(&client, &base, &customer, &order).await?;
-                    wait_confirmed(&client, &base, &customer, &id).await?;
+                    polls += wait_confirmed(&client, &base, &customer, &id).await?;
                     placed += 1;
                 }
-                anyhow::Ok(placed)
+                anyhow::Ok((placed, polls))
             })
         })
         .collect();
-    let mut placed = 0;
+    let (mut placed, mut polls) = (0, 0);
     for task in tasks {
-        placed += task.await??;
+        let (p, q) = task.await??;
+        placed += p;
+        polls += q;
     }
     let placing = started.elapsed();
+    // What each order cost the server and this load generator, whatever else runs on the machine.
+    let cpu_ms_per_order = |before: Option<f64>, after: Option<f64>| {
+        Some(((after? - before?) * 1000.0 / placed.max(1) as f64 * 100.0).round() / 100.0)
+    };
+    let server_cpu = cpu_ms_per_order(cpu_before.1, cpu_seconds(&pid.to_string()));
+    let client_cpu = cpu_ms_per_order(cpu_before.0, cpu_seconds("self"));
     let latencies = settled(&client, &base, &admin, args.warmup + 1 + placed).await?;
     let confirmed_by = latencies.iter().map(|(_, confirmed)| *confirmed).max().context("no orders")?;
     let first_created = latencies.iter().map(|(created, _)| *created).min().context("no orders")?;
@@ -221,10 +239,21 @@ async fn run(args: &Args, env: &[(&str, String)]) -> anyhow::Result<Value> {
         "ordersPlacedPerSecond": placed as f64 / placing.as_secs_f64(),
         "ordersConfirmedPerSecond": latencies.len() as f64 / saga_seconds.max(0.001),
         "confirmLatencyMs": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+        "pollsPerOrder": polls as f64 / placed.max(1) as f64,
+        "serverCpuMsPerOrder": server_cpu,
+        "loadGeneratorCpuMsPerOrder": client_cpu,
         "peakRssKb": peak_rss_kb,
         "peakRssSince": if peak_reset { "warm-up done" } else { "start (clear_refs refused)" },
     });
     Ok(report)
+}
+
+/// User + system CPU time of `/proc/<pid>` so far, in seconds (USER_HZ = 100 ticks a second).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
@@ -295,10 +324,12 @@ async fn place(client: &reqwest::Client, base: &str, token: &str, order: &Value)
     Ok(placed["id"].as_str().context("an id")?.to_owned())
 }
 
-/// Polls the order until it is confirmed: after 2 ms, then backing off to every 20 ms.
-async fn wait_confirmed(client: &reqwest::Client, base: &str, token: &str, id: &str) -> anyhow::Result<()> {
-    let mut pause = Duration::from_millis(2);
+/// Polls the order until it is confirmed: after 2 ms, then backing off to every 20 ms. Returns
+/// how many polls it took.
+async fn wait_confirmed(client: &reqwest::Client, base: &str, token: &str, id: &str) -> anyhow::Result<usize> {
+    let (mut pause, mut polls) = (Duration::from_millis(2), 0);
     loop {
+        polls += 1;
         tokio::time::sleep(pause).await;
         let order: Value = client
             .get(format!("{base}/orders/{id}"))
@@ -309,7 +340,7 @@ async fn wait_confirmed(client: &reqwest::Client, base: &str, token: &str, id: &
             .json()
             .await?;
         match order["status"].as_str() {
-            Some("confirmed") => return Ok(()),
+            Some("confirmed") => return Ok(polls),
             Some("pending") => pause = (pause * 2).min(Duration::from_millis(20)),
             other => bail!("order {id} ended {other:?}"),
         }
