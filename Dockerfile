@@ -16,6 +16,8 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
+# Build settings the dependencies need too (SQLite's compile-time options).
+COPY .cargo/ .cargo/
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin bazaar
 COPY . .
 # The release profile strips the binary (Cargo.toml: strip = true).

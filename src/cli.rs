@@ -101,11 +101,11 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&config_dir, modules_flag)?;
     match cli.command.unwrap_or(Command::Serve { modules: None }) {
         Command::Serve { .. } => {
-            telemetry::init(&settings.telemetry);
+            let _logs = telemetry::init(&settings.telemetry);
             Application::build(settings).await?.run_until_stopped().await
         }
         Command::Migrate { .. } => {
-            telemetry::init(&settings.telemetry);
+            let _logs = telemetry::init(&settings.telemetry);
             connect_modules(&settings, modules::select(&settings.modules.enabled), true).await?;
             println!("migrated: {}", settings.modules.enabled.join(", "));
             Ok(())
@@ -123,7 +123,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Users { command: UsersCommand::CreateAdmin { email } } => {
-            telemetry::init(&settings.telemetry);
+            let _logs = telemetry::init(&settings.telemetry);
             let password = admin_password()?;
             let users: Vec<_> = modules::select(&["users".to_owned()]);
             let (_, ctx) =

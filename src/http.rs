@@ -201,6 +201,27 @@ pub async fn replay_dead_letter(
     Ok(HttpResponse::Accepted().finish())
 }
 
+/// Where the OpenAPI document is served (and where Swagger UI reads it).
+pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
+
+/// The OpenAPI document, rendered once and shared by every worker.
+#[derive(Clone)]
+pub struct OpenApiJson(web::Bytes);
+
+impl OpenApiJson {
+    pub fn render(doc: &utoipa::openapi::OpenApi) -> anyhow::Result<web::Data<Self>> {
+        let json =
+            serde_json::to_vec(doc).map_err(|e| anyhow::anyhow!("failed to render the OpenAPI document: {e}"))?;
+        Ok(web::Data::new(Self(json.into())))
+    }
+}
+
+/// The OpenAPI document of the modules this process hosts.
+#[get("/api-docs/openapi.json")]
+pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok().content_type(header::ContentType::json()).body(doc.0.clone())
+}
+
 /// `/swagger-ui` → `/swagger-ui/`.
 pub async fn swagger_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/swagger-ui/")).finish()
@@ -224,38 +245,38 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// Request id, span, metrics and one log line per request.
+/// Request id, span, metrics and a log line per request (see below for its level).
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = request_id(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!(
-        "http.request",
-        http.method = %req.method(),
-        http.target = %req.path(),
-        http.route = tracing::field::Empty,
-        http.status = tracing::field::Empty,
-        request.id = %id,
-    );
+    // What a line logged while serving needs to be found again; route and status go on the
+    // request's own line, formatted only when it is written.
+    let span =
+        tracing::info_span!("http.request", http.method = %req.method(), http.target = %req.path(), request.id = %id);
     let method = req.method().to_string();
     let started = Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
     let elapsed = started.elapsed();
     let status = response.status();
     let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-    span.record("http.route", route.as_str());
-    span.record("http.status", status.as_u16());
     let labels = [("method", method), ("route", route), ("status", status.as_u16().to_string())];
     metrics::counter!(telemetry::HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(telemetry::HTTP_DURATION, &labels[..2]).record(elapsed.as_secs_f64());
+    // A line per request costs more than a catalog read itself (formatting the span's fields as
+    // JSON, writing): answers the client got wrong are logged at info, the rest at debug
+    // (`telemetry.filter = "info,bazaar::http=debug"` for an access log); the metrics count all.
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        if status.is_server_error() {
-            tracing::error!(latency_ms, "request failed");
+        let (route, status) = (labels[1].1.as_str(), status.as_u16());
+        if status >= 500 {
+            tracing::error!(http.route = route, http.status = status, latency_ms, "request failed");
+        } else if status >= 400 {
+            tracing::info!(http.route = route, http.status = status, latency_ms, "request refused");
         } else {
-            tracing::info!(latency_ms, "request served");
+            tracing::debug!(http.route = route, http.status = status, latency_ms, "request served");
         }
     });
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -14,12 +14,13 @@ use kernel::outbox::Relay;
 use kernel::{Consumer, EventBus, Inbox, JwtVerifier, Module, ModuleContext};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::bus::{InProcessBus, RabbitMqBus, RabbitMqConfig, Topology};
 use crate::http::{self, Ops};
 use crate::modules;
 use crate::settings::{BusKind, Settings};
+use crate::telemetry;
 
 /// A running Bazaar process: bound, with its background work started.
 pub struct Application {
@@ -97,6 +98,7 @@ impl Application {
                 tracing::error!(error = %e, "the bus stopped");
             }
         }));
+        background.push(tokio::spawn(telemetry::upkeep(shutdown.clone())));
         for (_, ctx, started) in &running {
             let relay = Relay::new(
                 ctx.outbox.clone(),
@@ -116,7 +118,8 @@ impl Application {
 
         let verifier =
             verifier(&settings, running.iter().flat_map(|(_, _, s)| s.verification_keys()).collect()).await?;
-        let openapi = http::openapi(&hosted.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
+        let openapi =
+            http::OpenApiJson::render(&http::openapi(&hosted.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()))?;
         let routes: Vec<kernel::Routes> = running.iter().map(|(_, _, started)| started.routes()).collect();
         let ops = web::Data::new(Ops { modules: hosted, bus });
         let verifier = web::Data::new(verifier);
@@ -140,7 +143,9 @@ impl Application {
                 .service(http::prometheus_metrics)
                 .service(http::dead_letters)
                 .service(http::replay_dead_letter)
-                .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
+                .app_data(openapi.clone())
+                .service(http::openapi_json)
+                .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(Config::from(http::OPENAPI_PATH)))
                 .route("/swagger-ui", web::get().to(http::swagger_redirect))
                 .default_service(web::to(http::not_found))
         })

@@ -3,23 +3,51 @@
 //! Logs go to stdout, human-readable in development and one JSON object per line in production
 //! (`telemetry.format`). Metrics go to a process-wide Prometheus recorder served at `/metrics`.
 
+use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, TelemetrySettings};
 
 /// Installs the global subscriber; `RUST_LOG` overrides `telemetry.filter`. A second call (tests)
 /// keeps the first subscriber.
-pub fn init(settings: &TelemetrySettings) {
+///
+/// Lines are formatted on the thread that logs and written by a thread of their own, in batches:
+/// a request never waits for stdout (a slow pipe or log collector), and a burst of lines costs one
+/// write instead of one each. Nothing is dropped: when [`QUEUED_LINES`] wait, loggers wait. Keep the
+/// returned guard until the process ends; dropping it writes what is queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init(settings: &TelemetrySettings) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
-    let _ = match settings.format {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("bazaar-log")
+        .finish(stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let installed = match settings.format {
         LogFormat::Pretty => builder.compact().try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
     };
+    installed.is_ok().then_some(guard)
 }
+
+/// Standard output without its line buffering (one write per line), buffered instead: the log
+/// thread flushes whenever its queue runs empty. Falls back to `Stdout` if fd 1 cannot be shared.
+fn stdout() -> Box<dyn Write + Send> {
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(BufWriter::with_capacity(64 * 1024, std::fs::File::from(fd))),
+        Err(_) => Box::new(std::io::stdout()),
+    }
+}
+
+/// Log lines waiting for the writer at most (the queue is allocated up front: 32 bytes a line).
+const QUEUED_LINES: usize = 8192;
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -38,4 +66,17 @@ pub fn metrics() -> &'static PrometheusHandle {
                 PrometheusBuilder::new().build_recorder().handle()
             })
     })
+}
+
+/// Folds the recorded samples into the histograms every few seconds. `install_recorder` leaves this
+/// to the caller: without it every request's duration stays queued until the next scrape, so a
+/// process nobody scrapes grows by each request it serves.
+pub async fn upkeep(shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = every.tick() => metrics().run_upkeep(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }

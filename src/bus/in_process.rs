@@ -106,6 +106,9 @@ impl EventBus for InProcessBus {
 #[tracing::instrument(name = "bus.consume", skip_all, fields(consumer = subscriber.consumer.name))]
 async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: CancellationToken) {
     let consumer = &subscriber.consumer;
+    // Whether a retry may be scheduled: only this worker schedules them, so after the first look
+    // the queue is asked for the next one only when a delivery failed since.
+    let mut retries_pending = true;
     loop {
         let batch = match consumer.inbox.due(consumer.name, BATCH).await {
             Ok(batch) => batch,
@@ -121,13 +124,22 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
         if shutdown.is_cancelled() {
             return; // what was read stays queued
         }
-        let committed = deliver(consumer, batch, &policy).await;
+        let (committed, failed) = deliver(consumer, batch, &policy).await;
+        retries_pending |= failed;
         if full && committed {
             continue;
         }
-        let wait = match consumer.inbox.next_retry_at(consumer.name).await {
-            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(IDLE_POLL),
-            _ => IDLE_POLL,
+        let wait = if retries_pending {
+            match consumer.inbox.next_retry_at(consumer.name).await {
+                Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(IDLE_POLL),
+                Ok(None) => {
+                    retries_pending = false;
+                    IDLE_POLL
+                }
+                Err(_) => IDLE_POLL,
+            }
+        } else {
+            IDLE_POLL
         };
         tokio::select! {
             _ = subscriber.wake.notified() => {}
@@ -137,9 +149,10 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
     }
 }
 
-/// Hands a batch to the consumer in one transaction, then records what failed. `false` if the
-/// transaction did not commit (the database is failing): the caller waits before the next pass.
-async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) -> bool {
+/// Hands a batch to the consumer in one transaction, then records what failed. Returns whether
+/// the transaction committed (if not, the database is failing: the caller waits before the next
+/// pass) and whether any event failed.
+async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) -> (bool, bool) {
     let mut decoded = Vec::with_capacity(batch.len());
     let mut failures = Vec::new();
     for queued in batch {
@@ -164,10 +177,11 @@ async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) 
             false
         }
     };
+    let failed = !failures.is_empty();
     for (queued, error) in failures {
         record_failure(consumer, &queued, error, policy).await;
     }
-    committed
+    (committed, failed)
 }
 
 /// Schedules a retry of a failed event, or dead-letters it.

@@ -130,7 +130,6 @@ impl ListProductsQuery {
     )
 )]
 #[get("/products")]
-#[tracing::instrument(skip_all)]
 pub async fn list_products(
     catalog: web::Data<Catalog>,
     query: web::Query<ListProductsQuery>, // qualified: utoipa reads it
@@ -151,7 +150,6 @@ pub async fn list_products(
     )
 )]
 #[get("/products/{id}")]
-#[tracing::instrument(skip_all, fields(product.id = %id))]
 pub async fn get_product(
     catalog: web::Data<Catalog>,
     id: web::Path<Uuid>,

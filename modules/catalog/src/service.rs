@@ -45,7 +45,7 @@ impl Catalog {
         Self { db, outbox }
     }
 
-    #[tracing::instrument(skip_all, fields(product.sku = %details.sku.as_str()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(product.sku = %details.sku.as_str()))]
     pub async fn create(&self, details: ProductDetails) -> Result<Product, CreateProductError> {
         let product = Product::new(details, kernel::db::now());
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
@@ -61,7 +61,7 @@ impl Catalog {
         Ok(product)
     }
 
-    #[tracing::instrument(skip_all, fields(product.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(product.id = %id))]
     pub async fn update(&self, id: ProductId, details: ProductDetails) -> Result<Product, UpdateProductError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut product = persistence::find_for_update(&txn, id)
@@ -81,7 +81,7 @@ impl Catalog {
     }
 
     /// Marks the product discontinued; doing it again changes nothing and publishes nothing.
-    #[tracing::instrument(skip_all, fields(product.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(product.id = %id))]
     pub async fn discontinue(&self, id: ProductId) -> Result<(), DiscontinueProductError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut product = persistence::find_for_update(&txn, id)
@@ -98,13 +98,13 @@ impl Catalog {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(product.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(product.id = %id))]
     pub async fn get(&self, id: ProductId) -> anyhow::Result<Option<Product>> {
         persistence::find(&self.db, id).await.context("failed to load a product")
     }
 
     /// Up to `limit` products matching `filter`.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list(&self, filter: &ProductFilter, limit: u64) -> anyhow::Result<Vec<Product>> {
         persistence::list(&self.db, filter, limit).await.context("failed to list products")
     }

@@ -32,13 +32,13 @@ impl Inventory {
         Self { db }
     }
 
-    #[tracing::instrument(skip_all, fields(product.id = %product))]
+    #[tracing::instrument(level = "debug", skip_all, fields(product.id = %product))]
     pub async fn get(&self, product: ProductId) -> anyhow::Result<Option<StockLevel>> {
         persistence::find_stock(&self.db, product).await.context("failed to load stock")
     }
 
     /// Sets the units in the warehouse; never below what orders hold.
-    #[tracing::instrument(skip_all, fields(product.id = %product, stock.on_hand = on_hand.value()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(product.id = %product, stock.on_hand = on_hand.value()))]
     pub async fn set_on_hand(&self, product: ProductId, on_hand: OnHand) -> Result<StockLevel, SetOnHandError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let changed = persistence::set_on_hand(&txn, product, on_hand, kernel::db::now())
@@ -69,7 +69,7 @@ pub enum ReserveOutcome {
 }
 
 /// Gives a product a stock row with nothing in it, unless it has one.
-#[tracing::instrument(skip_all, fields(product.id = %product))]
+#[tracing::instrument(level = "debug", skip_all, fields(product.id = %product))]
 pub async fn track_product(txn: &DatabaseTransaction, product: ProductId) -> anyhow::Result<()> {
     let added = persistence::insert_stock_if_absent(txn, product, kernel::db::now())
         .await
@@ -82,7 +82,7 @@ pub async fn track_product(txn: &DatabaseTransaction, product: ProductId) -> any
 
 /// Holds every line of a new order, or none: the lines are reserved in a savepoint that is rolled
 /// back as soon as one of them is short, and the outcome is recorded so that it happens once.
-#[tracing::instrument(skip_all, fields(order.id = %order))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %order))]
 pub async fn reserve(txn: &DatabaseTransaction, order: OrderId, lines: Lines) -> anyhow::Result<ReserveOutcome> {
     if let Some(known) = persistence::find_reservation(txn, order).await.context("failed to load a reservation")? {
         return Ok(ReserveOutcome::AlreadyKnown(known.status));
@@ -126,7 +126,7 @@ pub async fn reserve(txn: &DatabaseTransaction, order: OrderId, lines: Lines) ->
 
 /// Lets go of what a cancelled order holds; returns the lines released, if it held any. An order
 /// not seen yet is recorded as cancelled, so its late `OrderCreated` reserves nothing.
-#[tracing::instrument(skip_all, fields(order.id = %order))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %order))]
 pub async fn release(txn: &DatabaseTransaction, order: OrderId) -> anyhow::Result<Option<Lines>> {
     let now = kernel::db::now();
     let Some(reservation) = persistence::find_reservation(txn, order).await.context("failed to load a reservation")?
@@ -148,7 +148,7 @@ pub async fn release(txn: &DatabaseTransaction, order: OrderId) -> anyhow::Resul
 }
 
 /// Takes what a dispatched order holds out of the warehouse; `true` if it held anything.
-#[tracing::instrument(skip_all, fields(order.id = %order))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %order))]
 pub async fn sell(txn: &DatabaseTransaction, order: OrderId) -> anyhow::Result<bool> {
     let Some(reservation) = persistence::find_reservation(txn, order).await.context("failed to load a reservation")?
     else {

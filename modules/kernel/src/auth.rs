@@ -130,6 +130,26 @@ struct Verifier {
     source: Source,
     issuer: String,
     audience: String,
+    /// Tokens verified already, by SHA-256, until they expire: a client sends the same token with
+    /// every request for its whole life, and checking an Ed25519 signature costs more than the
+    /// rest of a small request (perf: 5% of the server's CPU in the order saga, mostly on polls).
+    verified: moka::sync::Cache<[u8; 32], Claims>,
+}
+
+/// Seconds a token is still accepted after its `exp` (clock skew between processes).
+const LEEWAY_SECS: u64 = 30;
+/// Verified tokens remembered at most; a miss only costs a signature check.
+const VERIFIED_CAPACITY: u64 = 4096;
+
+/// A verified token is remembered until it expires (with the leeway), never longer.
+struct UntilExpiry;
+
+impl moka::Expiry<[u8; 32], Claims> for UntilExpiry {
+    fn expire_after_create(&self, _: &[u8; 32], claims: &Claims, _: Instant) -> Option<Duration> {
+        let now = chrono::Utc::now().timestamp();
+        let left = claims.exp.saturating_add(LEEWAY_SECS as i64).saturating_sub(now);
+        Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)))
+    }
 }
 
 enum Source {
@@ -166,7 +186,10 @@ impl JwtVerifier {
     }
 
     fn new(source: Source, issuer: &str, audience: &str) -> Self {
-        Self { inner: Arc::new(Verifier { source, issuer: issuer.to_owned(), audience: audience.to_owned() }) }
+        let verified = moka::sync::Cache::builder().max_capacity(VERIFIED_CAPACITY).expire_after(UntilExpiry).build();
+        Self {
+            inner: Arc::new(Verifier { source, issuer: issuer.to_owned(), audience: audience.to_owned(), verified }),
+        }
     }
 
     /// Fetches the JWKS now, if that is the source, so the first request does not wait for it.
@@ -179,6 +202,16 @@ impl JwtVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.inner.verified.get(&digest) {
+            return Ok(claims);
+        }
+        let claims = self.verify_signature(token).await?;
+        self.inner.verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, ApiError> {
         let invalid = || ApiError::Unauthorized("the bearer token is invalid or expired".into());
         let header = decode_header(token).map_err(|e| {
             tracing::debug!(error = %e, "rejected a bearer token header");
@@ -199,7 +232,7 @@ impl JwtVerifier {
         validation.set_issuer(&[&self.inner.issuer]);
         validation.set_audience(&[&self.inner.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
         decode::<Claims>(token, &key.key, &validation).map(|data| data.claims).map_err(|e| {
             tracing::debug!(error = %e, "rejected a bearer token");
             invalid()
@@ -376,6 +409,25 @@ mod tests {
         let expired =
             jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &expired, &key).expect("signed");
         assert!(verifier.verify(&expired).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_accepted_until_it_expires_and_only_with_its_own_signature() {
+        let public = include_str!("../../../tests/fixtures/rsa-public.pem");
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../../tests/fixtures/rsa-private.pem"))
+            .expect("an RSA key");
+        let verifier = JwtVerifier::from_public_key_pem(public, "bazaar", "bazaar").expect("an RSA key");
+        // Within the leeway for one more second at most.
+        let ending = Claims { exp: chrono::Utc::now().timestamp() - LEEWAY_SECS as i64 + 1, ..claims() };
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &ending, &key).expect("signed");
+        assert_eq!(verifier.verify(&token).await.expect("verified").sub, ending.sub);
+        assert_eq!(verifier.verify(&token).await.expect("remembered").sub, ending.sub);
+        // The same claims under a broken signature are another token: checked, and refused.
+        let (unsigned, signature) = token.rsplit_once('.').expect("three parts");
+        let forged = format!("{unsigned}.{}", signature.chars().rev().collect::<String>());
+        assert!(verifier.verify(&forged).await.is_err());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(verifier.verify(&token).await.is_err(), "an expired token must not be served from memory");
     }
 
     #[tokio::test]

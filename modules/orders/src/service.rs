@@ -84,7 +84,7 @@ impl Orders {
 
     /// Places an order at the prices of the local product copy. With an idempotency key, a repeat
     /// replays the first answer; concurrent repeats create one order (the key is unique).
-    #[tracing::instrument(skip_all, fields(user.id = %user_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %user_id))]
     pub async fn place(
         &self,
         user_id: Uuid,
@@ -200,7 +200,7 @@ impl Orders {
     /// request and `OrderAddressChangeRequested` asks shipping, whose answer changes the address
     /// (`ShipmentAddressChanged`) or not (`ShipmentAddressChangeRefused`). One request at a time:
     /// shipping's answers then reach the order in the order shipping gave them.
-    #[tracing::instrument(skip_all, fields(order.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(order.id = %id))]
     pub async fn change_address(
         &self,
         id: OrderId,
@@ -243,7 +243,7 @@ impl Orders {
     /// to release whatever it reserved. A confirmed one becomes `cancelling` and
     /// `OrderCancellationRequested` asks shipping, the authority once an order is confirmed: it
     /// cancels the shipment unless it was dispatched. Asking again while `cancelling` changes nothing.
-    #[tracing::instrument(skip_all, fields(order.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(order.id = %id))]
     pub async fn cancel(&self, id: OrderId, who: &Principal) -> Result<Cancelled, ChangeOrderError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut order = self.load_for(&txn, id, who).await?;

@@ -64,7 +64,7 @@ impl Shipments {
 
     /// Hands a pending shipment to the carrier: `ShipmentDispatched` ships the order and takes
     /// its reserved units out of stock. A cancelled shipment is never dispatched.
-    #[tracing::instrument(skip_all, fields(shipment.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(shipment.id = %id))]
     pub async fn dispatch(&self, id: ShipmentId, request: Dispatch) -> Result<Shipment, ChangeShipmentError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut shipment = load(&txn, id).await?;
@@ -87,7 +87,7 @@ impl Shipments {
     }
 
     /// Records that a dispatched parcel arrived: `ShipmentDelivered`.
-    #[tracing::instrument(skip_all, fields(shipment.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(shipment.id = %id))]
     pub async fn deliver(&self, id: ShipmentId) -> Result<Shipment, ChangeShipmentError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut shipment = load(&txn, id).await?;
@@ -128,7 +128,7 @@ pub(crate) fn items(shipment: &Shipment) -> Vec<OrderItem> {
 /// Opens the pending shipment of a confirmed order; `None` if the order has one already (a
 /// repeat, or a cancellation that came first and left a tombstone). An address change that came
 /// first is taken: the shipment opens with it, and `true` says so.
-#[tracing::instrument(skip_all, fields(order.id = %order_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %order_id))]
 pub async fn open(
     txn: &DatabaseTransaction,
     order_id: OrderId,
@@ -167,7 +167,7 @@ pub enum AddressOutcome {
 /// Changes the address of the order's shipment while it is pending. The status is checked under a
 /// row lock and saved by conditional update, so of a dispatch and an address change of one
 /// shipment, whichever comes first wins and the other sees it.
-#[tracing::instrument(skip_all, fields(order.id = %order_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %order_id))]
 pub async fn change_address(
     txn: &DatabaseTransaction,
     order_id: OrderId,
@@ -214,7 +214,7 @@ pub enum CancelOutcome {
 }
 
 /// Cancels the order's shipment unless it left the warehouse already.
-#[tracing::instrument(skip_all, fields(order.id = %order_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %order_id))]
 pub async fn cancel(
     txn: &DatabaseTransaction,
     order_id: OrderId,
@@ -251,7 +251,7 @@ pub async fn cancel(
 }
 
 /// The pending shipment of an order that ended is cancelled; any other is left as it is.
-#[tracing::instrument(skip_all, fields(order.id = %order_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %order_id))]
 pub async fn cancel_pending(
     txn: &DatabaseTransaction,
     order_id: OrderId,

@@ -92,7 +92,7 @@ impl Users {
     }
 
     /// Creates an account; the password is hashed before any transaction opens.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn register(
         &self,
         email: Email,
@@ -123,7 +123,7 @@ impl Users {
     }
 
     /// Checks the credentials and opens a new token family. An unknown e-mail costs one hash too.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn login(&self, email: &str, password: String) -> Result<(User, TokenPair), LoginError> {
         let account = match Email::parse(email) {
             Ok(email) => persistence::find_by_email(&self.db, &email).await.context("failed to load an account")?,
@@ -146,7 +146,7 @@ impl Users {
 
     /// Rotates a refresh token. Presenting one that was rotated already revokes its whole family:
     /// either its owner or a thief holds a copy, and neither can tell which (OAuth 2.0 Security BCP).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
         let now = kernel::db::now();
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
@@ -175,7 +175,7 @@ impl Users {
     }
 
     /// Revokes the family of `refresh_token`; an unknown token changes nothing.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(&self, refresh_token: &str) -> anyhow::Result<()> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         if let Some(token) = persistence::find_refresh_token(&txn, &token_hash(refresh_token)).await? {
@@ -192,7 +192,7 @@ impl Users {
         persistence::list(&self.db, after, limit).await.context("failed to list accounts")
     }
 
-    #[tracing::instrument(skip_all, fields(user.id = %id, role = role.as_str()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %id, role = role.as_str()))]
     pub async fn set_role(&self, id: UserId, role: Role) -> Result<User, SetRoleError> {
         if !persistence::set_role(&self.db, id, role, kernel::db::now()).await.context("failed to set a role")? {
             return Err(SetRoleError::NotFound(id));
