@@ -120,6 +120,19 @@ fn serve_logs_json_lines_in_production_format_and_stops_cleanly_on_sigterm() {
     assert!(port > 0);
     let ready = std::net::TcpStream::connect(("127.0.0.1", port as u16));
     assert!(ready.is_ok(), "it serves on {port}");
+    // At info, a request the client got wrong gets a line with its route, status and id; a
+    // successful one none (the metrics count it).
+    let get = |path: &str, id: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connects");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nx-request-id: {id}\r\nConnection: close\r\n\r\n")
+            .expect("sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("an answer");
+        answer
+    };
+    assert!(get("/health/live", "fine-1").starts_with("HTTP/1.1 200"));
+    assert!(get("/products/not-a-uuid", "wrong-1").starts_with("HTTP/1.1 400"));
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(killed.success());
@@ -134,6 +147,13 @@ fn serve_logs_json_lines_in_production_format_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exits 0 after a graceful stop: {status:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("HTTP drained")), "{rest:?}");
+    let logged: Vec<serde_json::Value> = rest.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let refused = logged.iter().find(|l| l["message"] == "request refused").unwrap_or_else(|| panic!("{rest:?}"));
+    assert_eq!(refused["level"], "INFO");
+    assert_eq!(refused["http.status"], 400);
+    assert_eq!(refused["http.route"], "/products/{id}");
+    assert_eq!(refused["span"]["request.id"], "wrong-1");
+    assert!(!rest.iter().any(|l| l.contains("fine-1")), "a successful request is not logged at info: {rest:?}");
 }
 
 #[tokio::test]
