@@ -41,8 +41,9 @@ struct Args {
     wrk_connections: usize,
     #[arg(long, default_value_t = 10)]
     wrk_seconds: u64,
-    /// Bazaar's `telemetry.filter` in every measurement; unset, Bazaar's default (`info`: a log
-    /// line per request, as a deployment writes; to a file in the data folder).
+    /// Bazaar's `telemetry.filter` in every measurement; unset, Bazaar's default (`info`: a line per
+    /// refused or failed request, none per successful one; to a file in the data folder).
+    /// `info,bazaar::http=debug` measures with an access log.
     #[arg(long)]
     log_filter: Option<String>,
     #[arg(long, default_value_t = 64)]

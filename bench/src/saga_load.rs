@@ -38,8 +38,8 @@ struct Args {
     /// Orders placed before measuring (warms caches and pools).
     #[arg(long, default_value_t = 200)]
     warmup: usize,
-    /// Bazaar's `telemetry.filter`; unset, Bazaar's default (a log line per request). The logs go
-    /// to a file in the run's temporary folder.
+    /// Bazaar's `telemetry.filter`; unset, Bazaar's default (`info`: no line per successful
+    /// request). The logs go to a file in the run's temporary folder.
     #[arg(long)]
     log_filter: Option<String>,
 }
