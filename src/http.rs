@@ -216,8 +216,7 @@ impl OpenApiJson {
     }
 }
 
-/// The OpenAPI document of the modules this process hosts.
-#[get("/api-docs/openapi.json")]
+/// The OpenAPI document of the modules this process hosts, served at [`OPENAPI_PATH`].
 pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok().content_type(header::ContentType::json()).body(doc.0.clone())
 }

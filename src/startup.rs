@@ -144,7 +144,7 @@ impl Application {
                 .service(http::dead_letters)
                 .service(http::replay_dead_letter)
                 .app_data(openapi.clone())
-                .service(http::openapi_json)
+                .route(http::OPENAPI_PATH, web::get().to(http::openapi_json))
                 .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(Config::from(http::OPENAPI_PATH)))
                 .route("/swagger-ui", web::get().to(http::swagger_redirect))
                 .default_service(web::to(http::not_found))
