@@ -137,7 +137,7 @@ fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
     ];
     layers.extend(overrides.iter().map(|(k, v)| {
         let value = match *k {
-            "modules.enabled" => config::Value::from(v.split(',').collect::<Vec<_>>()),
+            "modules.enabled" | "server.trusted_proxies" => config::Value::from(v.split(',').collect::<Vec<_>>()),
             _ => (*v).into(),
         };
         (k.to_string(), value)

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod broker;
+mod bursts;
 mod bus;
 mod catalog;
 mod cli;
@@ -10,6 +11,7 @@ mod errors;
 mod helpers;
 mod operations;
 mod orders;
+mod process;
 mod rabbitmq;
 mod shipping;
 mod split;
