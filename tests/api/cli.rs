@@ -338,3 +338,27 @@ async fn the_start_up_bootstrap_never_promotes_an_account_someone_else_registere
     let me: serde_json::Value = restarted.me(&tokens["accessToken"]).await.json().await.expect("JSON");
     assert_eq!(me["role"], "customer", "serving goes on, and the attacker is not an admin");
 }
+
+#[test]
+fn config_and_start_up_errors_hide_passwords_in_query_strings_and_the_jwks_url() {
+    let out = bazaar(
+        &["config"],
+        &[
+            ("BAZAAR__MODULES__ORDERS__DATABASE_URL", "postgres://db/orders?user=shop&password=query-s3cret"),
+            (
+                "BAZAAR__AUTH__JWKS_URL",
+                "https://keys:jwks-s3cret@users.example/.well-known/jwks.json?token=t0ken-s3cret",
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("user=shop"), "the rest of the URL stays readable: {text}");
+
+    let out =
+        bazaar(&["migrate"], &[("BAZAAR__DATABASE__URL", "postgres://127.0.0.1:1/{module}?password=query-s3cret")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1") && !stderr.contains("s3cret"), "{stderr}");
+}

@@ -9,6 +9,7 @@ mod cli;
 mod engines;
 mod errors;
 mod helpers;
+mod lifecycle;
 mod operations;
 mod orders;
 mod process;

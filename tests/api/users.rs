@@ -367,3 +367,24 @@ async fn the_last_admin_cannot_stop_being_one() {
     let me: Value = app.me(&knuth["accessToken"]).await.json().await.expect("JSON");
     assert_eq!(me["role"], "admin");
 }
+
+#[tokio::test]
+async fn housekeeping_purges_expired_refresh_tokens_and_keeps_live_ones() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app_with(&[("housekeeping.interval_secs", "1")]).await;
+    app.signed_in("expired@example.com").await;
+    let live = app.signed_in("live@example.com").await;
+    let db = app.db("users").await;
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await;
+            row.expect("counted").expect("a row").try_get_by_index::<i64>(0).expect("a count")
+        }
+    };
+    let expire = "UPDATE users_refresh_tokens SET expires_at = '2000-01-01 00:00:00' WHERE user_id = \
+                  (SELECT id FROM users_accounts WHERE email = 'expired@example.com')";
+    db.execute_unprepared(expire).await.expect("expired");
+    crate::helpers::settles(1, || count("SELECT COUNT(*) FROM users_refresh_tokens")).await;
+    assert_eq!(app.post_refresh("/auth/refresh", &live["refreshToken"]).await.status(), 200, "the live one works");
+}
