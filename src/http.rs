@@ -27,6 +27,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Ops {
     pub modules: Vec<(Arc<dyn Module>, ModuleContext)>,
     pub bus: Arc<dyn EventBus>,
+    /// Cancelled when the process starts to stop: from then on it is not ready.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 #[derive(OpenApi)]
@@ -76,6 +78,9 @@ pub async fn health_live() -> web::Json<Health> {
 ))]
 #[get("/health/ready")]
 pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
+    if ops.stopping.is_cancelled() {
+        return problem_response(StatusCode::SERVICE_UNAVAILABLE, Some("not ready: shutting down".into()), None);
+    }
     let mut checks = std::collections::BTreeMap::new();
     for (module, ctx) in &ops.modules {
         let state = match tokio::time::timeout(std::time::Duration::from_secs(2), ctx.db.ping()).await {

@@ -78,6 +78,11 @@ pub struct ServerSettings {
     pub port: u32,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
+    /// After SIGTERM, how long to keep serving while `/health/ready` says not ready, so that load
+    /// balancers stop sending requests before the listener closes.
+    pub shutdown_delay_secs: u64,
+    /// Proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +187,10 @@ pub struct AuthSettings {
 pub struct UsersSettings {
     pub failed_logins_per_minute: u32,
     pub failed_logins_per_minute_per_address: u32,
+    pub failed_logins_per_hour_per_account: u32,
+    pub registrations_per_hour_per_address: u32,
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue: usize,
     pub bootstrap_admin: Option<BootstrapAdmin>,
 }
 
@@ -256,6 +265,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("modules.enabled")
+                    .with_list_parse_key("server.trusted_proxies")
                     .try_parsing(true),
             );
         }
@@ -435,6 +445,7 @@ impl Settings {
         if let Some(url) = &copy.bus.rabbitmq.url {
             copy.bus.rabbitmq.url = Some(SecretString::from(redact_url(url.expose_secret())));
         }
+        copy.auth.jwks_url = copy.auth.jwks_url.as_deref().map(redact_url);
         for overrides in copy.modules.overrides.values_mut() {
             overrides.database_url = overrides.database_url.as_deref().map(redact_url);
         }
@@ -462,16 +473,9 @@ fn validate_database_url(raw: &str) -> Result<(), String> {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// A URL with its secrets hidden (see [`kernel::redact::url`]).
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(_) => raw.to_owned(),
-        Err(_) => "***".to_owned(),
-    }
+    kernel::redact::url(raw)
 }
 
 #[cfg(test)]

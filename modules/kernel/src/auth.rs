@@ -173,6 +173,7 @@ impl JwtVerifier {
     pub fn from_jwks_url(url: &str, issuer: &str, audience: &str) -> Self {
         let jwks = Jwks {
             url: url.to_owned(),
+            shown: crate::redact::url(url),
             client: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
             keys: RwLock::new(Vec::new()),
             fetched_at: Mutex::new(None),
@@ -197,7 +198,7 @@ impl JwtVerifier {
         if let Source::Jwks(jwks) = &self.inner.source
             && let Err(e) = jwks.refresh().await
         {
-            tracing::warn!(url = %jwks.url, error = %e, "cannot fetch the JWKS yet; will retry on the first token");
+            tracing::warn!(url = %jwks.shown, error = %e, "cannot fetch the JWKS yet; will retry on the first token");
         }
     }
 
@@ -252,6 +253,8 @@ fn pick(keys: &[VerificationKey], kid: Option<&str>) -> Option<VerificationKey> 
 /// A cached JWKS.
 struct Jwks {
     url: String,
+    /// The URL as logs show it: credentials in it hidden.
+    shown: String,
     client: reqwest::Client,
     keys: RwLock<Vec<VerificationKey>>,
     fetched_at: Mutex<Option<Instant>>,
@@ -272,7 +275,7 @@ impl Jwks {
             }
         }
         if let Err(e) = self.refresh().await {
-            tracing::warn!(url = %self.url, error = %e, "cannot fetch the JWKS");
+            tracing::warn!(url = %self.shown, error = %e, "cannot fetch the JWKS");
             return None;
         }
         self.find(kid).await
@@ -284,9 +287,11 @@ impl Jwks {
 
     async fn refresh(&self) -> Result<(), reqwest::Error> {
         *self.fetched_at.lock().await = Some(Instant::now());
-        let set: JwkSet = self.client.get(&self.url).send().await?.error_for_status()?.json().await?;
+        // reqwest's errors name the URL, credentials included: the logs name `shown` instead.
+        let fetched = async { self.client.get(&self.url).send().await?.error_for_status()?.json::<JwkSet>().await };
+        let set = fetched.await.map_err(reqwest::Error::without_url)?;
         let keys: Vec<VerificationKey> = set.keys.iter().filter_map(VerificationKey::from_jwk).collect();
-        tracing::info!(url = %self.url, keys = keys.len(), "fetched the JWKS");
+        tracing::info!(url = %self.shown, keys = keys.len(), "fetched the JWKS");
         *self.keys.write().await = keys;
         Ok(())
     }

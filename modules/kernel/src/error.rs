@@ -133,8 +133,15 @@ impl ResponseError for ApiError {
             }
         };
         let mut response = problem_response(status, detail, errors);
-        if let Self::TooManyRequests { retry_after } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+        match self {
+            Self::TooManyRequests { retry_after } => {
+                response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+            }
+            // What is unavailable (a busy pool, a database) is usually back within a second.
+            Self::Unavailable(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(1u64));
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));

@@ -6,12 +6,14 @@
 //!   redelivery harmless, with retries and a dead-letter table;
 //! - [`error`]: [`ApiError`], the one way HTTP errors leave Bazaar (RFC 9457 problem+json);
 //! - [`auth`]: the Bearer JWT extractor ([`Principal`], [`Admin`]);
+//! - [`client`]: the client's address through trusted proxies ([`ClientAddr`]);
 //! - [`housekeeping`]: purging what the outbox and inbox no longer need;
 //! - [`pagination`]: cursor pages;
 //! - [`module`]: the [`Module`] trait the composition root hosts.
 
 pub mod auth;
 pub mod bus;
+pub mod client;
 pub mod db;
 pub mod envelope;
 pub mod error;
@@ -20,9 +22,11 @@ pub mod inbox;
 pub mod module;
 pub mod outbox;
 pub mod pagination;
+pub mod redact;
 
 pub use auth::{Admin, JwtVerifier, Principal, Role};
 pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError};
+pub use client::ClientAddr;
 pub use envelope::Envelope;
 pub use error::{ApiError, FieldError};
 pub use inbox::Inbox;
