@@ -191,6 +191,14 @@ it does express, again, for `--skip-schema-validation`).
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if and .Values.database.existingSecretModules (not .Values.existingSecret) }}
+{{- fail "database.existingSecretModules: names keys of existingSecret, which is not set (the chart's own Secret takes database.modules)" }}
+{{- end }}
+{{- range .Values.database.existingSecretModules }}
+{{- if not (has . $known) }}
+{{- fail (printf "database.existingSecretModules: unknown module '%s' (known: %s)" . (join ", " $known)) }}
+{{- end }}
+{{- end }}
 {{- range $module, $url := .Values.database.modules }}
 {{- if not (has $module $known) }}
 {{- fail (printf "database.modules: unknown module '%s' (known: %s)" $module (join ", " $known)) }}
@@ -246,7 +254,6 @@ how tokens are signed or verified, and the secrets they need.
 {{- $root := .root }}
 {{- $values := $root.Values }}
 {{- $secret := .secret }}
-{{- $optional := not (empty $values.existingSecret) -}}
 - name: BAZAAR__MODULES__ENABLED
   value: {{ join "," .modules | quote }}
 {{- if has "users" .modules }}
@@ -277,29 +284,40 @@ how tokens are signed or verified, and the secrets they need.
       key: rabbitmq-url
 {{- end }}
 {{- if eq $values.database.kind "external" }}
-{{- if or $values.database.url $optional }}
+{{- /*
+Each module's URL: its own key, or the template's. Every key is required: a missing one stops the
+pod rather than leave a module on the image's SQLite default.
+*/}}
+{{- $own := list }}
+{{- range .modules }}
+{{- if include "bazaar.hasOwnDatabaseUrl" (dict "root" $root "module" .) }}
+{{- $own = append $own . }}
+{{- end }}
+{{- end }}
+{{- /* The chart's own Secret has the template whenever database.url is set: passed as it always was. */}}
+{{- if or (lt (len $own) (len .modules)) (and $values.database.url (not $values.existingSecret)) }}
 - name: BAZAAR__DATABASE__URL
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: database-url
-      {{- if $optional }}
-      optional: true
-      {{- end }}
 {{- end }}
-{{- range .modules }}
-{{- if or (get $values.database.modules .) $optional }}
+{{- range $own }}
 - name: BAZAAR__MODULES__{{ upper . }}__DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: {{ . }}-database-url
-      {{- if $optional }}
-      optional: true
-      {{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when `module` has a URL of its own (else ""): (dict "root" $ "module" $module). */}}
+{{- define "bazaar.hasOwnDatabaseUrl" -}}
+{{- $values := .root.Values }}
+{{- if $values.existingSecret }}
+{{- if has .module $values.database.existingSecretModules }}true{{ end }}
+{{- else if get $values.database.modules .module }}true{{ end }}
 {{- end }}
 
 {{/* The Secret's data, base64-encoded: (dict "root" $ "signingKey" $pem). */}}
