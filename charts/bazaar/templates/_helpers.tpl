@@ -191,6 +191,23 @@ it does express, again, for `--skip-schema-validation`).
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if not .Values.existingSecret }}
+{{- $placeholders := list }}
+{{- if contains "CHANGE-ME" .Values.bus.rabbitmq.url }}
+{{- $placeholders = append $placeholders "bus.rabbitmq.url" }}
+{{- end }}
+{{- if contains "CHANGE-ME" .Values.database.url }}
+{{- $placeholders = append $placeholders "database.url" }}
+{{- end }}
+{{- range $module, $url := .Values.database.modules }}
+{{- if contains "CHANGE-ME" (toString $url) }}
+{{- $placeholders = append $placeholders (printf "database.modules.%s" $module) }}
+{{- end }}
+{{- end }}
+{{- if $placeholders }}
+{{- fail (printf "%s: still values-split.yaml's CHANGE-ME placeholder; give the real URL (--set %s=…) or put the URLs in a Secret of yours (existingSecret)" (join ", " $placeholders) (first $placeholders)) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.database.existingSecretModules (not .Values.existingSecret) }}
 {{- fail "database.existingSecretModules: names keys of existingSecret, which is not set (the chart's own Secret takes database.modules)" }}
 {{- end }}
