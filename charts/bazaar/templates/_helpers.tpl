@@ -3,17 +3,44 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{- define "bazaar.fullname" -}}
+{{/* <release>-bazaar (or fullnameOverride), whatever its length: the stem of every name. */}}
+{{- define "bazaar.fullnameStem" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- .Values.fullnameOverride }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- .Release.Name }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The name of one of the release's objects, <stem><suffix>, within the 63 characters of a DNS label.
+A longer one keeps its suffix and trades the stem's end for a hash of the whole name,
+<stem cut>-<8 hex><suffix>: names cut short stay unique and still say what they name.
+(dict "root" $ "suffix" "-orders"); the suffix may be empty.
+*/}}
+{{- define "bazaar.objectName" -}}
+{{- $stem := include "bazaar.fullnameStem" .root }}
+{{- $full := printf "%s%s" $stem .suffix }}
+{{- if le (len $full) 63 }}
+{{- $full }}
+{{- else }}
+{{- $hash := sha256sum $full | trunc 8 }}
+{{- $room := sub 54 (len .suffix) | int }}
+{{- if gt $room 0 }}
+{{- printf "%s-%s%s" ($stem | trunc $room | trimSuffix "-") $hash .suffix }}
+{{- else }}
+{{- printf "%s-%s" ($full | trunc 54 | trimSuffix "-") $hash }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "bazaar.fullname" -}}
+{{- include "bazaar.objectName" (dict "root" . "suffix" "") }}
 {{- end }}
 
 {{- define "bazaar.chart" -}}
@@ -42,11 +69,11 @@ app.kubernetes.io/component: {{ .key }}
 
 {{/* The Deployment and Service name of a key in `deployments`: (dict "root" $ "key" $key). */}}
 {{- define "bazaar.componentName" -}}
-{{- printf "%s-%s" (include "bazaar.fullname" .root) .key | trunc 63 | trimSuffix "-" }}
+{{- include "bazaar.objectName" (dict "root" .root "suffix" (printf "-%s" .key)) }}
 {{- end }}
 
 {{- define "bazaar.canaryName" -}}
-{{- printf "%s-canary" (include "bazaar.componentName" .) | trunc 63 | trimSuffix "-" }}
+{{- include "bazaar.objectName" (dict "root" .root "suffix" (printf "-%s-canary" .key)) }}
 {{- end }}
 
 {{- define "bazaar.serviceAccountName" -}}
@@ -66,7 +93,7 @@ app.kubernetes.io/component: {{ .key }}
 {{- if .Values.existingSecret }}
 {{- .Values.existingSecret }}
 {{- else }}
-{{- printf "%s-migrations" (include "bazaar.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "bazaar.objectName" (dict "root" . "suffix" "-migrations") }}
 {{- end }}
 {{- end }}
 
@@ -470,7 +497,7 @@ spec:
         - name: data
           {{- if $sqlite }}
           persistentVolumeClaim:
-            claimName: {{ $values.persistence.existingClaim | default (printf "%s-data" (include "bazaar.fullname" $root)) }}
+            claimName: {{ $values.persistence.existingClaim | default (include "bazaar.objectName" (dict "root" $root "suffix" "-data")) }}
           {{- else }}
           emptyDir:
             sizeLimit: 64Mi

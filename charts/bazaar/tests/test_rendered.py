@@ -585,7 +585,7 @@ class LongNames(unittest.TestCase):
         for vs in r.of("VirtualService"):
             for route in vs["spec"]["http"][0]["route"]:
                 r.one("Service", route["destination"]["host"])
-        secrets = {s["metadata"]["name"] for s in r.of("Secret")}
+        secrets = {s["metadata"]["name"] for s in r.of("Secret")} | {"bazaar-secrets"}  # THREE's existingSecret
         for w in r.deployments("stable") + r.deployments("canary") + r.of("Job"):
             for ref in container(w).get("envFrom", []):
                 r.one("ConfigMap", ref["configMapRef"]["name"])
