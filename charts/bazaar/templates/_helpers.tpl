@@ -277,6 +277,9 @@ it does express, again, for `--skip-schema-validation`).
 {{- if .Values.telemetry.filter }}
 {{- $_ := set $env "BAZAAR__TELEMETRY__FILTER" .Values.telemetry.filter }}
 {{- end }}
+{{- with .Values.server.trustedProxies }}
+{{- $_ := set $env "BAZAAR__SERVER__TRUSTED_PROXIES" (join "," .) }}
+{{- end }}
 {{- if eq .Values.database.kind "sqlite" }}
 {{- $_ := set $env "BAZAAR__DATABASE__URL" "sqlite:///data/{module}.db?mode=rwc" }}
 {{- $_ := set $env "BAZAAR__DATABASE__AUTO_MIGRATE" "true" }}
