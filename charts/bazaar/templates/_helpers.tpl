@@ -190,6 +190,16 @@ it does express, again, for `--skip-schema-validation`).
 {{- fail (printf "deployments: no Deployment hosts module '%s'; every module is hosted by exactly one" .) }}
 {{- end }}
 {{- end }}
+{{- /* SIGKILL must not come before the delay and the drain are over (env may override either). */}}
+{{- range $key, $d := $deployments }}
+{{- $delay := dig "BAZAAR__SERVER__SHUTDOWN_DELAY_SECS" (dig "BAZAAR__SERVER__SHUTDOWN_DELAY_SECS" $.Values.server.shutdownDelaySecs $.Values.env) ($d.env | default dict) | int }}
+{{- $timeout := dig "BAZAAR__SERVER__SHUTDOWN_TIMEOUT_SECS" (dig "BAZAAR__SERVER__SHUTDOWN_TIMEOUT_SECS" $.Values.server.shutdownTimeoutSecs $.Values.env) ($d.env | default dict) | int }}
+{{- $grace := int $d.terminationGracePeriodSeconds }}
+{{- if le $grace (add $delay $timeout) }}
+{{- $where := ternary (printf "deployments.%s.terminationGracePeriodSeconds" $key) (printf "deploymentDefaults.terminationGracePeriodSeconds (Deployment %s)" $key) (hasKey (get $.Values.deployments $key) "terminationGracePeriodSeconds") }}
+{{- fail (printf "%s: %d s leaves no time to drain after server.shutdownDelaySecs (%d) + server.shutdownTimeoutSecs (%d): give it more than %d s, or shorten those" $where $grace $delay $timeout (add $delay $timeout)) }}
+{{- end }}
+{{- end }}
 {{- $several := gt (len $deployments) 1 }}
 {{- if and $several (ne .Values.bus.kind "rabbitmq") }}
 {{- fail (printf "bus.kind: '%s' cannot connect %d Deployments; several Deployments need bus.kind rabbitmq" .Values.bus.kind (len $deployments)) }}
@@ -268,6 +278,8 @@ it does express, again, for `--skip-schema-validation`).
   "BAZAAR_ENV" .Values.environment
   "BAZAAR__SERVER__HOST" "0.0.0.0"
   "BAZAAR__SERVER__PORT" (toString .Values.server.port)
+  "BAZAAR__SERVER__SHUTDOWN_DELAY_SECS" (toString .Values.server.shutdownDelaySecs)
+  "BAZAAR__SERVER__SHUTDOWN_TIMEOUT_SECS" (toString .Values.server.shutdownTimeoutSecs)
   "BAZAAR__TELEMETRY__FORMAT" .Values.telemetry.format
   "BAZAAR__BUS__KIND" .Values.bus.kind
   "BAZAAR__DATABASE__MAX_CONNECTIONS" (toString .Values.database.maxConnections)
