@@ -613,6 +613,15 @@ class LongNames(unittest.TestCase):
             self.assert_references_resolve(r)
         self.assertEqual(set(self.names(east)) & set(self.names(west)), set())
 
+    def test_the_alerts_select_the_releases_services_by_their_names_however_long(self):
+        r = render(SPLIT, SPLIT_URLS, EXTRAS, release=LONG_RELEASE)
+        [rule] = r.of("PrometheusRule")
+        services = {s["metadata"]["name"] for s in r.of("Service")}
+        for group in rule["spec"]["groups"]:
+            for alert in group["rules"]:
+                [selected] = set(re.findall(r'service=~"([^"]+)"', alert["expr"]))
+                self.assertEqual(set(selected.split("|")), services, alert["alert"])
+
     def test_short_names_are_unchanged(self):
         names = self.names(render(SPLIT, SPLIT_URLS))
         self.assertIn(("Deployment", "shop-bazaar-orders"), names)
