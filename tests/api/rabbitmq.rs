@@ -97,3 +97,56 @@ async fn a_catalog_only_process_accepts_an_admin_token_through_the_users_process
         .expect("sent");
     assert_eq!(refused.status(), 401);
 }
+
+/// Issue 14 item 6 (keys): a process that verifies through a JWKS honours its `Cache-Control`; a
+/// key removed from it stops verifying once the cached copy expires, tokens already verified with
+/// it included.
+#[tokio::test]
+async fn a_key_removed_from_the_jwks_stops_verifying_once_its_max_age_passes() {
+    use std::sync::{Arc, Mutex};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let Some(stack) = Stack::new(Engine::Sqlite, true).await else { return };
+    let jwk = kernel::auth::VerificationKey::from_public_pem(crate::helpers::PUBLIC_KEY).expect("a key");
+    let published = Arc::new(Mutex::new(json!({"keys": [jwk.jwk().expect("a JWK")]})));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (serving, counting) = (published.clone(), fetches.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().expect("an address"));
+    let server = actix_web::HttpServer::new(move || {
+        let (serving, counting) = (serving.clone(), counting.clone());
+        actix_web::App::new().route(
+            "/jwks.json",
+            actix_web::web::get().to(move || {
+                counting.fetch_add(1, Ordering::SeqCst);
+                let body = serving.lock().expect("the set").clone();
+                async move { actix_web::HttpResponse::Ok().insert_header(("cache-control", "public, max-age=1")).json(body) }
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listens")
+    .run();
+    let jwks_server = server.handle();
+    tokio::spawn(server);
+
+    let catalog = stack.spawn(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks_url.as_str())]).await;
+    let admin = crate::helpers::token("admin", 900, crate::helpers::PRIVATE_KEY);
+    let create = |sku: &'static str| {
+        catalog.request(Method::POST, "/products", As::Anonymous).bearer_auth(&admin).json(&product_body(sku, "A key test")).send()
+    };
+    assert_eq!(create("JWKS-1").await.expect("sent").status(), 201);
+    let before = fetches.load(Ordering::SeqCst);
+    for i in 0..20 {
+        let response = catalog.request(Method::GET, &format!("/products?limit={}", i % 5 + 1), As::Admin).send().await;
+        assert_eq!(response.expect("sent").status(), 200);
+    }
+    assert!(fetches.load(Ordering::SeqCst) - before <= 2, "the JWKS is cached, not fetched per request");
+
+    // The key is removed (rotated out, or compromised).
+    *published.lock().expect("the set") = json!({"keys": []});
+    eventually(5, || async { (create("JWKS-2").await.expect("sent").status() == 401).then_some(()) }).await;
+    jwks_server.stop(false).await;
+}
