@@ -10,6 +10,7 @@ mod errors;
 mod helpers;
 mod operations;
 mod orders;
+mod product_copies;
 mod rabbitmq;
 mod shipping;
 mod split;
