@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::engines::{Engine, on_every_engine};
 use crate::helpers::{
-    As, TestApp, assert_problem, eventually, product_body, settles, spawn_app, spawn_app_on, token_with,
+    As, TestApp, assert_problem, eventually, product_body, settles, spawn_app, spawn_app_on, spawn_app_with, token_with,
 };
 
 on_every_engine!(
@@ -394,4 +394,32 @@ async fn stock_cannot_be_set_below_what_is_reserved_and_only_admins_set_it() {
         (stock["onHand"].as_i64(), stock["reserved"].as_i64(), stock["available"].as_i64()),
         (Some(3), Some(3), Some(0))
     );
+}
+
+/// The fields a 422 names.
+async fn fields_of(response: reqwest::Response) -> Vec<String> {
+    let problem = assert_problem(response, 422).await;
+    let errors = problem["errors"].as_array().expect("errors");
+    errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn quantities_beyond_the_configured_caps_are_422_naming_the_line_or_the_items() {
+    let app =
+        spawn_app_with(&[("orders.max_quantity_per_line", "5"), ("orders.max_quantity_per_order", "8")]).await;
+    let mug = app.stocked_product("CAP-MUG", 100, eur(100)).await;
+    let pot = app.stocked_product("CAP-POT", 100, eur(100)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+
+    assert_eq!(fields_of(app.place(&token, &order_body(&[(&mug["id"], 6)])).await).await, ["items[0].quantity"]);
+    // Two lines of one product count together against the per-line cap: the second crosses it.
+    let split = order_body(&[(&mug["id"], 3), (&pot["id"], 1), (&mug["id"], 3)]);
+    assert_eq!(fields_of(app.place(&token, &split).await).await, ["items[2].quantity"]);
+    // Every line within its cap, the order beyond its own.
+    let big = order_body(&[(&mug["id"], 5), (&pot["id"], 4)]);
+    assert_eq!(fields_of(app.place(&token, &big).await).await, ["items"]);
+
+    // At the caps exactly: placed.
+    assert_eq!(app.place(&token, &order_body(&[(&mug["id"], 5), (&pot["id"], 3)])).await.status(), 201);
+    assert_eq!(app.place(&token, &order_body(&[(&mug["id"], 2), (&mug["id"], 3)])).await.status(), 201);
 }
