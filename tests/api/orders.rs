@@ -13,6 +13,7 @@ on_every_engine!(
     an_order_within_stock_is_confirmed_and_reserves_its_units,
     fifty_concurrent_orders_for_ten_units_confirm_exactly_ten,
     an_idempotent_replay_returns_the_first_response_and_creates_one_order,
+    idempotency_keys_that_differ_only_in_case_are_two_orders,
 );
 
 pub fn address() -> Value {
@@ -422,4 +423,22 @@ async fn quantities_beyond_the_configured_caps_are_422_naming_the_line_or_the_it
     // At the caps exactly: placed.
     assert_eq!(app.place(&token, &order_body(&[(&mug["id"], 5), (&pot["id"], 3)])).await.status(), 201);
     assert_eq!(app.place(&token, &order_body(&[(&mug["id"], 2), (&mug["id"], 3)])).await.status(), 201);
+}
+
+/// An `Idempotency-Key` is compared exactly, on every engine (MariaDB's default collation would
+/// replay the first order for the second key).
+async fn idempotency_keys_that_differ_only_in_case_are_two_orders(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
+    let product = app.stocked_product("IDEM-CASE", 100, eur(500)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let body = order_body(&[(&product["id"], 1)]);
+    let mut ids = Vec::new();
+    for key in ["Key-1", "key-1", "Key-1"] {
+        let sent = app.request(Method::POST, "/orders", As::Anonymous).bearer_auth(&token).header("Idempotency-Key", key);
+        let response = sent.json(&body).send().await.expect("sent");
+        assert_eq!(response.status(), 201);
+        ids.push(response.json::<Value>().await.expect("JSON")["id"].clone());
+    }
+    assert_ne!(ids[0], ids[1], "two keys, two orders");
+    assert_eq!(ids[0], ids[2], "the same key again replays the first");
 }
