@@ -6,6 +6,7 @@ use crate::kernel::KernelTables;
 
 mod m20261126_000002_create_products;
 mod m20261227_000003_add_product_version;
+mod m20261227_000004_case_sensitive_sku;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(KernelTables::new("catalog")),
             Box::new(m20261126_000002_create_products::Migration),
             Box::new(m20261227_000003_add_product_version::Migration),
+            Box::new(m20261227_000004_case_sensitive_sku::Migration),
         ]
     }
 }
