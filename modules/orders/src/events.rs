@@ -238,7 +238,7 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;
 
-    use crate::domain::{OrderLine, Quantity, ShippingAddress, Timeline};
+    use crate::domain::{OrderLimits, OrderLine, Quantity, ShippingAddress, Timeline};
     use crate::service::{AddressChanged, Cancelled, ChangeOrderError, Orders};
 
     async fn database() -> (tempfile::TempDir, DatabaseConnection) {
@@ -251,6 +251,10 @@ mod tests {
 
     fn outbox(db: &DatabaseConnection) -> Outbox {
         Outbox::new("orders", db.clone())
+    }
+
+    fn limits() -> OrderLimits {
+        OrderLimits::new(100, 1000).expect("valid")
     }
 
     /// A pending order of two units, saved.
@@ -392,7 +396,7 @@ mod tests {
     #[tokio::test]
     async fn a_confirmed_order_is_only_cancelling_until_shipping_cancels_its_shipment() {
         let (_dir, db) = database().await;
-        let orders = Orders::new(db.clone(), outbox(&db));
+        let orders = Orders::new(db.clone(), outbox(&db), limits());
         let order = placed(&db).await;
         deliver(&db, &reserved(&order)).await.expect("handled");
         let Ok(Cancelled::Requested(cancelling)) = orders.cancel(order.id, &owner(&order)).await else {
@@ -422,7 +426,7 @@ mod tests {
     #[tokio::test]
     async fn a_dispatch_ships_a_cancelling_order_and_nothing_is_released() {
         let (_dir, db) = database().await;
-        let orders = Orders::new(db.clone(), outbox(&db));
+        let orders = Orders::new(db.clone(), outbox(&db), limits());
         let order = placed(&db).await;
         deliver(&db, &reserved(&order)).await.expect("handled");
         orders.cancel(order.id, &owner(&order)).await.expect("requested");
@@ -449,7 +453,7 @@ mod tests {
     #[tokio::test]
     async fn a_pending_order_is_cancelled_at_once_and_a_delivery_before_its_dispatch_waits() {
         let (_dir, db) = database().await;
-        let orders = Orders::new(db.clone(), outbox(&db));
+        let orders = Orders::new(db.clone(), outbox(&db), limits());
         let pending = placed(&db).await;
         let Ok(Cancelled::Now(cancelled)) = orders.cancel(pending.id, &owner(&pending)).await else {
             panic!("a pending order is cancelled at once")
@@ -478,7 +482,7 @@ mod tests {
     #[tokio::test]
     async fn a_confirmed_orders_address_changes_only_when_shipping_says_so() {
         let (_dir, db) = database().await;
-        let orders = Orders::new(db.clone(), outbox(&db));
+        let orders = Orders::new(db.clone(), outbox(&db), limits());
         let pending = placed(&db).await;
         let Ok(AddressChanged::Now(moved)) = orders.change_address(pending.id, &owner(&pending), bath()).await else {
             panic!("a pending order moves at once")

@@ -8,7 +8,8 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
 use crate::domain::{
-    AddressChange, Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline,
+    AddressChange, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus, Quantity, ShippingAddress,
+    Timeline,
 };
 use crate::persistence::{self, ProductCopy};
 
@@ -16,6 +17,7 @@ use crate::persistence::{self, ProductCopy};
 pub struct Orders {
     db: DatabaseConnection,
     outbox: Outbox,
+    limits: OrderLimits,
 }
 
 /// A validated request to place an order; products are checked by [`Orders::place`].
@@ -78,8 +80,8 @@ pub enum ChangeOrderError {
 }
 
 impl Orders {
-    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+    pub fn new(db: DatabaseConnection, outbox: Outbox, limits: OrderLimits) -> Self {
+        Self { db, outbox, limits }
     }
 
     /// Places an order at the prices of the local product copy. With an idempotency key, a repeat
@@ -132,11 +134,11 @@ impl Orders {
         }
     }
 
-    /// The order the request describes, priced from the local product copy.
+    /// The order the request describes, within the limits, priced from the local product copy.
     async fn price(&self, user_id: Uuid, request: PlaceOrder) -> Result<Order, PlaceOrderError> {
         let ids: Vec<Uuid> = request.items.iter().map(|(id, _)| *id).collect();
         let products = persistence::products(&self.db, &ids).await.context("failed to load products")?;
-        let mut errors = Vec::new();
+        let mut errors = self.limits.check(&request.items);
         let mut lines = Vec::with_capacity(request.items.len());
         for (i, (product_id, quantity)) in request.items.into_iter().enumerate() {
             match products.iter().find(|p| p.product_id == product_id) {
