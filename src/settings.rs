@@ -346,8 +346,8 @@ impl Settings {
             return Err(SettingsError::new("outbox.batch_size", "must be at least 1"));
         }
         self.validate_auth()?;
-        let limits = &self.orders;
-        if let Some((key, message)) = orders::limits_error(limits.max_quantity_per_line, limits.max_quantity_per_order) {
+        let (per_line, per_order) = (self.orders.max_quantity_per_line, self.orders.max_quantity_per_order);
+        if let Some((key, message)) = orders::limits_error(per_line, per_order) {
             return Err(SettingsError::new(key, message));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.filter) {

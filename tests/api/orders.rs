@@ -406,8 +406,7 @@ async fn fields_of(response: reqwest::Response) -> Vec<String> {
 
 #[tokio::test]
 async fn quantities_beyond_the_configured_caps_are_422_naming_the_line_or_the_items() {
-    let app =
-        spawn_app_with(&[("orders.max_quantity_per_line", "5"), ("orders.max_quantity_per_order", "8")]).await;
+    let app = spawn_app_with(&[("orders.max_quantity_per_line", "5"), ("orders.max_quantity_per_order", "8")]).await;
     let mug = app.stocked_product("CAP-MUG", 100, eur(100)).await;
     let pot = app.stocked_product("CAP-POT", 100, eur(100)).await;
     let token = customer(&uuid::Uuid::now_v7());
@@ -434,7 +433,8 @@ async fn idempotency_keys_that_differ_only_in_case_are_two_orders(engine: Engine
     let body = order_body(&[(&product["id"], 1)]);
     let mut ids = Vec::new();
     for key in ["Key-1", "key-1", "Key-1"] {
-        let sent = app.request(Method::POST, "/orders", As::Anonymous).bearer_auth(&token).header("Idempotency-Key", key);
+        let sent =
+            app.request(Method::POST, "/orders", As::Anonymous).bearer_auth(&token).header("Idempotency-Key", key);
         let response = sent.json(&body).send().await.expect("sent");
         assert_eq!(response.status(), 201);
         ids.push(response.json::<Value>().await.expect("JSON")["id"].clone());

@@ -14,7 +14,8 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         // MODIFY keeps the unique index; a binary collation is finer, so no row can clash.
-        let sql = "ALTER TABLE catalog_products MODIFY sku VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL";
+        let sql =
+            "ALTER TABLE catalog_products MODIFY sku VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL";
         manager.get_connection().execute_unprepared(sql).await.map(drop)
     }
 
