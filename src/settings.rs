@@ -64,6 +64,7 @@ pub struct Settings {
     pub housekeeping: HousekeepingSettings,
     pub auth: AuthSettings,
     pub users: UsersSettings,
+    pub orders: OrdersSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -199,6 +200,13 @@ pub struct BootstrapAdmin {
     pub email: String,
     #[serde(serialize_with = "expose")]
     pub password: SecretString,
+}
+
+/// What one order may hold (the orders module checks it: `orders::limits_error`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrdersSettings {
+    pub max_quantity_per_line: u32,
+    pub max_quantity_per_order: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,6 +356,10 @@ impl Settings {
             return Err(SettingsError::new("outbox.batch_size", "must be at least 1"));
         }
         self.validate_auth()?;
+        let (per_line, per_order) = (self.orders.max_quantity_per_line, self.orders.max_quantity_per_order);
+        if let Some((key, message)) = orders::limits_error(per_line, per_order) {
+            return Err(SettingsError::new(key, message));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.filter) {
             return Err(SettingsError::new("telemetry.filter", e.to_string()));
         }
@@ -521,6 +533,8 @@ mod tests {
             (&[("BAZAAR__MODULES__CATALGO__DATABASE_URL", "sqlite::memory:")], "modules.catalgo"),
             (&[("BAZAAR__AUTH__SIGNING_KEY", "not a key")], "auth.signing_key"),
             (&[("BAZAAR__AUTH__JWKS_URL", "ftp://keys")], "auth.jwks_url"),
+            (&[("BAZAAR__ORDERS__MAX_QUANTITY_PER_LINE", "1001")], "orders.max_quantity_per_line"),
+            (&[("BAZAAR__ORDERS__MAX_QUANTITY_PER_ORDER", "0")], "orders.max_quantity_per_order"),
         ];
         for (vars, key) in cases {
             let error = load(vars, Environment::Development).expect_err("invalid");

@@ -158,7 +158,8 @@ async fn effects(db: &DatabaseConnection, module: &str, sku: &str) -> usize {
 }
 
 fn event(sku: &str) -> Envelope {
-    Envelope::new(&ProductDiscontinued { product_id: uuid::Uuid::now_v7(), sku: sku.to_owned() }).expect("an envelope")
+    Envelope::new(&ProductDiscontinued { product_id: uuid::Uuid::now_v7(), sku: sku.to_owned(), version: 1 })
+        .expect("an envelope")
 }
 
 fn policy(max_attempts: u32) -> RetryPolicy {
@@ -369,7 +370,8 @@ async fn one_producers_events_for_one_aggregate_arrive_in_order(engine: Engine, 
     let skus: Vec<String> = (0..60).map(|i| format!("STEP-{i:02}")).collect();
     // In bursts, so that the relay and the consumer see batches of several sizes.
     for (i, sku) in skus.iter().enumerate() {
-        let envelope = Envelope::new(&ProductDiscontinued { product_id, sku: sku.clone() }).expect("an envelope");
+        let envelope =
+            Envelope::new(&ProductDiscontinued { product_id, sku: sku.clone(), version: 1 }).expect("an envelope");
         commit_event(&producer, &envelope).await;
         if i % 7 == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;

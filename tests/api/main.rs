@@ -13,6 +13,7 @@ mod lifecycle;
 mod operations;
 mod orders;
 mod process;
+mod product_copies;
 mod rabbitmq;
 mod shipping;
 mod split;
