@@ -103,8 +103,8 @@ async fn a_catalog_only_process_accepts_an_admin_token_through_the_users_process
 /// it included.
 #[tokio::test]
 async fn a_key_removed_from_the_jwks_stops_verifying_once_its_max_age_passes() {
-    use std::sync::{Arc, Mutex};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     let Some(stack) = Stack::new(Engine::Sqlite, true).await else { return };
     let jwk = kernel::auth::VerificationKey::from_public_pem(crate::helpers::PUBLIC_KEY).expect("a key");
@@ -113,29 +113,36 @@ async fn a_key_removed_from_the_jwks_stops_verifying_once_its_max_age_passes() {
     let (serving, counting) = (published.clone(), fetches.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let jwks_url = format!("http://{}/jwks.json", listener.local_addr().expect("an address"));
-    let server = actix_web::HttpServer::new(move || {
-        let (serving, counting) = (serving.clone(), counting.clone());
-        actix_web::App::new().route(
-            "/jwks.json",
-            actix_web::web::get().to(move || {
-                counting.fetch_add(1, Ordering::SeqCst);
-                let body = serving.lock().expect("the set").clone();
-                async move { actix_web::HttpResponse::Ok().insert_header(("cache-control", "public, max-age=1")).json(body) }
-            }),
-        )
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .expect("listens")
-    .run();
+    let server =
+        actix_web::HttpServer::new(move || {
+            let (serving, counting) = (serving.clone(), counting.clone());
+            actix_web::App::new().route(
+                "/jwks.json",
+                actix_web::web::get().to(move || {
+                    counting.fetch_add(1, Ordering::SeqCst);
+                    let body = serving.lock().expect("the set").clone();
+                    async move {
+                        actix_web::HttpResponse::Ok().insert_header(("cache-control", "public, max-age=1")).json(body)
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listens")
+        .run();
     let jwks_server = server.handle();
     tokio::spawn(server);
 
     let catalog = stack.spawn(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks_url.as_str())]).await;
     let admin = crate::helpers::token("admin", 900, crate::helpers::PRIVATE_KEY);
     let create = |sku: &'static str| {
-        catalog.request(Method::POST, "/products", As::Anonymous).bearer_auth(&admin).json(&product_body(sku, "A key test")).send()
+        catalog
+            .request(Method::POST, "/products", As::Anonymous)
+            .bearer_auth(&admin)
+            .json(&product_body(sku, "A key test"))
+            .send()
     };
     assert_eq!(create("JWKS-1").await.expect("sent").status(), 201);
     let before = fetches.load(Ordering::SeqCst);
