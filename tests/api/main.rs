@@ -10,6 +10,7 @@ mod errors;
 mod helpers;
 mod operations;
 mod orders;
+mod outage;
 mod rabbitmq;
 mod shipping;
 mod split;
