@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::engines::{Engine, TestDatabase};
-use crate::helpers::{Stack, eventually};
+use crate::helpers::{Stack, assert_problem, eventually};
 use crate::orders::{customer, eur, order_body};
 
 mod in_process {
@@ -65,4 +65,34 @@ async fn a_ten_second_outage_of_inventorys_database_dead_letters_nothing(rabbitm
     for line in dead {
         assert!(line.ends_with(" 0"), "{line}");
     }
+}
+
+#[tokio::test]
+async fn a_request_whose_database_refuses_connections_is_a_503_with_retry_after() {
+    let Some(stack) = Stack::new(Engine::Postgres, false).await else { return };
+    let app = stack.spawn(&[]).await;
+    assert_eq!(app.get("/products").await.status(), 200);
+
+    stack.database.refuse_connections().await;
+    let response = app.get("/products").await;
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let problem = assert_problem(response, 503).await;
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s > 0)), "{problem}");
+    assert!(!problem.to_string().contains("accepting connections"), "the cause is not shown: {problem}");
+
+    stack.database.accept_connections().await;
+    eventually(20, || async { (app.get("/products").await.status() == 200).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn readiness_names_an_unreachable_database_without_echoing_its_error() {
+    let Some(stack) = Stack::new(Engine::Postgres, false).await else { return };
+    let app = stack.spawn(&[]).await;
+    stack.database.refuse_connections().await;
+    let problem = assert_problem(app.get("/health/ready").await, 503).await;
+    for module in ["catalog", "inventory", "orders", "shipping", "users"] {
+        assert_eq!(problem["checks"][format!("{module}.database")], "database unreachable", "{problem}");
+    }
+    assert!(!problem.to_string().contains("accepting connections"), "{problem}");
+    stack.database.accept_connections().await;
 }
