@@ -16,9 +16,12 @@
 //! connection or an unroutable return (`mandatory`).
 //!
 //! Consuming: each hosted module's handler runs through its inbox, a batch of ready deliveries per
-//! transaction; deliveries are acked only after that transaction committed. A failure is
-//! re-published to the next retry queue (or, after `max_attempts` or when it cannot be decoded, to
-//! the dead-letter queue) with a confirm, and only then acked. A redelivery finds its inbox row.
+//! transaction; deliveries are acked only after that transaction committed. A failure of the
+//! handler's own is re-published to the next retry queue (or, after `max_attempts` or when it
+//! cannot be decoded, to the dead-letter queue) with a confirm, and only then acked. A failure of
+//! the infrastructure (the batch's transaction does not commit, or a handler meets a transient
+//! database error) costs no attempt: the worker keeps those deliveries unacked and tries them
+//! again with backoff for as long as it lasts. A redelivery finds its inbox row.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use contracts::EventType;
 use futures::{FutureExt, StreamExt};
-use kernel::bus::{RetryPolicy, backoff, metric};
+use kernel::bus::{RetryPolicy, Verdict, backoff, metric};
 use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -430,11 +433,20 @@ struct Worker {
     confirm_timeout: Duration,
 }
 
+/// Whether a batch was seen through (handled, or re-published and acked), or left unacked.
+#[derive(Debug, PartialEq, Eq)]
+enum Handled {
+    Done,
+    /// The connection was lost or the bus is stopping while the infrastructure was failing.
+    Interrupted,
+}
+
 /// A delivery and what became of it.
 struct Failed {
     delivery: Delivery,
     envelope: Option<Envelope>,
     error: HandlerError,
+    verdict: Verdict,
 }
 
 impl Worker {
@@ -466,7 +478,13 @@ impl Worker {
                     _ => break,
                 }
             }
-            self.handle(&channel, batch).await?;
+            if self.handle(&channel, batch, lost, shutdown).await? == Handled::Interrupted {
+                // The batch is not acked: it goes back to the queue with the channel.
+                if lost.is_cancelled() {
+                    return Ok(());
+                }
+                break;
+            }
         }
         // Stop the flow, then leave: unacked deliveries go back to the queue with the channel.
         let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
@@ -475,57 +493,93 @@ impl Worker {
     }
 
     /// Handles a batch in one inbox transaction; re-publishes the failures; then acks the batch.
-    async fn handle(&self, channel: &Channel, batch: Vec<Delivery>) -> anyhow::Result<()> {
-        let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else { return Ok(()) };
+    ///
+    /// While the infrastructure fails (the transaction does not commit, or a handler meets a
+    /// transient database error), the deliveries concerned stay unacked and are tried again here,
+    /// with backoff, until they are handled or a handler fails on its own. Not nack-requeued: that
+    /// would come straight back with no wait, and a quorum queue counts every return against its
+    /// delivery limit. Not re-published to a retry queue: that is an attempt. Holding them is
+    /// safe: were the channel lost meanwhile they would be delivered again, and the consumer gets
+    /// no more than its prefetch in the meantime. (The broker's `consumer_timeout`, 30 min by
+    /// default, closes a channel that holds a delivery longer: they are then redelivered.)
+    async fn handle(
+        &self,
+        channel: &Channel,
+        batch: Vec<Delivery>,
+        lost: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Handled> {
+        let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else { return Ok(Handled::Done) };
         let consumer = &self.consumer;
         let mut decoded = Vec::with_capacity(batch.len());
         let mut failures = Vec::new();
         for delivery in batch {
             match serde_json::from_slice::<Envelope>(&delivery.data) {
                 Ok(envelope) => decoded.push((delivery, envelope)),
-                Err(e) => failures.push(Failed {
-                    delivery,
-                    envelope: None,
-                    error: HandlerError::Malformed(format!("the envelope does not decode: {e}")),
-                }),
-            }
-        }
-        let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
-        let span = tracing::info_span!(
-            "bus.consume",
-            consumer = consumer.name,
-            events = envelopes.len(),
-            trace_id = tracing::field::Empty
-        );
-        if let Some(trace_id) = envelopes.first().and_then(|e| e.trace_id()) {
-            span.record("trace_id", trace_id);
-        }
-        let outcomes =
-            consumer.inbox.process_batch(consumer.name, &envelopes, consumer.handler.as_ref()).instrument(span).await;
-        match outcomes {
-            Ok(outcomes) => {
-                for ((delivery, envelope), outcome) in decoded.into_iter().zip(outcomes) {
-                    if let Err(error) = outcome {
-                        failures.push(Failed { delivery, envelope: Some(envelope), error });
-                    }
+                Err(e) => {
+                    let error = HandlerError::Malformed(format!("the envelope does not decode: {e}"));
+                    let verdict = self.policy.verdict(&error, attempt_of(&delivery), 0);
+                    failures.push(Failed { delivery, envelope: None, error, verdict });
                 }
             }
-            // Nothing committed: every event of the batch failed this attempt.
-            Err(e) => {
-                tracing::warn!(consumer = consumer.name, error = %e, "a batch failed to commit");
-                let message = e.to_string();
-                failures.extend(decoded.into_iter().map(|(delivery, envelope)| Failed {
-                    delivery,
-                    envelope: Some(envelope),
-                    error: HandlerError::Failed(anyhow::anyhow!(message.clone())),
-                }));
+        }
+        // Transient failures in a row, for the backoff.
+        let mut outage = 0;
+        let mut pending = decoded;
+        while !pending.is_empty() {
+            let envelopes: Vec<Envelope> = pending.iter().map(|(_, e)| e.clone()).collect();
+            let span = tracing::info_span!(
+                "bus.consume",
+                consumer = consumer.name,
+                events = envelopes.len(),
+                trace_id = tracing::field::Empty
+            );
+            if let Some(trace_id) = envelopes.first().and_then(|e| e.trace_id()) {
+                span.record("trace_id", trace_id);
             }
+            let outcomes = consumer
+                .inbox
+                .process_batch(consumer.name, &envelopes, consumer.handler.as_ref())
+                .instrument(span)
+                .await;
+            let mut again = Vec::new();
+            match outcomes {
+                Ok(outcomes) => {
+                    for ((delivery, envelope), outcome) in std::mem::take(&mut pending).into_iter().zip(outcomes) {
+                        let Err(error) = outcome else { continue };
+                        match self.policy.verdict(&error, attempt_of(&delivery), outage + 1) {
+                            Verdict::Wait(_) => {
+                                tracing::warn!(consumer = consumer.name, event.id = %envelope.id, error = %format!("{error:#}"), "handler failed on the infrastructure; will retry without counting an attempt");
+                                metrics::counter!(metric::WAITED, "module" => consumer.name).increment(1);
+                                again.push((delivery, envelope));
+                            }
+                            verdict => failures.push(Failed { delivery, envelope: Some(envelope), error, verdict }),
+                        }
+                    }
+                }
+                // Nothing committed, whatever the cause (the database is failing; no event is to
+                // blame): the whole batch is tried again, no attempt counted.
+                Err(e) => {
+                    tracing::warn!(consumer = consumer.name, error = %e, events = pending.len(), "a batch failed to commit; will retry");
+                    again = std::mem::take(&mut pending);
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            outage += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(self.policy.outage_delay(outage)) => {}
+                _ = lost.cancelled() => return Ok(Handled::Interrupted),
+                _ = shutdown.cancelled() => return Ok(Handled::Interrupted),
+            }
+            pending = again;
         }
         for failed in failures {
             self.reroute(channel, failed).await?;
         }
         channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
-        Ok(())
+        Ok(Handled::Done)
     }
 
     /// Sends a failed delivery to its next retry queue, or to the dead-letter queue, and waits for
@@ -535,21 +589,28 @@ impl Worker {
         let attempt = attempt_of(&failed.delivery);
         let event_id = failed.envelope.as_ref().map(|e| e.id.to_string()).unwrap_or_default();
         let mut headers = failed.delivery.properties.headers().clone().unwrap_or_default();
-        let queue = match failed.error {
-            HandlerError::Failed(e) if !self.policy.exhausted(attempt) => {
+        let error = match &failed.error {
+            HandlerError::Failed(e) => format!("{e:#}"),
+            malformed => malformed.to_string(),
+        };
+        let queue = match failed.verdict {
+            // Transient failures are retried in `handle`; were one to come here, it goes back to
+            // the queue with its attempt unchanged.
+            Verdict::Wait(_) => {
+                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
+                self.topology.queue(name)
+            }
+            Verdict::Retry { attempts, .. } => {
+                // The retry queues' delays are fixed by their TTLs: the one after `attempts`.
                 let delay =
-                    self.topology.retry_delays[(attempt as usize - 1).min(self.topology.retry_delays.len() - 1)];
-                tracing::warn!(consumer = name, event.id = event_id, attempt, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; will retry");
+                    self.topology.retry_delays[(attempts as usize - 1).min(self.topology.retry_delays.len() - 1)];
+                tracing::warn!(consumer = name, event.id = event_id, attempt, retry_in_ms = delay.as_millis() as u64, error, "handler failed; will retry");
                 metrics::counter!(metric::FAILED, "module" => name).increment(1);
                 metrics::counter!(metric::RETRIED, "module" => name).increment(1);
-                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt + 1));
+                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempts + 1));
                 self.topology.retry_queue(name, delay)
             }
-            error => {
-                let error = match error {
-                    HandlerError::Failed(e) => format!("{e:#}"),
-                    malformed => malformed.to_string(),
-                };
+            Verdict::DeadLetter { .. } => {
                 tracing::error!(consumer = name, event.id = event_id, attempts = attempt, error, "event dead-lettered");
                 metrics::counter!(metric::DEAD_LETTERED, "module" => name).increment(1);
                 headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
