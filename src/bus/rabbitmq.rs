@@ -203,6 +203,11 @@ impl RabbitMqBus {
         &self.topology
     }
 
+    /// Labels of this bus's own metrics: the prefix tells apart the buses of one broker.
+    fn labels(&self) -> [(&'static str, String); 2] {
+        [("bus", "rabbitmq".to_owned()), ("prefix", self.topology.prefix.clone())]
+    }
+
     async fn current(&self) -> Result<Arc<Link>, BusError> {
         match self.link.read().await.as_ref() {
             Some(link) if link.connection.status().connected() => Ok(link.clone()),
@@ -225,12 +230,30 @@ impl RabbitMqBus {
     async fn session(&self, link: Arc<Link>, shutdown: &CancellationToken) {
         let lost = CancellationToken::new();
         let mut events = link.connection.events_listener();
-        let watcher = lost.clone();
+        let (watcher, watched) = (lost.clone(), link.clone());
         let watch = tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                if let lapin::Event::Error(e) = event {
-                    tracing::warn!(error = %e, "the RabbitMQ connection failed");
-                    break;
+            // A channel the broker closes (a declare it refuses, say) is reported here too; only
+            // the connection's own failure ends the session. A consumer whose channel fails stops
+            // by itself and ends it. The status is looked at again every second as well, should
+            // the connection's state change after its error was reported.
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(lapin::Event::Error(e)) if watched.connection.status().connected() => {
+                            tracing::debug!(error = %e, "a RabbitMQ channel was closed");
+                        }
+                        Some(lapin::Event::Error(e)) => {
+                            tracing::warn!(error = %e, "the RabbitMQ connection failed");
+                            break;
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                    _ = every.tick() => if !watched.connection.status().connected() {
+                        tracing::warn!("the RabbitMQ connection is gone");
+                        break;
+                    },
                 }
             }
             watcher.cancel();
@@ -361,15 +384,19 @@ impl EventBus for RabbitMqBus {
     async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
         let url = redact_url(self.config.url.expose_secret());
         let mut failures = 0;
+        let mut sessions = 0u64;
+        metrics::counter!(metric::RECONNECTIONS, &self.labels()).increment(0);
         while !shutdown.is_cancelled() {
             match self.connect().await {
                 Ok(link) => {
-                    if failures > 0 {
+                    if sessions > 0 {
                         tracing::info!(url, "reconnected to RabbitMQ");
+                        metrics::counter!(metric::RECONNECTIONS, &self.labels()).increment(1);
                     } else {
                         tracing::info!(url, "connected to RabbitMQ");
                     }
                     failures = 0;
+                    sessions += 1;
                     let link = Arc::new(link);
                     *self.link.write().await = Some(link.clone());
                     self.session(link, &shutdown).await;
@@ -392,7 +419,12 @@ impl EventBus for RabbitMqBus {
         self.current().await.map(|_| ())
     }
 
+    /// Asked only of the topology's consumers (no other module has a dead-letter queue), on a
+    /// channel of its own: should the broker refuse it, only that channel closes.
     async fn dead_letter_depth(&self, consumer: &str) -> Option<u64> {
+        if !self.topology.consumers.contains_key(consumer) {
+            return None;
+        }
         let link = self.current().await.ok()?;
         let channel = link.connection.create_channel().await.ok()?;
         let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };

@@ -213,6 +213,8 @@ pub mod metric {
     pub const WAITED: &str = "bazaar_bus_transient_failures_total";
     pub const OUTBOX_PENDING: &str = "bazaar_outbox_pending";
     pub const DEAD_LETTERS: &str = "bazaar_dead_letters";
+    /// Connections to the broker opened again after one was lost.
+    pub const RECONNECTIONS: &str = "bazaar_bus_reconnections_total";
 }
 
 #[cfg(test)]
