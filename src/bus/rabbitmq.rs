@@ -208,6 +208,10 @@ impl RabbitMqBus {
         [("bus", "rabbitmq".to_owned()), ("prefix", self.topology.prefix.clone())]
     }
 
+    fn set_connected(&self, connected: bool) {
+        metrics::gauge!(metric::CONNECTED, &self.labels()).set(if connected { 1.0 } else { 0.0 });
+    }
+
     async fn current(&self) -> Result<Arc<Link>, BusError> {
         match self.link.read().await.as_ref() {
             Some(link) if link.connection.status().connected() => Ok(link.clone()),
@@ -282,6 +286,7 @@ impl RabbitMqBus {
             _ = lost.cancelled() => {}
         }
         *self.link.write().await = None;
+        self.set_connected(false);
         // Consumers finish the batch in hand (ack included), then stop.
         tracker.wait().await;
         watch.abort();
@@ -385,6 +390,7 @@ impl EventBus for RabbitMqBus {
         let url = redact_url(self.config.url.expose_secret());
         let mut failures = 0;
         let mut sessions = 0u64;
+        self.set_connected(false);
         metrics::counter!(metric::RECONNECTIONS, &self.labels()).increment(0);
         while !shutdown.is_cancelled() {
             match self.connect().await {
@@ -399,6 +405,7 @@ impl EventBus for RabbitMqBus {
                     sessions += 1;
                     let link = Arc::new(link);
                     *self.link.write().await = Some(link.clone());
+                    self.set_connected(true);
                     self.session(link, &shutdown).await;
                 }
                 Err(e) => {

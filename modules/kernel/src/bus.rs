@@ -213,6 +213,8 @@ pub mod metric {
     pub const WAITED: &str = "bazaar_bus_transient_failures_total";
     pub const OUTBOX_PENDING: &str = "bazaar_outbox_pending";
     pub const DEAD_LETTERS: &str = "bazaar_dead_letters";
+    /// 1 while a broker bus is connected, 0 while it is not (the process stays ready meanwhile).
+    pub const CONNECTED: &str = "bazaar_bus_connected";
     /// Connections to the broker opened again after one was lost.
     pub const RECONNECTIONS: &str = "bazaar_bus_reconnections_total";
 }
