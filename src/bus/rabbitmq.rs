@@ -643,7 +643,14 @@ impl Worker {
                 // The retry queues' delays are fixed by their TTLs: the one after `attempts`.
                 let delay =
                     self.topology.retry_delays[(attempts as usize - 1).min(self.topology.retry_delays.len() - 1)];
-                tracing::warn!(consumer = name, event.id = event_id, attempt, retry_in_ms = delay.as_millis() as u64, error, "handler failed; will retry");
+                tracing::warn!(
+                    consumer = name,
+                    event.id = event_id,
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error,
+                    "handler failed; will retry"
+                );
                 metrics::counter!(metric::FAILED, "module" => name).increment(1);
                 metrics::counter!(metric::RETRIED, "module" => name).increment(1);
                 headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempts + 1));

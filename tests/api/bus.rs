@@ -145,7 +145,9 @@ impl EventHandler for Recorder {
         let event: ProductDiscontinued = envelope.decode()?;
         if call <= self.fail_first && self.transient {
             let unreachable = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
-            return Err(HandlerError::Failed(anyhow::Error::new(unreachable).context(format!("failure number {call}"))));
+            return Err(HandlerError::Failed(
+                anyhow::Error::new(unreachable).context(format!("failure number {call}")),
+            ));
         }
         if call <= self.fail_first || self.fail_sku == Some(event.sku.as_str()) {
             return Err(HandlerError::Failed(anyhow::anyhow!("failure number {call}")));

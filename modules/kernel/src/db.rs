@@ -74,7 +74,7 @@ pub fn is_transient_cause(error: &(dyn std::error::Error + 'static)) -> bool {
         } else if let Some(e) = cause.downcast_ref::<sea_orm::sqlx::Error>() {
             is_transient_sqlx(e)
         } else {
-            cause.is::<ConnAcquireErr>() || cause.is::<std::io::Error>()
+            cause.is::<ConnAcquireErr>()
         }
     })
 }
@@ -109,7 +109,8 @@ fn is_transient_code(e: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
     // connections, lock not available, a database not accepting connections, shutting down or
     // starting up.
     let Some(code) = e.code() else { return false };
-    code.starts_with("08") || matches!(&*code, "40001" | "40P01" | "53300" | "55P03" | "55000" | "57P01" | "57P02" | "57P03")
+    code.starts_with("08")
+        || matches!(&*code, "40001" | "40P01" | "53300" | "55P03" | "55000" | "57P01" | "57P02" | "57P03")
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN
