@@ -12,6 +12,7 @@ mod helpers;
 mod lifecycle;
 mod operations;
 mod orders;
+mod outage;
 mod process;
 mod product_copies;
 mod rabbitmq;

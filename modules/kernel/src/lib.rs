@@ -1,6 +1,8 @@
 //! Bazaar's shared kernel: what every module needs and no module owns.
 //!
-//! - [`bus`]: the [`EventBus`] trait modules talk through, and the handler side of it;
+//! - [`bus`]: the [`EventBus`] trait modules talk through, and the handler side of it, with the
+//!   one decision both buses follow on a failure (`RetryPolicy::verdict`);
+//! - [`db`]: a module's connections, and which database errors are transient ([`db::is_transient`]);
 //! - [`envelope`]: the [`Envelope`] every integration event travels in;
 //! - [`outbox`] and [`inbox`]: the transactional outbox with its relay, and the inbox that makes
 //!   redelivery harmless, with retries and a dead-letter table;
