@@ -165,10 +165,9 @@ async fn a_key_removed_from_the_jwks_stops_verifying_once_its_max_age_passes() {
     let (serving, counting) = (published.clone(), fetches.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let jwks_url = format!("http://{}/jwks.json", listener.local_addr().expect("an address"));
-    let server =
-        actix_web::HttpServer::new(move || {
-            let (serving, counting) = (serving.clone(), counting.clone());
-            actix_web::App::new().route(
+    let server = actix_web::HttpServer::new(move || {
+        let (serving, counting) = (serving.clone(), counting.clone());
+        actix_web::App::new().route(
                 "/jwks.json",
                 actix_web::web::get().to(move || {
                     counting.fetch_add(1, Ordering::SeqCst);
@@ -178,12 +177,12 @@ async fn a_key_removed_from_the_jwks_stops_verifying_once_its_max_age_passes() {
                     }
                 }),
             )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listens")
-        .run();
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listens")
+    .run();
     let jwks_server = server.handle();
     tokio::spawn(server);
 
