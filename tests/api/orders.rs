@@ -442,3 +442,34 @@ async fn idempotency_keys_that_differ_only_in_case_are_two_orders(engine: Engine
     assert_ne!(ids[0], ids[1], "two keys, two orders");
     assert_eq!(ids[0], ids[2], "the same key again replays the first");
 }
+
+/// Issue 14 item 13: an `Idempotency-Key` is remembered for `housekeeping.retention_hours`, then
+/// housekeeping forgets it and the same key places a new order.
+#[tokio::test]
+async fn housekeeping_forgets_idempotency_keys_past_the_retention() {
+    let app = crate::helpers::spawn_app_with(&[("housekeeping.interval_secs", "1")]).await;
+    let product = app.stocked_product("IDEM-OLD", 100, eur(500)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let body = order_body(&[(&product["id"], 1)]);
+    let place = || {
+        app.request(Method::POST, "/orders", As::Anonymous)
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "old-key")
+            .json(&body)
+            .send()
+    };
+    let first: Value = place().await.expect("sent").json().await.expect("JSON");
+    let db = app.db("orders").await;
+    db.execute_unprepared("UPDATE orders_idempotency SET created_at = '2000-01-01 00:00:00'").await.expect("aged");
+    let count = || {
+        let db = db.clone();
+        async move {
+            let sql = "SELECT COUNT(*) FROM orders_idempotency";
+            let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await;
+            row.expect("counted").expect("a row").try_get_by_index::<i64>(0).expect("a count")
+        }
+    };
+    crate::helpers::settles(0, count).await;
+    let second: Value = place().await.expect("sent").json().await.expect("JSON");
+    assert_ne!(second["id"], first["id"], "a forgotten key places a new order");
+}
