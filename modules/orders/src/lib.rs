@@ -21,11 +21,13 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use contracts::orders::{
     OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated,
     OrderRejected,
 };
 use contracts::{EventType, IntegrationEvent};
+use kernel::housekeeping::Purge;
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -125,5 +127,24 @@ impl Hosted for HostedOrders {
 
     fn handler(&self) -> Option<Arc<dyn EventHandler>> {
         Some(Arc::new(events::OrdersHandler { outbox: self.outbox.clone() }))
+    }
+
+    fn purges(&self) -> Vec<Arc<dyn Purge>> {
+        vec![Arc::new(OldIdempotencyKeys(self.orders.clone()))]
+    }
+}
+
+/// An `Idempotency-Key` is remembered for `housekeeping.retention_hours`: a client retries within
+/// minutes; after that long the same key is a new order.
+struct OldIdempotencyKeys(web::Data<Orders>);
+
+#[async_trait]
+impl Purge for OldIdempotencyKeys {
+    fn what(&self) -> &'static str {
+        "idempotency keys past the retention"
+    }
+
+    async fn purge(&self, _now: DateTime<Utc>, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
+        self.0.forget_idempotency_keys_before(cutoff).await
     }
 }

@@ -393,6 +393,12 @@ pub async fn list<C: ConnectionTrait>(
     with_lines(db, query.all(db).await?).await
 }
 
+/// Forgets the `Idempotency-Key`s remembered before `cutoff`; returns how many.
+pub async fn forget_idempotency_keys_before<C: ConnectionTrait>(db: &C, cutoff: DateTime<Utc>) -> Result<u64, DbErr> {
+    let result = idempotency::Entity::delete_many().filter(idempotency::Column::CreatedAt.lt(cutoff)).exec(db).await?;
+    Ok(result.rows_affected)
+}
+
 /// A remembered `Idempotency-Key`.
 pub struct Remembered {
     pub request_hash: String,

@@ -84,6 +84,11 @@ impl Orders {
         Self { db, outbox, limits }
     }
 
+    /// Forgets the `Idempotency-Key`s remembered before `cutoff` (housekeeping).
+    pub async fn forget_idempotency_keys_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+        persistence::forget_idempotency_keys_before(&self.db, cutoff).await.context("failed to purge idempotency keys")
+    }
+
     /// Places an order at the prices of the local product copy. With an idempotency key, a repeat
     /// replays the first answer; concurrent repeats create one order (the key is unique).
     #[tracing::instrument(level = "debug", skip_all, fields(user.id = %user_id))]
