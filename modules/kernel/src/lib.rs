@@ -8,6 +8,7 @@
 //! - [`auth`]: the Bearer JWT extractor ([`Principal`], [`Admin`]);
 //! - [`housekeeping`]: purging what the outbox and inbox no longer need;
 //! - [`pagination`]: cursor pages;
+//! - [`openapi`]: JSON Schemas of what the parsers accept, for request fields;
 //! - [`module`]: the [`Module`] trait the composition root hosts.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod inbox;
 pub mod module;
+pub mod openapi;
 pub mod outbox;
 pub mod pagination;
 
