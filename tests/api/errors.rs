@@ -111,7 +111,11 @@ async fn a_method_a_known_path_does_not_serve_is_405_naming_the_ones_it_does() {
     ];
     for (method, path, allowed) in cases {
         let response = app.request(method.clone(), &path, As::Admin).send().await.expect("sent");
-        assert_eq!(response.headers().get("allow").map(|v| v.to_str().expect("ASCII")), Some(allowed), "{method} {path}");
+        assert_eq!(
+            response.headers().get("allow").map(|v| v.to_str().expect("ASCII")),
+            Some(allowed),
+            "{method} {path}"
+        );
         let problem = assert_problem(response, 405).await;
         assert_eq!(problem["detail"], format!("{method} is not allowed on {path}"));
     }
