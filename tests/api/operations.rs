@@ -265,7 +265,14 @@ async fn a_form_encoded_password_grant_returns_tokens_as_rfc_6749_has_them() {
     assert_eq!(app.register("form@example.com", password, "Form User").await.status(), 201);
     let form = |grant_type: &'static str| {
         app.request(reqwest::Method::POST, "/auth/token", crate::helpers::As::Anonymous)
-            .form(&[("grant_type", grant_type), ("username", "form@example.com"), ("password", password)])
+            // As Swagger UI sends it: with an empty scope and the client id it was given.
+            .form(&[
+                ("grant_type", grant_type),
+                ("username", "form@example.com"),
+                ("password", password),
+                ("scope", ""),
+                ("client_id", "swagger-ui"),
+            ])
             .send()
     };
     let response = form("password").await.expect("sent");
