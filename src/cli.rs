@@ -52,7 +52,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create an admin account, or make an existing account admin. The password comes from
+    /// Create an admin account (an existing customer account is refused, never promoted: its
+    /// password is whoever registered it's). The password comes from
     /// BAZAAR_ADMIN_PASSWORD or the first line of standard input, never from an argument.
     CreateAdmin {
         #[arg(long)]
@@ -132,13 +133,14 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 Ok(outcome) => {
                     let done = match outcome {
                         users::AdminBootstrap::Created => "created",
-                        users::AdminBootstrap::Promoted => "promoted to admin",
                         users::AdminBootstrap::AlreadyAdmin => "already an admin",
                     };
                     println!("{}: {done}", email.trim().to_lowercase());
                     Ok(())
                 }
-                Err(users::BootstrapError::Invalid(message)) => Err(UsageError(message).into()),
+                Err(users::BootstrapError::Invalid(message) | users::BootstrapError::Refused(message)) => {
+                    Err(UsageError(message).into())
+                }
                 Err(users::BootstrapError::Unexpected(e)) => Err(e),
             }
         }

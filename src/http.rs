@@ -32,6 +32,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Ops {
     pub modules: Vec<(Arc<dyn Module>, ModuleContext)>,
     pub bus: Arc<dyn EventBus>,
+    /// Cancelled when the process starts to stop: from then on it is not ready.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 #[derive(OpenApi)]
@@ -154,7 +156,7 @@ fn declare_common_answers(doc: &mut utoipa::openapi::OpenApi) {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok`; `degraded` while the bus is unreachable (still ready: the outbox keeps the events).
     status: &'static str,
     /// Each dependency's state: `ok`, or what is wrong.
     checks: std::collections::BTreeMap<String, String>,
@@ -167,33 +169,45 @@ pub async fn health_live() -> web::Json<Health> {
     web::Json(Health { status: "ok", checks: Default::default() })
 }
 
-/// Readiness: every hosted module's database and the bus answer.
+/// Readiness: every hosted module's database answers.
+///
+/// The bus is reported, not required: while a broker is unreachable the outbox keeps what is
+/// written, so the process stays ready, `degraded`.
 #[utoipa::path(tag = "operations", responses(
-    (status = 200, description = "Ready", body = Health),
+    (status = 200, description = "Ready (perhaps with the bus degraded)", body = Health),
     (status = 503, description = "Not ready: a problem whose `checks` say why", body = Problem,
         content_type = "application/problem+json"),
 ))]
 #[get("/health/ready")]
 pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
+    if ops.stopping.is_cancelled() {
+        return problem_response(StatusCode::SERVICE_UNAVAILABLE, Some("not ready: shutting down".into()), None);
+    }
     let mut checks = std::collections::BTreeMap::new();
     for (module, ctx) in &ops.modules {
+        // The driver's error stays in the log: it may name hosts, users and databases.
         let state = match tokio::time::timeout(std::time::Duration::from_secs(2), ctx.db.ping()).await {
-            Ok(Ok(())) => "ok".to_owned(),
-            Ok(Err(e)) => format!("database unreachable: {e}"),
-            Err(_) => "database did not answer within 2 s".to_owned(),
+            Ok(Ok(())) => "ok",
+            Ok(Err(e)) => {
+                tracing::warn!(module = module.name(), error = %e, "not ready: the database is unreachable");
+                "database unreachable"
+            }
+            Err(_) => "database did not answer within 2 s",
         };
-        checks.insert(format!("{}.database", module.name()), state);
+        checks.insert(format!("{}.database", module.name()), state.to_owned());
     }
-    let bus = match ops.bus.check().await {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e.to_string(),
-    };
-    checks.insert(format!("bus.{}", ops.bus.kind()), bus);
     let failing: Vec<&str> = checks.iter().filter(|(_, state)| *state != "ok").map(|(name, _)| name.as_str()).collect();
+    let failing = failing.join(", ");
+    let bus = ops.bus.check().await;
+    checks.insert(
+        format!("bus.{}", ops.bus.kind()),
+        bus.as_ref().map_or_else(|e| format!("degraded: {e}"), |()| "ok".to_owned()),
+    );
     if failing.is_empty() {
-        return HttpResponse::Ok().json(Health { status: "ok", checks });
+        let status = if bus.is_ok() { "ok" } else { "degraded" };
+        return HttpResponse::Ok().json(Health { status, checks });
     }
-    let detail = format!("not ready: {}", failing.join(", "));
+    let detail = format!("not ready: {failing}");
     #[derive(Debug, Serialize)]
     struct Checks {
         checks: std::collections::BTreeMap<String, String>,

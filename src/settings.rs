@@ -64,6 +64,7 @@ pub struct Settings {
     pub housekeeping: HousekeepingSettings,
     pub auth: AuthSettings,
     pub users: UsersSettings,
+    pub orders: OrdersSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -78,6 +79,11 @@ pub struct ServerSettings {
     pub port: u32,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
+    /// After SIGTERM, how long to keep serving while `/health/ready` says not ready, so that load
+    /// balancers stop sending requests before the listener closes.
+    pub shutdown_delay_secs: u64,
+    /// Proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +188,10 @@ pub struct AuthSettings {
 pub struct UsersSettings {
     pub failed_logins_per_minute: u32,
     pub failed_logins_per_minute_per_address: u32,
+    pub failed_logins_per_hour_per_account: u32,
+    pub registrations_per_hour_per_address: u32,
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue: usize,
     pub bootstrap_admin: Option<BootstrapAdmin>,
 }
 
@@ -190,6 +200,13 @@ pub struct BootstrapAdmin {
     pub email: String,
     #[serde(serialize_with = "expose")]
     pub password: SecretString,
+}
+
+/// What one order may hold (the orders module checks it: `orders::limits_error`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrdersSettings {
+    pub max_quantity_per_line: u32,
+    pub max_quantity_per_order: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +273,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("modules.enabled")
+                    .with_list_parse_key("server.trusted_proxies")
                     .try_parsing(true),
             );
         }
@@ -338,6 +356,10 @@ impl Settings {
             return Err(SettingsError::new("outbox.batch_size", "must be at least 1"));
         }
         self.validate_auth()?;
+        let (per_line, per_order) = (self.orders.max_quantity_per_line, self.orders.max_quantity_per_order);
+        if let Some((key, message)) = orders::limits_error(per_line, per_order) {
+            return Err(SettingsError::new(key, message));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.filter) {
             return Err(SettingsError::new("telemetry.filter", e.to_string()));
         }
@@ -435,6 +457,7 @@ impl Settings {
         if let Some(url) = &copy.bus.rabbitmq.url {
             copy.bus.rabbitmq.url = Some(SecretString::from(redact_url(url.expose_secret())));
         }
+        copy.auth.jwks_url = copy.auth.jwks_url.as_deref().map(redact_url);
         for overrides in copy.modules.overrides.values_mut() {
             overrides.database_url = overrides.database_url.as_deref().map(redact_url);
         }
@@ -462,16 +485,9 @@ fn validate_database_url(raw: &str) -> Result<(), String> {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// A URL with its secrets hidden (see [`kernel::redact::url`]).
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(_) => raw.to_owned(),
-        Err(_) => "***".to_owned(),
-    }
+    kernel::redact::url(raw)
 }
 
 #[cfg(test)]
@@ -517,6 +533,8 @@ mod tests {
             (&[("BAZAAR__MODULES__CATALGO__DATABASE_URL", "sqlite::memory:")], "modules.catalgo"),
             (&[("BAZAAR__AUTH__SIGNING_KEY", "not a key")], "auth.signing_key"),
             (&[("BAZAAR__AUTH__JWKS_URL", "ftp://keys")], "auth.jwks_url"),
+            (&[("BAZAAR__ORDERS__MAX_QUANTITY_PER_LINE", "1001")], "orders.max_quantity_per_line"),
+            (&[("BAZAAR__ORDERS__MAX_QUANTITY_PER_ORDER", "0")], "orders.max_quantity_per_order"),
         ];
         for (vars, key) in cases {
             let error = load(vars, Environment::Development).expect_err("invalid");

@@ -27,6 +27,9 @@ pub struct Application {
     port: u16,
     modules: String,
     server: Server,
+    /// Cancelled at SIGTERM: `/health/ready` then fails while requests are still served.
+    stopping: CancellationToken,
+    shutdown_delay: Duration,
     shutdown: CancellationToken,
     background: Vec<JoinHandle<()>>,
 }
@@ -109,6 +112,7 @@ impl Application {
             background.push(tokio::spawn(relay.run(shutdown.clone())));
             background.push(tokio::spawn(kernel::housekeeping::run(
                 ctx.outbox.clone(),
+                started.purges(),
                 Duration::from_secs(settings.housekeeping.retention_hours * 3600),
                 Duration::from_secs(settings.housekeeping.interval_secs),
                 shutdown.clone(),
@@ -122,8 +126,11 @@ impl Application {
         let openapi = http::OpenApiJson::render(&doc)?;
         let route_table = web::Data::new(http::RouteTable::new(&doc));
         let routes: Vec<kernel::Routes> = running.iter().map(|(_, _, started)| started.routes()).collect();
-        let ops = web::Data::new(Ops { modules: hosted, bus });
+        let stopping = CancellationToken::new();
+        let ops = web::Data::new(Ops { modules: hosted, bus, stopping: stopping.clone() });
         let verifier = web::Data::new(verifier);
+        let trusted_proxies =
+            web::Data::new(kernel::client::TrustedProxies::new(settings.server.trusted_proxies.clone()));
 
         let listener = TcpListener::bind(settings.address())
             .with_context(|| format!("failed to bind {}:{}", settings.server.host, settings.server.port))?;
@@ -135,6 +142,7 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(kernel::error::path_error))
                 .app_data(web::QueryConfig::default().error_handler(kernel::error::query_error))
                 .app_data(verifier.clone())
+                .app_data(trusted_proxies.clone())
                 .app_data(ops.clone())
                 .wrap(ErrorHandlers::new().default_handler(http::problem_for_actix_errors))
                 .wrap(from_fn(http::observe))
@@ -158,7 +166,15 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port, modules: settings.modules.enabled.join(","), server: server.run(), shutdown, background })
+        Ok(Self {
+            port,
+            modules: settings.modules.enabled.join(","),
+            server: server.run(),
+            stopping,
+            shutdown_delay: Duration::from_secs(settings.server.shutdown_delay_secs),
+            shutdown,
+            background,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -170,8 +186,10 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM, Ctrl-C or [`ServerHandle::stop`]; then drains HTTP, lets the relays
-    /// finish their batch and the consumers their event, and returns.
+    /// Serves until SIGTERM, Ctrl-C or [`ServerHandle::stop`]; on a signal, first reports not ready
+    /// for `server.shutdown_delay_secs` while still serving (load balancers take a moment to stop
+    /// routing here); then drains HTTP, lets the relays finish their batch and the consumers their
+    /// event, and returns.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         // Listen before announcing: a SIGTERM right after "listening" must stop us gracefully.
@@ -183,8 +201,14 @@ impl Application {
             modules = %self.modules,
             "Bazaar is listening"
         );
+        let (stopping, delay) = (self.stopping.clone(), self.shutdown_delay);
         let signals = tokio::spawn(async move {
             let signal = signal.await;
+            stopping.cancel();
+            if !delay.is_zero() {
+                tracing::info!(signal, delay_secs = delay.as_secs(), "stopping: not ready, still serving");
+                tokio::time::sleep(delay).await;
+            }
             tracing::info!(signal, "stopping: draining HTTP requests");
             handle.stop(true).await;
         });

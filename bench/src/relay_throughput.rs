@@ -108,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn event(round: usize, i: usize) -> Envelope {
-    let event = ProductDiscontinued { product_id: uuid::Uuid::now_v7(), sku: format!("BENCH-{round}-{i}") };
+    let event = ProductDiscontinued { product_id: uuid::Uuid::now_v7(), sku: format!("BENCH-{round}-{i}"), version: 1 };
     Envelope::new(&event).expect("an envelope")
 }
 

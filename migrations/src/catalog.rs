@@ -5,6 +5,8 @@ use sea_orm_migration::prelude::*;
 use crate::kernel::KernelTables;
 
 mod m20261126_000002_create_products;
+mod m20261227_000003_add_product_version;
+mod m20261227_000004_case_sensitive_sku;
 
 pub struct Migrator;
 
@@ -15,6 +17,11 @@ impl MigratorTrait for Migrator {
     }
 
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(KernelTables::new("catalog")), Box::new(m20261126_000002_create_products::Migration)]
+        vec![
+            Box::new(KernelTables::new("catalog")),
+            Box::new(m20261126_000002_create_products::Migration),
+            Box::new(m20261227_000003_add_product_version::Migration),
+            Box::new(m20261227_000004_case_sensitive_sku::Migration),
+        ]
     }
 }

@@ -7,6 +7,8 @@ use crate::kernel::KernelTables;
 mod m20261126_000002_create_orders;
 mod m20261201_000003_add_cancellation_requested_at;
 mod m20261208_000004_add_address_change_request;
+mod m20261227_000005_add_product_copy_version;
+mod m20261227_000006_case_sensitive_idempotency_key;
 
 pub struct Migrator;
 
@@ -22,6 +24,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_create_orders::Migration),
             Box::new(m20261201_000003_add_cancellation_requested_at::Migration),
             Box::new(m20261208_000004_add_address_change_request::Migration),
+            Box::new(m20261227_000005_add_product_copy_version::Migration),
+            Box::new(m20261227_000006_case_sensitive_idempotency_key::Migration),
         ]
     }
 }

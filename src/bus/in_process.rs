@@ -6,6 +6,8 @@
 //! - an event the relay saw accepted is queued durably: a crash before it is handled only delays it;
 //! - a failing consumer retries with backoff on its own queue and never holds up the others;
 //! - after `bus.max_attempts` failures the event moves to the consumer's dead-letter table;
+//! - the database failing (unreachable, busy, a lock timeout) is no failure of the event: it is
+//!   retried with backoff for as long as that lasts, its attempts untouched;
 //! - a redelivered event finds its inbox row and has no second effect.
 
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use kernel::bus::RetryPolicy;
+use kernel::bus::{RetryPolicy, Verdict, metric};
 use kernel::inbox::Queued;
 use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError};
 use tokio::sync::{Notify, RwLock};
@@ -109,13 +111,17 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
     // Whether a retry may be scheduled: only this worker schedules them, so after the first look
     // the queue is asked for the next one only when a delivery failed since.
     let mut retries_pending = true;
+    // Transient failures in a row (the database unreachable or busy): the next pass waits longer.
+    let mut outage = 0;
     loop {
         let batch = match consumer.inbox.due(consumer.name, BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the queue; retrying");
+                outage += 1;
+                let delay = policy.outage_delay(outage);
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot read the queue; will retry");
                 tokio::select! {
-                    _ = tokio::time::sleep(IDLE_POLL) => continue,
+                    _ = tokio::time::sleep(delay) => continue,
                     _ = shutdown.cancelled() => return,
                 }
             }
@@ -124,9 +130,18 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
         if shutdown.is_cancelled() {
             return; // what was read stays queued
         }
-        let (committed, failed) = deliver(consumer, batch, &policy).await;
-        retries_pending |= failed;
-        if full && committed {
+        let pass = deliver(consumer, batch, &policy, outage + 1).await;
+        retries_pending |= pass.failed;
+        if !pass.committed {
+            // Nothing was handled and no attempt counted: the same events come again after a wait.
+            outage += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(policy.outage_delay(outage)) => continue,
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        outage = if pass.transient { outage + 1 } else { 0 };
+        if full {
             continue;
         }
         let wait = if retries_pending {
@@ -149,10 +164,19 @@ async fn consume(subscriber: Subscriber, policy: RetryPolicy, shutdown: Cancella
     }
 }
 
-/// Hands a batch to the consumer in one transaction, then records what failed. Returns whether
-/// the transaction committed (if not, the database is failing: the caller waits before the next
-/// pass) and whether any event failed.
-async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) -> (bool, bool) {
+/// What a pass over a batch did.
+struct Pass {
+    /// Whether the batch's transaction committed; if not, nothing was handled and nothing counted.
+    committed: bool,
+    /// Whether some event failed (and waits for another try, or was dead-lettered).
+    failed: bool,
+    /// Whether some event failed because the infrastructure did.
+    transient: bool,
+}
+
+/// Hands a batch to the consumer in one transaction, then records what failed; `outage` counts
+/// the transient failures in a row should this pass add one.
+async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy, outage: u32) -> Pass {
     let mut decoded = Vec::with_capacity(batch.len());
     let mut failures = Vec::new();
     for queued in batch {
@@ -171,38 +195,53 @@ async fn deliver(consumer: &Consumer, batch: Vec<Queued>, policy: &RetryPolicy) 
             }
             true
         }
-        // Nothing was committed: the events stay queued and come again on the next pass.
+        // Nothing was committed, whatever the cause (the database is failing; no event is to
+        // blame): the events stay queued, their attempts untouched, and come again after a wait.
         Err(e) => {
             tracing::warn!(error = %e, events = envelopes.len(), "a batch failed to commit; will retry");
-            false
+            return Pass { committed: false, failed: !failures.is_empty(), transient: true };
         }
     };
     let failed = !failures.is_empty();
+    let mut transient = false;
     for (queued, error) in failures {
-        record_failure(consumer, &queued, error, policy).await;
+        transient |= record_failure(consumer, &queued, error, policy, outage).await;
     }
-    (committed, failed)
+    Pass { committed, failed, transient }
 }
 
-/// Schedules a retry of a failed event, or dead-letters it.
-async fn record_failure(consumer: &Consumer, queued: &Queued, error: HandlerError, policy: &RetryPolicy) {
-    let attempts = queued.attempts + 1;
-    let result = match error {
-        malformed @ HandlerError::Malformed(_) => {
-            consumer.inbox.dead_letter(consumer.name, queued, attempts, &malformed.to_string()).await
+/// Schedules another try of a failed event, or dead-letters it; returns whether the failure was
+/// transient.
+async fn record_failure(
+    consumer: &Consumer,
+    queued: &Queued,
+    error: HandlerError,
+    policy: &RetryPolicy,
+    outage: u32,
+) -> bool {
+    let message = match &error {
+        HandlerError::Failed(e) => format!("{e:#}"),
+        malformed => malformed.to_string(),
+    };
+    let verdict = policy.verdict(&error, queued.attempts + 1, outage);
+    let retry_at = |delay: Duration| kernel::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    let result = match verdict {
+        Verdict::Wait(delay) => {
+            tracing::warn!(event.id = %queued.event_id, attempts = queued.attempts, retry_in_ms = delay.as_millis() as u64, error = message, "handler failed on the infrastructure; will retry without counting an attempt");
+            metrics::counter!(metric::WAITED, "module" => consumer.inbox.module()).increment(1);
+            let at = retry_at(delay);
+            consumer.inbox.schedule_retry(consumer.name, &queued.event_id, queued.attempts, at, &message).await
         }
-        HandlerError::Failed(e) if policy.exhausted(attempts) => {
-            consumer.inbox.dead_letter(consumer.name, queued, attempts, &format!("{e:#}")).await
+        Verdict::Retry { attempts, delay } => {
+            tracing::warn!(event.id = %queued.event_id, attempts, retry_in_ms = delay.as_millis() as u64, error = message, "handler failed; will retry");
+            let at = retry_at(delay);
+            consumer.inbox.schedule_retry(consumer.name, &queued.event_id, attempts, at, &message).await
         }
-        HandlerError::Failed(e) => {
-            let delay = policy.delay(attempts);
-            tracing::warn!(event.id = %queued.event_id, attempts, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; will retry");
-            let at = kernel::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            consumer.inbox.schedule_retry(consumer.name, &queued.event_id, attempts, at, &format!("{e:#}")).await
-        }
+        Verdict::DeadLetter { attempts } => consumer.inbox.dead_letter(consumer.name, queued, attempts, &message).await,
     };
     if let Err(e) = result {
         // The row is unchanged, so the event is delivered again on the next pass.
         tracing::error!(event.id = %queued.event_id, error = %e, "cannot record a delivery outcome");
     }
+    matches!(verdict, Verdict::Wait(_))
 }

@@ -16,9 +16,12 @@
 //! connection or an unroutable return (`mandatory`).
 //!
 //! Consuming: each hosted module's handler runs through its inbox, a batch of ready deliveries per
-//! transaction; deliveries are acked only after that transaction committed. A failure is
-//! re-published to the next retry queue (or, after `max_attempts` or when it cannot be decoded, to
-//! the dead-letter queue) with a confirm, and only then acked. A redelivery finds its inbox row.
+//! transaction; deliveries are acked only after that transaction committed. A failure of the
+//! handler's own is re-published to the next retry queue (or, after `max_attempts` or when it
+//! cannot be decoded, to the dead-letter queue) with a confirm, and only then acked. A failure of
+//! the infrastructure (the batch's transaction does not commit, or a handler meets a transient
+//! database error) costs no attempt: the worker keeps those deliveries unacked and tries them
+//! again with backoff for as long as it lasts. A redelivery finds its inbox row.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use contracts::EventType;
 use futures::{FutureExt, StreamExt};
-use kernel::bus::{RetryPolicy, backoff, metric};
+use kernel::bus::{RetryPolicy, Verdict, backoff, metric};
 use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -200,6 +203,15 @@ impl RabbitMqBus {
         &self.topology
     }
 
+    /// Labels of this bus's own metrics: the prefix tells apart the buses of one broker.
+    fn labels(&self) -> [(&'static str, String); 2] {
+        [("bus", "rabbitmq".to_owned()), ("prefix", self.topology.prefix.clone())]
+    }
+
+    fn set_connected(&self, connected: bool) {
+        metrics::gauge!(metric::CONNECTED, &self.labels()).set(if connected { 1.0 } else { 0.0 });
+    }
+
     async fn current(&self) -> Result<Arc<Link>, BusError> {
         match self.link.read().await.as_ref() {
             Some(link) if link.connection.status().connected() => Ok(link.clone()),
@@ -222,12 +234,30 @@ impl RabbitMqBus {
     async fn session(&self, link: Arc<Link>, shutdown: &CancellationToken) {
         let lost = CancellationToken::new();
         let mut events = link.connection.events_listener();
-        let watcher = lost.clone();
+        let (watcher, watched) = (lost.clone(), link.clone());
         let watch = tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                if let lapin::Event::Error(e) = event {
-                    tracing::warn!(error = %e, "the RabbitMQ connection failed");
-                    break;
+            // A channel the broker closes (a declare it refuses, say) is reported here too; only
+            // the connection's own failure ends the session. A consumer whose channel fails stops
+            // by itself and ends it. The status is looked at again every second as well, should
+            // the connection's state change after its error was reported.
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(lapin::Event::Error(e)) if watched.connection.status().connected() => {
+                            tracing::debug!(error = %e, "a RabbitMQ channel was closed");
+                        }
+                        Some(lapin::Event::Error(e)) => {
+                            tracing::warn!(error = %e, "the RabbitMQ connection failed");
+                            break;
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                    _ = every.tick() => if !watched.connection.status().connected() {
+                        tracing::warn!("the RabbitMQ connection is gone");
+                        break;
+                    },
                 }
             }
             watcher.cancel();
@@ -256,6 +286,7 @@ impl RabbitMqBus {
             _ = lost.cancelled() => {}
         }
         *self.link.write().await = None;
+        self.set_connected(false);
         // Consumers finish the batch in hand (ack included), then stop.
         tracker.wait().await;
         watch.abort();
@@ -358,17 +389,23 @@ impl EventBus for RabbitMqBus {
     async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
         let url = redact_url(self.config.url.expose_secret());
         let mut failures = 0;
+        let mut sessions = 0u64;
+        self.set_connected(false);
+        metrics::counter!(metric::RECONNECTIONS, &self.labels()).increment(0);
         while !shutdown.is_cancelled() {
             match self.connect().await {
                 Ok(link) => {
-                    if failures > 0 {
+                    if sessions > 0 {
                         tracing::info!(url, "reconnected to RabbitMQ");
+                        metrics::counter!(metric::RECONNECTIONS, &self.labels()).increment(1);
                     } else {
                         tracing::info!(url, "connected to RabbitMQ");
                     }
                     failures = 0;
+                    sessions += 1;
                     let link = Arc::new(link);
                     *self.link.write().await = Some(link.clone());
+                    self.set_connected(true);
                     self.session(link, &shutdown).await;
                 }
                 Err(e) => {
@@ -389,7 +426,12 @@ impl EventBus for RabbitMqBus {
         self.current().await.map(|_| ())
     }
 
+    /// Asked only of the topology's consumers (no other module has a dead-letter queue), on a
+    /// channel of its own: should the broker refuse it, only that channel closes.
     async fn dead_letter_depth(&self, consumer: &str) -> Option<u64> {
+        if !self.topology.consumers.contains_key(consumer) {
+            return None;
+        }
         let link = self.current().await.ok()?;
         let channel = link.connection.create_channel().await.ok()?;
         let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
@@ -430,11 +472,20 @@ struct Worker {
     confirm_timeout: Duration,
 }
 
+/// Whether a batch was seen through (handled, or re-published and acked), or left unacked.
+#[derive(Debug, PartialEq, Eq)]
+enum Handled {
+    Done,
+    /// The connection was lost or the bus is stopping while the infrastructure was failing.
+    Interrupted,
+}
+
 /// A delivery and what became of it.
 struct Failed {
     delivery: Delivery,
     envelope: Option<Envelope>,
     error: HandlerError,
+    verdict: Verdict,
 }
 
 impl Worker {
@@ -466,7 +517,13 @@ impl Worker {
                     _ => break,
                 }
             }
-            self.handle(&channel, batch).await?;
+            if self.handle(&channel, batch, lost, shutdown).await? == Handled::Interrupted {
+                // The batch is not acked: it goes back to the queue with the channel.
+                if lost.is_cancelled() {
+                    return Ok(());
+                }
+                break;
+            }
         }
         // Stop the flow, then leave: unacked deliveries go back to the queue with the channel.
         let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
@@ -475,57 +532,93 @@ impl Worker {
     }
 
     /// Handles a batch in one inbox transaction; re-publishes the failures; then acks the batch.
-    async fn handle(&self, channel: &Channel, batch: Vec<Delivery>) -> anyhow::Result<()> {
-        let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else { return Ok(()) };
+    ///
+    /// While the infrastructure fails (the transaction does not commit, or a handler meets a
+    /// transient database error), the deliveries concerned stay unacked and are tried again here,
+    /// with backoff, until they are handled or a handler fails on its own. Not nack-requeued: that
+    /// would come straight back with no wait, and a quorum queue counts every return against its
+    /// delivery limit. Not re-published to a retry queue: that is an attempt. Holding them is
+    /// safe: were the channel lost meanwhile they would be delivered again, and the consumer gets
+    /// no more than its prefetch in the meantime. (The broker's `consumer_timeout`, 30 min by
+    /// default, closes a channel that holds a delivery longer: they are then redelivered.)
+    async fn handle(
+        &self,
+        channel: &Channel,
+        batch: Vec<Delivery>,
+        lost: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Handled> {
+        let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else { return Ok(Handled::Done) };
         let consumer = &self.consumer;
         let mut decoded = Vec::with_capacity(batch.len());
         let mut failures = Vec::new();
         for delivery in batch {
             match serde_json::from_slice::<Envelope>(&delivery.data) {
                 Ok(envelope) => decoded.push((delivery, envelope)),
-                Err(e) => failures.push(Failed {
-                    delivery,
-                    envelope: None,
-                    error: HandlerError::Malformed(format!("the envelope does not decode: {e}")),
-                }),
-            }
-        }
-        let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
-        let span = tracing::info_span!(
-            "bus.consume",
-            consumer = consumer.name,
-            events = envelopes.len(),
-            trace_id = tracing::field::Empty
-        );
-        if let Some(trace_id) = envelopes.first().and_then(|e| e.trace_id()) {
-            span.record("trace_id", trace_id);
-        }
-        let outcomes =
-            consumer.inbox.process_batch(consumer.name, &envelopes, consumer.handler.as_ref()).instrument(span).await;
-        match outcomes {
-            Ok(outcomes) => {
-                for ((delivery, envelope), outcome) in decoded.into_iter().zip(outcomes) {
-                    if let Err(error) = outcome {
-                        failures.push(Failed { delivery, envelope: Some(envelope), error });
-                    }
+                Err(e) => {
+                    let error = HandlerError::Malformed(format!("the envelope does not decode: {e}"));
+                    let verdict = self.policy.verdict(&error, attempt_of(&delivery), 0);
+                    failures.push(Failed { delivery, envelope: None, error, verdict });
                 }
             }
-            // Nothing committed: every event of the batch failed this attempt.
-            Err(e) => {
-                tracing::warn!(consumer = consumer.name, error = %e, "a batch failed to commit");
-                let message = e.to_string();
-                failures.extend(decoded.into_iter().map(|(delivery, envelope)| Failed {
-                    delivery,
-                    envelope: Some(envelope),
-                    error: HandlerError::Failed(anyhow::anyhow!(message.clone())),
-                }));
+        }
+        // Transient failures in a row, for the backoff.
+        let mut outage = 0;
+        let mut pending = decoded;
+        while !pending.is_empty() {
+            let envelopes: Vec<Envelope> = pending.iter().map(|(_, e)| e.clone()).collect();
+            let span = tracing::info_span!(
+                "bus.consume",
+                consumer = consumer.name,
+                events = envelopes.len(),
+                trace_id = tracing::field::Empty
+            );
+            if let Some(trace_id) = envelopes.first().and_then(|e| e.trace_id()) {
+                span.record("trace_id", trace_id);
             }
+            let outcomes = consumer
+                .inbox
+                .process_batch(consumer.name, &envelopes, consumer.handler.as_ref())
+                .instrument(span)
+                .await;
+            let mut again = Vec::new();
+            match outcomes {
+                Ok(outcomes) => {
+                    for ((delivery, envelope), outcome) in std::mem::take(&mut pending).into_iter().zip(outcomes) {
+                        let Err(error) = outcome else { continue };
+                        match self.policy.verdict(&error, attempt_of(&delivery), outage + 1) {
+                            Verdict::Wait(_) => {
+                                tracing::warn!(consumer = consumer.name, event.id = %envelope.id, error = %format!("{error:#}"), "handler failed on the infrastructure; will retry without counting an attempt");
+                                metrics::counter!(metric::WAITED, "module" => consumer.name).increment(1);
+                                again.push((delivery, envelope));
+                            }
+                            verdict => failures.push(Failed { delivery, envelope: Some(envelope), error, verdict }),
+                        }
+                    }
+                }
+                // Nothing committed, whatever the cause (the database is failing; no event is to
+                // blame): the whole batch is tried again, no attempt counted.
+                Err(e) => {
+                    tracing::warn!(consumer = consumer.name, error = %e, events = pending.len(), "a batch failed to commit; will retry");
+                    again = std::mem::take(&mut pending);
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            outage += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(self.policy.outage_delay(outage)) => {}
+                _ = lost.cancelled() => return Ok(Handled::Interrupted),
+                _ = shutdown.cancelled() => return Ok(Handled::Interrupted),
+            }
+            pending = again;
         }
         for failed in failures {
             self.reroute(channel, failed).await?;
         }
         channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
-        Ok(())
+        Ok(Handled::Done)
     }
 
     /// Sends a failed delivery to its next retry queue, or to the dead-letter queue, and waits for
@@ -535,21 +628,35 @@ impl Worker {
         let attempt = attempt_of(&failed.delivery);
         let event_id = failed.envelope.as_ref().map(|e| e.id.to_string()).unwrap_or_default();
         let mut headers = failed.delivery.properties.headers().clone().unwrap_or_default();
-        let queue = match failed.error {
-            HandlerError::Failed(e) if !self.policy.exhausted(attempt) => {
+        let error = match &failed.error {
+            HandlerError::Failed(e) => format!("{e:#}"),
+            malformed => malformed.to_string(),
+        };
+        let queue = match failed.verdict {
+            // Transient failures are retried in `handle`; were one to come here, it goes back to
+            // the queue with its attempt unchanged.
+            Verdict::Wait(_) => {
+                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
+                self.topology.queue(name)
+            }
+            Verdict::Retry { attempts, .. } => {
+                // The retry queues' delays are fixed by their TTLs: the one after `attempts`.
                 let delay =
-                    self.topology.retry_delays[(attempt as usize - 1).min(self.topology.retry_delays.len() - 1)];
-                tracing::warn!(consumer = name, event.id = event_id, attempt, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; will retry");
+                    self.topology.retry_delays[(attempts as usize - 1).min(self.topology.retry_delays.len() - 1)];
+                tracing::warn!(
+                    consumer = name,
+                    event.id = event_id,
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error,
+                    "handler failed; will retry"
+                );
                 metrics::counter!(metric::FAILED, "module" => name).increment(1);
                 metrics::counter!(metric::RETRIED, "module" => name).increment(1);
-                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt + 1));
+                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempts + 1));
                 self.topology.retry_queue(name, delay)
             }
-            error => {
-                let error = match error {
-                    HandlerError::Failed(e) => format!("{e:#}"),
-                    malformed => malformed.to_string(),
-                };
+            Verdict::DeadLetter { .. } => {
                 tracing::error!(consumer = name, event.id = event_id, attempts = attempt, error, "event dead-lettered");
                 metrics::counter!(metric::DEAD_LETTERED, "module" => name).increment(1);
                 headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));

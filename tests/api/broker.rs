@@ -87,10 +87,10 @@ impl TestBroker {
 }
 
 impl TestBroker {
-    /// Closes, from the broker's side (`rabbitmqctl close_connection`), every connection whose
-    /// name carries this test's prefix; returns how many. `None` without `rabbitmqctl` (a laptop
-    /// whose broker runs elsewhere), unless services are required.
-    pub fn close_connections(&self) -> Option<usize> {
+    /// The broker's ids of the connections whose name carries this test's prefix, sorted: the
+    /// same ids later mean the same connections. `None` without `rabbitmqctl` (a laptop whose
+    /// broker runs elsewhere), unless services are required.
+    pub fn connections(&self) -> Option<Vec<String>> {
         let listed = match std::process::Command::new("rabbitmqctl")
             .args(["list_connections", "pid", "client_properties", "-q"])
             .output()
@@ -105,8 +105,20 @@ impl TestBroker {
             }
         };
         let mine = format!("\"bazaar {} (pid", self.prefix);
-        let pids: Vec<&str> =
-            listed.lines().filter(|l| l.contains(&mine)).filter_map(|l| l.split('\t').next()).collect();
+        let mut pids: Vec<String> = listed
+            .lines()
+            .filter(|l| l.contains(&mine))
+            .filter_map(|l| l.split('\t').next())
+            .map(str::to_owned)
+            .collect();
+        pids.sort();
+        Some(pids)
+    }
+
+    /// Closes, from the broker's side (`rabbitmqctl close_connection`), every connection whose
+    /// name carries this test's prefix; returns how many. `None` without `rabbitmqctl`.
+    pub fn close_connections(&self) -> Option<usize> {
+        let pids = self.connections()?;
         for pid in &pids {
             let closed = std::process::Command::new("rabbitmqctl")
                 .args(["close_connection", pid, "closed by a test"])
@@ -115,6 +127,29 @@ impl TestBroker {
             assert!(closed.success(), "rabbitmqctl close_connection {pid}");
         }
         Some(pids.len())
+    }
+
+    /// Puts `count` messages straight into `queue` (through the default exchange), confirmed.
+    pub async fn fill(&self, queue: &str, count: usize) {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.expect("a channel");
+        channel.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+        for i in 0..count {
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions { mandatory: true, ..Default::default() },
+                    format!("dead letter {i}").as_bytes(),
+                    lapin::BasicProperties::default(),
+                )
+                .await
+                .expect("published");
+            let confirmation = confirm.await.expect("confirmed");
+            assert!(matches!(confirmation, lapin::Confirmation::Ack(None)), "{queue}: {confirmation:?}");
+        }
+        let _ = connection.close(200, "filled".into()).await;
     }
 }
 

@@ -51,6 +51,7 @@ on_every_bus!(
     every_consuming_module_gets_each_event_once,
     one_producers_events_for_one_aggregate_arrive_in_order,
     a_failing_handler_is_retried_with_backoff_until_it_succeeds,
+    a_transient_database_error_is_retried_for_as_long_as_it_lasts_without_using_up_attempts,
     after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing,
     an_event_whose_data_does_not_decode_is_dead_lettered_at_once,
 );
@@ -112,6 +113,8 @@ struct Recorder {
     module: &'static str,
     calls: AtomicU32,
     fail_first: u32,
+    /// Whether the first failures are the database's (unreachable) rather than the handler's own.
+    transient: bool,
     fail_sku: Option<&'static str>,
     /// The skus handled, in the order their effects committed... or were attempted: a rolled-back
     /// attempt is not removed, so tests of order use a handler that does not fail.
@@ -120,7 +123,14 @@ struct Recorder {
 
 impl Recorder {
     fn new(module: &'static str) -> Self {
-        Self { module, calls: AtomicU32::new(0), fail_first: 0, fail_sku: None, seen: Default::default() }
+        Self {
+            module,
+            calls: AtomicU32::new(0),
+            fail_first: 0,
+            transient: false,
+            fail_sku: None,
+            seen: Default::default(),
+        }
     }
 
     fn seen(&self) -> Vec<String> {
@@ -133,6 +143,12 @@ impl EventHandler for Recorder {
     async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let event: ProductDiscontinued = envelope.decode()?;
+        if call <= self.fail_first && self.transient {
+            let unreachable = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+            return Err(HandlerError::Failed(
+                anyhow::Error::new(unreachable).context(format!("failure number {call}")),
+            ));
+        }
         if call <= self.fail_first || self.fail_sku == Some(event.sku.as_str()) {
             return Err(HandlerError::Failed(anyhow::anyhow!("failure number {call}")));
         }
@@ -158,7 +174,8 @@ async fn effects(db: &DatabaseConnection, module: &str, sku: &str) -> usize {
 }
 
 fn event(sku: &str) -> Envelope {
-    Envelope::new(&ProductDiscontinued { product_id: uuid::Uuid::now_v7(), sku: sku.to_owned() }).expect("an envelope")
+    Envelope::new(&ProductDiscontinued { product_id: uuid::Uuid::now_v7(), sku: sku.to_owned(), version: 1 })
+        .expect("an envelope")
 }
 
 fn policy(max_attempts: u32) -> RetryPolicy {
@@ -369,7 +386,8 @@ async fn one_producers_events_for_one_aggregate_arrive_in_order(engine: Engine, 
     let skus: Vec<String> = (0..60).map(|i| format!("STEP-{i:02}")).collect();
     // In bursts, so that the relay and the consumer see batches of several sizes.
     for (i, sku) in skus.iter().enumerate() {
-        let envelope = Envelope::new(&ProductDiscontinued { product_id, sku: sku.clone() }).expect("an envelope");
+        let envelope =
+            Envelope::new(&ProductDiscontinued { product_id, sku: sku.clone(), version: 1 }).expect("an envelope");
         commit_event(&producer, &envelope).await;
         if i % 7 == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -390,6 +408,25 @@ async fn a_failing_handler_is_retried_with_backoff_until_it_succeeds(engine: Eng
     commit_event(&producer, &event("RETRY-1")).await;
     eventually(10, || async { (effects(&consumer_db, "consumer", "RETRY-1").await == 1).then_some(()) }).await;
     assert_eq!(recorder.calls.load(Ordering::SeqCst), 3);
+    assert!(buses.dead_letters(&consumers[0]).await.is_empty());
+}
+
+/// The database unreachable (a restart, a failover) is not the handler's fault: twice as many
+/// failures as `max_attempts` allows, and the event is still handled, once, when it is back.
+async fn a_transient_database_error_is_retried_for_as_long_as_it_lasts_without_using_up_attempts(
+    engine: Engine,
+    carrier: Carrier,
+) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let recorder = Arc::new(Recorder { fail_first: 6, transient: true, ..Recorder::new("consumer") });
+    let consumers = vec![consumer("consumer", &consumer_db, recorder.clone())];
+    let _running = buses.start(&producer, consumers.clone(), policy(3)).await;
+    commit_event(&producer, &event("OUTAGE-1")).await;
+    eventually(10, || async { (effects(&consumer_db, "consumer", "OUTAGE-1").await == 1).then_some(()) }).await;
+    assert_eq!(recorder.calls.load(Ordering::SeqCst), 7, "6 transient failures, then handled");
     assert!(buses.dead_letters(&consumers[0]).await.is_empty());
 }
 

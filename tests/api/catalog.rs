@@ -16,6 +16,7 @@ on_every_engine!(
     lists_are_paged_with_a_cursor_in_creation_order,
     a_search_matches_name_or_sku_in_any_case_and_the_status_filters,
     bad_list_parameters_are_problems,
+    skus_that_differ_only_in_case_are_two_products,
 );
 
 /// The catalog's outbox rows as `(event, published)`, oldest first.
@@ -191,4 +192,18 @@ async fn bad_list_parameters_are_problems(engine: Engine) {
     assert_eq!(assert_problem(app.get("/products?after=nope").await, 422).await["errors"][0]["field"], "after");
     assert_eq!(assert_problem(app.get("/products?status=gone").await, 422).await["errors"][0]["field"], "status");
     assert_problem(app.get("/products?limit=many").await, 400).await;
+}
+
+/// A sku is kept as written and compared exactly, on every engine (MariaDB's default collation
+/// would make these one).
+async fn skus_that_differ_only_in_case_are_two_products(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
+    let upper = app.a_product("ABC-1", "Upper").await;
+    let lower = app.a_product("abc-1", "Lower").await;
+    assert_ne!(upper["id"], lower["id"]);
+    assert_eq!(lower["sku"], "abc-1");
+    // Renaming one to the other's exact sku is still a conflict.
+    let path = format!("/products/{}", lower["id"].as_str().expect("an id"));
+    let clash = app.request(Method::PUT, &path, As::Admin).json(&product_body("ABC-1", "Clash")).send().await;
+    assert_problem(clash.expect("sent"), 409).await;
 }

@@ -293,3 +293,72 @@ fn modules_lists_what_each_module_publishes_consumes_and_serves() {
     assert!(text.contains("orders\n  publishes: orders.OrderCreated.v1"), "{text}");
     assert_eq!(bazaar(&["modules", "--format", "yaml"], &[]).status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn create_admin_never_promotes_an_account_someone_else_registered() {
+    let stack = crate::helpers::Stack::new(crate::engines::Engine::Sqlite, false).await.expect("SQLite");
+    let app = stack.spawn(&[]).await;
+    let attacker = app.register("admin@example.com", "the attacker's passphrase", "Mallory").await;
+    assert_eq!(attacker.status(), 201);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .args(["users", "create-admin", "--email", "Admin@Example.com"])
+        .env("BAZAAR_ENV", "test")
+        .env("BAZAAR__DATABASE__URL", &stack.database.url)
+        .env("BAZAAR__AUTH__SIGNING_KEY", crate::helpers::PRIVATE_KEY)
+        .env("BAZAAR_ADMIN_PASSWORD", "the operator's passphrase")
+        .output()
+        .expect("bazaar runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "refused: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("not promoted"), "{stderr}");
+
+    let tokens: serde_json::Value =
+        app.login("admin@example.com", "the attacker's passphrase").await.json().await.expect("JSON");
+    let me: serde_json::Value = app.me(&tokens["accessToken"]).await.json().await.expect("JSON");
+    assert_eq!(me["role"], "customer", "the attacker is not an admin");
+    assert_eq!(app.login("admin@example.com", "the operator's passphrase").await.status(), 401);
+}
+
+#[tokio::test]
+async fn the_start_up_bootstrap_never_promotes_an_account_someone_else_registered() {
+    let stack = crate::helpers::Stack::new(crate::engines::Engine::Sqlite, false).await.expect("SQLite");
+    let app = stack.spawn(&[]).await;
+    assert_eq!(app.register("admin@example.com", "the attacker's passphrase", "Mallory").await.status(), 201);
+    drop(app);
+    let restarted = stack
+        .spawn(&[
+            ("users.bootstrap_admin.email", "admin@example.com"),
+            ("users.bootstrap_admin.password", "the operator's passphrase"),
+        ])
+        .await;
+    let tokens: serde_json::Value =
+        restarted.login("admin@example.com", "the attacker's passphrase").await.json().await.expect("JSON");
+    let me: serde_json::Value = restarted.me(&tokens["accessToken"]).await.json().await.expect("JSON");
+    assert_eq!(me["role"], "customer", "serving goes on, and the attacker is not an admin");
+}
+
+#[test]
+fn config_and_start_up_errors_hide_passwords_in_query_strings_and_the_jwks_url() {
+    let out = bazaar(
+        &["config"],
+        &[
+            ("BAZAAR__MODULES__ORDERS__DATABASE_URL", "postgres://db/orders?user=shop&password=query-s3cret"),
+            (
+                "BAZAAR__AUTH__JWKS_URL",
+                "https://keys:jwks-s3cret@users.example/.well-known/jwks.json?token=t0ken-s3cret",
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("user=shop"), "the rest of the URL stays readable: {text}");
+
+    let out =
+        bazaar(&["migrate"], &[("BAZAAR__DATABASE__URL", "postgres://127.0.0.1:1/{module}?password=query-s3cret")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1") && !stderr.contains("s3cret"), "{stderr}");
+}

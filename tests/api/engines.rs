@@ -77,6 +77,45 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// PostgreSQL only: ends every session on this database and refuses new ones, as a restart or
+    /// a failover does, until [`accept_connections`](Self::accept_connections). Nothing else on
+    /// the server is touched.
+    pub async fn refuse_connections(&self) {
+        let name = self.server_name();
+        self.as_admin(&[
+            format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ),
+        ])
+        .await;
+    }
+
+    pub async fn accept_connections(&self) {
+        let name = self.server_name();
+        self.as_admin(&[format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")]).await;
+    }
+
+    fn server_name(&self) -> String {
+        let server = self.server.lock().unwrap_or_else(|e| e.into_inner());
+        match server.as_ref() {
+            Some((Engine::Postgres, _, name)) => name.clone(),
+            other => panic!("only a PostgreSQL test database can refuse connections: {other:?}"),
+        }
+    }
+
+    async fn as_admin(&self, statements: &[String]) {
+        let admin_url = self.server.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(_, url, _)| url.clone());
+        let admin = Database::connect(admin_url.expect("a server database")).await.expect("the admin database");
+        for statement in statements {
+            admin.execute_unprepared(statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        admin.close().await.ok();
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         self.destroy();

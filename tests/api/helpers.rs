@@ -109,8 +109,13 @@ impl Stack {
             _owner: None,
         };
         if self.broker.is_some() {
-            // Ready once connected to the broker with its topology declared.
-            eventually(10, || async { (app.get("/health/ready").await.status() == 200).then_some(()) }).await;
+            // Connected to the broker with its topology declared (readiness alone does not wait
+            // for the broker: the outbox keeps the events meanwhile).
+            eventually(10, || async {
+                let health: Value = app.get("/health/ready").await.json().await.ok()?;
+                (health["checks"]["bus.rabbitmq"] == "ok").then_some(())
+            })
+            .await;
         }
         app
     }
@@ -137,7 +142,7 @@ fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
     ];
     layers.extend(overrides.iter().map(|(k, v)| {
         let value = match *k {
-            "modules.enabled" => config::Value::from(v.split(',').collect::<Vec<_>>()),
+            "modules.enabled" | "server.trusted_proxies" => config::Value::from(v.split(',').collect::<Vec<_>>()),
             _ => (*v).into(),
         };
         (k.to_string(), value)

@@ -2,14 +2,19 @@
 
 mod architecture;
 mod broker;
+mod bursts;
 mod bus;
 mod catalog;
 mod cli;
 mod engines;
 mod errors;
 mod helpers;
+mod lifecycle;
 mod operations;
 mod orders;
+mod outage;
+mod process;
+mod product_copies;
 mod rabbitmq;
 mod shipping;
 mod split;

@@ -6,13 +6,14 @@ use serde_json::{Value, json};
 
 use crate::engines::{Engine, on_every_engine};
 use crate::helpers::{
-    As, TestApp, assert_problem, eventually, product_body, settles, spawn_app, spawn_app_on, token_with,
+    As, TestApp, assert_problem, eventually, product_body, settles, spawn_app, spawn_app_on, spawn_app_with, token_with,
 };
 
 on_every_engine!(
     an_order_within_stock_is_confirmed_and_reserves_its_units,
     fifty_concurrent_orders_for_ten_units_confirm_exactly_ten,
     an_idempotent_replay_returns_the_first_response_and_creates_one_order,
+    idempotency_keys_that_differ_only_in_case_are_two_orders,
 );
 
 pub fn address() -> Value {
@@ -394,4 +395,50 @@ async fn stock_cannot_be_set_below_what_is_reserved_and_only_admins_set_it() {
         (stock["onHand"].as_i64(), stock["reserved"].as_i64(), stock["available"].as_i64()),
         (Some(3), Some(3), Some(0))
     );
+}
+
+/// The fields a 422 names.
+async fn fields_of(response: reqwest::Response) -> Vec<String> {
+    let problem = assert_problem(response, 422).await;
+    let errors = problem["errors"].as_array().expect("errors");
+    errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn quantities_beyond_the_configured_caps_are_422_naming_the_line_or_the_items() {
+    let app = spawn_app_with(&[("orders.max_quantity_per_line", "5"), ("orders.max_quantity_per_order", "8")]).await;
+    let mug = app.stocked_product("CAP-MUG", 100, eur(100)).await;
+    let pot = app.stocked_product("CAP-POT", 100, eur(100)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+
+    assert_eq!(fields_of(app.place(&token, &order_body(&[(&mug["id"], 6)])).await).await, ["items[0].quantity"]);
+    // Two lines of one product count together against the per-line cap: the second crosses it.
+    let split = order_body(&[(&mug["id"], 3), (&pot["id"], 1), (&mug["id"], 3)]);
+    assert_eq!(fields_of(app.place(&token, &split).await).await, ["items[2].quantity"]);
+    // Every line within its cap, the order beyond its own.
+    let big = order_body(&[(&mug["id"], 5), (&pot["id"], 4)]);
+    assert_eq!(fields_of(app.place(&token, &big).await).await, ["items"]);
+
+    // At the caps exactly: placed.
+    assert_eq!(app.place(&token, &order_body(&[(&mug["id"], 5), (&pot["id"], 3)])).await.status(), 201);
+    assert_eq!(app.place(&token, &order_body(&[(&mug["id"], 2), (&mug["id"], 3)])).await.status(), 201);
+}
+
+/// An `Idempotency-Key` is compared exactly, on every engine (MariaDB's default collation would
+/// replay the first order for the second key).
+async fn idempotency_keys_that_differ_only_in_case_are_two_orders(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
+    let product = app.stocked_product("IDEM-CASE", 100, eur(500)).await;
+    let token = customer(&uuid::Uuid::now_v7());
+    let body = order_body(&[(&product["id"], 1)]);
+    let mut ids = Vec::new();
+    for key in ["Key-1", "key-1", "Key-1"] {
+        let sent =
+            app.request(Method::POST, "/orders", As::Anonymous).bearer_auth(&token).header("Idempotency-Key", key);
+        let response = sent.json(&body).send().await.expect("sent");
+        assert_eq!(response.status(), 201);
+        ids.push(response.json::<Value>().await.expect("JSON")["id"].clone());
+    }
+    assert_ne!(ids[0], ids[1], "two keys, two orders");
+    assert_eq!(ids[0], ids[2], "the same key again replays the first");
 }

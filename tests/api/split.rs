@@ -143,13 +143,18 @@ impl Process {
     }
 }
 
-/// Waits for `/health/ready` of the process on `port`; shows its log if it never comes.
+/// Waits for `/health/ready` of the process on `port` with its bus connected too (readiness
+/// alone does not wait for the broker); shows its log if it never comes.
 async fn ready(port: u16, log_dir: &std::path::Path, modules: &str) {
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/health/ready");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if client.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+        let health = match client.get(&url).send().await {
+            Ok(response) if response.status() == 200 => response.json::<serde_json::Value>().await.ok(),
+            _ => None,
+        };
+        if health.is_some_and(|h| h["status"] == "ok") {
             return;
         }
         if tokio::time::Instant::now() > deadline {

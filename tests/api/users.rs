@@ -275,3 +275,116 @@ async fn during_a_key_rotation_tokens_of_the_previous_key_still_verify() {
     assert_ne!(header["kid"], crate::helpers::kid(), "new tokens use the new key");
     assert_eq!(app.me(&tokens["accessToken"]).await.status(), 200);
 }
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_for_one_account_are_verified_at_most_the_limit_times() {
+    let app = spawn_app_with(&[("users.failed_logins_per_minute", "5")]).await;
+    app.signed_in("hopper@example.com").await;
+    let guesses =
+        (0..50).map(|i| app.login("hopper@example.com", if i % 2 == 0 { "guess one two" } else { "guess three four" }));
+    let statuses: Vec<u16> = futures::future::join_all(guesses).await.iter().map(|r| r.status().as_u16()).collect();
+    let verified = statuses.iter().filter(|s| **s == 401).count();
+    assert!(verified <= 5, "{verified} guesses were checked: {statuses:?}");
+    assert!(statuses.iter().all(|s| [401, 429, 503].contains(s)), "{statuses:?}");
+    assert_eq!(app.login("hopper@example.com", PASSWORD).await.status(), 429, "the account is throttled from here");
+}
+
+#[tokio::test]
+async fn through_a_trusted_proxy_one_clients_failures_do_not_block_another() {
+    let app = spawn_app_with(&[
+        ("users.failed_logins_per_minute_per_address", "4"),
+        ("server.trusted_proxies", "127.0.0.0/8"),
+    ])
+    .await;
+    let login_from = |client: &'static str, email: String| {
+        let body = json!({"email": email, "password": "not the password"});
+        app.request(Method::POST, "/auth/token", As::Anonymous).header("x-forwarded-for", client).json(&body).send()
+    };
+    for i in 0..4 {
+        assert_problem(login_from("198.51.100.1", format!("guess{i}@example.com")).await.expect("sent"), 401).await;
+    }
+    assert_problem(login_from("198.51.100.1", "guess9@example.com".into()).await.expect("sent"), 429).await;
+    let other = login_from("198.51.100.2", "someone@example.com".into()).await.expect("sent");
+    assert_problem(other, 401).await;
+    // A client that forges the header in front of the proxy's own entry is still itself.
+    let forged = app
+        .request(Method::POST, "/auth/token", As::Anonymous)
+        .header("x-forwarded-for", "203.0.113.50, 198.51.100.1")
+        .json(&json!({"email": "x@example.com", "password": "not the password"}));
+    assert_problem(forged.send().await.expect("sent"), 429).await;
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let app = spawn_app_with(&[("users.failed_logins_per_minute_per_address", "2")]).await;
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        let body = json!({"email": format!("{client}@example.com"), "password": "not the password"});
+        let response = app.request(Method::POST, "/auth/token", As::Anonymous).header("x-forwarded-for", client);
+        assert_problem(response.json(&body).send().await.expect("sent"), 401).await;
+    }
+    let body = json!({"email": "third@example.com", "password": "not the password"});
+    let response = app.request(Method::POST, "/auth/token", As::Anonymous).header("x-forwarded-for", "198.51.100.3");
+    assert_problem(response.json(&body).send().await.expect("sent"), 429).await;
+}
+
+#[tokio::test]
+async fn registrations_are_limited_per_client_address() {
+    let app = spawn_app_with(&[("users.registrations_per_hour_per_address", "3")]).await;
+    for i in 0..3 {
+        assert_eq!(app.register(&format!("new{i}@example.com"), PASSWORD, "New").await.status(), 201);
+    }
+    let refused = app.register("new9@example.com", PASSWORD, "New").await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, 429).await;
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_stop_being_one() {
+    let app = spawn_app_with(&[
+        ("users.bootstrap_admin.email", "root@example.com"),
+        ("users.bootstrap_admin.password", "a long admin passphrase"),
+    ])
+    .await;
+    let root: Value = app.login("root@example.com", "a long admin passphrase").await.json().await.expect("JSON");
+    let root_me: Value = app.me(&root["accessToken"]).await.json().await.expect("JSON");
+    let set_role = |token: &Value, id: &Value, role: &str| {
+        let path = format!("/users/{}/role", id.as_str().expect("an id"));
+        app.request(Method::PUT, &path, As::Anonymous)
+            .bearer_auth(token.as_str().expect("a token"))
+            .json(&json!({"role": role}))
+            .send()
+    };
+    let refused = set_role(&root["accessToken"], &root_me["id"], "customer").await.expect("sent");
+    assert!(assert_problem(refused, 409).await["detail"].as_str().expect("a detail").contains("last admin"));
+
+    let knuth = app.signed_in("knuth@example.com").await;
+    let knuth_me: Value = app.me(&knuth["accessToken"]).await.json().await.expect("JSON");
+    assert_eq!(set_role(&root["accessToken"], &knuth_me["id"], "admin").await.expect("sent").status(), 200);
+    assert_eq!(set_role(&root["accessToken"], &root_me["id"], "customer").await.expect("sent").status(), 200);
+    // The root's token still says admin until it expires; the last admin is knuth now.
+    let refused = set_role(&root["accessToken"], &knuth_me["id"], "customer").await.expect("sent");
+    assert_problem(refused, 409).await;
+    let me: Value = app.me(&knuth["accessToken"]).await.json().await.expect("JSON");
+    assert_eq!(me["role"], "admin");
+}
+
+#[tokio::test]
+async fn housekeeping_purges_expired_refresh_tokens_and_keeps_live_ones() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app_with(&[("housekeeping.interval_secs", "1")]).await;
+    app.signed_in("expired@example.com").await;
+    let live = app.signed_in("live@example.com").await;
+    let db = app.db("users").await;
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await;
+            row.expect("counted").expect("a row").try_get_by_index::<i64>(0).expect("a count")
+        }
+    };
+    let expire = "UPDATE users_refresh_tokens SET expires_at = '2000-01-01 00:00:00' WHERE user_id = \
+                  (SELECT id FROM users_accounts WHERE email = 'expired@example.com')";
+    db.execute_unprepared(expire).await.expect("expired");
+    crate::helpers::settles(1, || count("SELECT COUNT(*) FROM users_refresh_tokens")).await;
+    assert_eq!(app.post_refresh("/auth/refresh", &live["refreshToken"]).await.status(), 200, "the live one works");
+}

@@ -3,17 +3,44 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{- define "bazaar.fullname" -}}
+{{/* <release>-bazaar (or fullnameOverride), whatever its length: the stem of every name. */}}
+{{- define "bazaar.fullnameStem" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- .Values.fullnameOverride }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- .Release.Name }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The name of one of the release's objects, <stem><suffix>, within the 63 characters of a DNS label.
+A longer one keeps its suffix and trades the stem's end for a hash of the whole name,
+<stem cut>-<8 hex><suffix>: names cut short stay unique and still say what they name.
+(dict "root" $ "suffix" "-orders"); the suffix may be empty.
+*/}}
+{{- define "bazaar.objectName" -}}
+{{- $stem := include "bazaar.fullnameStem" .root }}
+{{- $full := printf "%s%s" $stem .suffix }}
+{{- if le (len $full) 63 }}
+{{- $full }}
+{{- else }}
+{{- $hash := sha256sum $full | trunc 8 }}
+{{- $room := sub 54 (len .suffix) | int }}
+{{- if gt $room 0 }}
+{{- printf "%s-%s%s" ($stem | trunc $room | trimSuffix "-") $hash .suffix }}
+{{- else }}
+{{- printf "%s-%s" ($full | trunc 54 | trimSuffix "-") $hash }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "bazaar.fullname" -}}
+{{- include "bazaar.objectName" (dict "root" . "suffix" "") }}
 {{- end }}
 
 {{- define "bazaar.chart" -}}
@@ -42,11 +69,11 @@ app.kubernetes.io/component: {{ .key }}
 
 {{/* The Deployment and Service name of a key in `deployments`: (dict "root" $ "key" $key). */}}
 {{- define "bazaar.componentName" -}}
-{{- printf "%s-%s" (include "bazaar.fullname" .root) .key | trunc 63 | trimSuffix "-" }}
+{{- include "bazaar.objectName" (dict "root" .root "suffix" (printf "-%s" .key)) }}
 {{- end }}
 
 {{- define "bazaar.canaryName" -}}
-{{- printf "%s-canary" (include "bazaar.componentName" .) | trunc 63 | trimSuffix "-" }}
+{{- include "bazaar.objectName" (dict "root" .root "suffix" (printf "-%s-canary" .key)) }}
 {{- end }}
 
 {{- define "bazaar.serviceAccountName" -}}
@@ -66,7 +93,7 @@ app.kubernetes.io/component: {{ .key }}
 {{- if .Values.existingSecret }}
 {{- .Values.existingSecret }}
 {{- else }}
-{{- printf "%s-migrations" (include "bazaar.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "bazaar.objectName" (dict "root" . "suffix" "-migrations") }}
 {{- end }}
 {{- end }}
 
@@ -163,6 +190,16 @@ it does express, again, for `--skip-schema-validation`).
 {{- fail (printf "deployments: no Deployment hosts module '%s'; every module is hosted by exactly one" .) }}
 {{- end }}
 {{- end }}
+{{- /* SIGKILL must not come before the delay and the drain are over (env may override either). */}}
+{{- range $key, $d := $deployments }}
+{{- $delay := dig "BAZAAR__SERVER__SHUTDOWN_DELAY_SECS" (dig "BAZAAR__SERVER__SHUTDOWN_DELAY_SECS" $.Values.server.shutdownDelaySecs $.Values.env) ($d.env | default dict) | int }}
+{{- $timeout := dig "BAZAAR__SERVER__SHUTDOWN_TIMEOUT_SECS" (dig "BAZAAR__SERVER__SHUTDOWN_TIMEOUT_SECS" $.Values.server.shutdownTimeoutSecs $.Values.env) ($d.env | default dict) | int }}
+{{- $grace := int $d.terminationGracePeriodSeconds }}
+{{- if le $grace (add $delay $timeout) }}
+{{- $where := ternary (printf "deployments.%s.terminationGracePeriodSeconds" $key) (printf "deploymentDefaults.terminationGracePeriodSeconds (Deployment %s)" $key) (hasKey (get $.Values.deployments $key) "terminationGracePeriodSeconds") }}
+{{- fail (printf "%s: %d s leaves no time to drain after server.shutdownDelaySecs (%d) + server.shutdownTimeoutSecs (%d): give it more than %d s, or shorten those" $where $grace $delay $timeout (add $delay $timeout)) }}
+{{- end }}
+{{- end }}
 {{- $several := gt (len $deployments) 1 }}
 {{- if and $several (ne .Values.bus.kind "rabbitmq") }}
 {{- fail (printf "bus.kind: '%s' cannot connect %d Deployments; several Deployments need bus.kind rabbitmq" .Values.bus.kind (len $deployments)) }}
@@ -191,6 +228,31 @@ it does express, again, for `--skip-schema-validation`).
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if not .Values.existingSecret }}
+{{- $placeholders := list }}
+{{- if contains "CHANGE-ME" .Values.bus.rabbitmq.url }}
+{{- $placeholders = append $placeholders "bus.rabbitmq.url" }}
+{{- end }}
+{{- if contains "CHANGE-ME" .Values.database.url }}
+{{- $placeholders = append $placeholders "database.url" }}
+{{- end }}
+{{- range $module, $url := .Values.database.modules }}
+{{- if contains "CHANGE-ME" (toString $url) }}
+{{- $placeholders = append $placeholders (printf "database.modules.%s" $module) }}
+{{- end }}
+{{- end }}
+{{- if $placeholders }}
+{{- fail (printf "%s: still values-split.yaml's CHANGE-ME placeholder; give the real URL (--set %s=…) or put the URLs in a Secret of yours (existingSecret)" (join ", " $placeholders) (first $placeholders)) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.database.existingSecretModules (not .Values.existingSecret) }}
+{{- fail "database.existingSecretModules: names keys of existingSecret, which is not set (the chart's own Secret takes database.modules)" }}
+{{- end }}
+{{- range .Values.database.existingSecretModules }}
+{{- if not (has . $known) }}
+{{- fail (printf "database.existingSecretModules: unknown module '%s' (known: %s)" . (join ", " $known)) }}
+{{- end }}
+{{- end }}
 {{- range $module, $url := .Values.database.modules }}
 {{- if not (has $module $known) }}
 {{- fail (printf "database.modules: unknown module '%s' (known: %s)" $module (join ", " $known)) }}
@@ -216,6 +278,8 @@ it does express, again, for `--skip-schema-validation`).
   "BAZAAR_ENV" .Values.environment
   "BAZAAR__SERVER__HOST" "0.0.0.0"
   "BAZAAR__SERVER__PORT" (toString .Values.server.port)
+  "BAZAAR__SERVER__SHUTDOWN_DELAY_SECS" (toString .Values.server.shutdownDelaySecs)
+  "BAZAAR__SERVER__SHUTDOWN_TIMEOUT_SECS" (toString .Values.server.shutdownTimeoutSecs)
   "BAZAAR__TELEMETRY__FORMAT" .Values.telemetry.format
   "BAZAAR__BUS__KIND" .Values.bus.kind
   "BAZAAR__DATABASE__MAX_CONNECTIONS" (toString .Values.database.maxConnections)
@@ -224,6 +288,9 @@ it does express, again, for `--skip-schema-validation`).
 }}
 {{- if .Values.telemetry.filter }}
 {{- $_ := set $env "BAZAAR__TELEMETRY__FILTER" .Values.telemetry.filter }}
+{{- end }}
+{{- with .Values.server.trustedProxies }}
+{{- $_ := set $env "BAZAAR__SERVER__TRUSTED_PROXIES" (join "," .) }}
 {{- end }}
 {{- if eq .Values.database.kind "sqlite" }}
 {{- $_ := set $env "BAZAAR__DATABASE__URL" "sqlite:///data/{module}.db?mode=rwc" }}
@@ -246,7 +313,6 @@ how tokens are signed or verified, and the secrets they need.
 {{- $root := .root }}
 {{- $values := $root.Values }}
 {{- $secret := .secret }}
-{{- $optional := not (empty $values.existingSecret) -}}
 - name: BAZAAR__MODULES__ENABLED
   value: {{ join "," .modules | quote }}
 {{- if has "users" .modules }}
@@ -277,29 +343,40 @@ how tokens are signed or verified, and the secrets they need.
       key: rabbitmq-url
 {{- end }}
 {{- if eq $values.database.kind "external" }}
-{{- if or $values.database.url $optional }}
+{{- /*
+Each module's URL: its own key, or the template's. Every key is required: a missing one stops the
+pod rather than leave a module on the image's SQLite default.
+*/}}
+{{- $own := list }}
+{{- range .modules }}
+{{- if include "bazaar.hasOwnDatabaseUrl" (dict "root" $root "module" .) }}
+{{- $own = append $own . }}
+{{- end }}
+{{- end }}
+{{- /* The chart's own Secret has the template whenever database.url is set: passed as it always was. */}}
+{{- if or (lt (len $own) (len .modules)) (and $values.database.url (not $values.existingSecret)) }}
 - name: BAZAAR__DATABASE__URL
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: database-url
-      {{- if $optional }}
-      optional: true
-      {{- end }}
 {{- end }}
-{{- range .modules }}
-{{- if or (get $values.database.modules .) $optional }}
+{{- range $own }}
 - name: BAZAAR__MODULES__{{ upper . }}__DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: {{ . }}-database-url
-      {{- if $optional }}
-      optional: true
-      {{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when `module` has a URL of its own (else ""): (dict "root" $ "module" $module). */}}
+{{- define "bazaar.hasOwnDatabaseUrl" -}}
+{{- $values := .root.Values }}
+{{- if $values.existingSecret }}
+{{- if has .module $values.database.existingSecretModules }}true{{ end }}
+{{- else if get $values.database.modules .module }}true{{ end }}
 {{- end }}
 
 {{/* The Secret's data, base64-encoded: (dict "root" $ "signingKey" $pem). */}}
@@ -435,7 +512,7 @@ spec:
         - name: data
           {{- if $sqlite }}
           persistentVolumeClaim:
-            claimName: {{ $values.persistence.existingClaim | default (printf "%s-data" (include "bazaar.fullname" $root)) }}
+            claimName: {{ $values.persistence.existingClaim | default (include "bazaar.objectName" (dict "root" $root "suffix" "-data")) }}
           {{- else }}
           emptyDir:
             sizeLimit: 64Mi

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -26,17 +27,39 @@ PREFIXES = {
     "shipping": ["/shipments"],
 }
 SPLIT = str(CHART / "values-split.yaml")
+# values-split.yaml's CHANGE-ME URLs refuse to render: an install gives the real ones, as these do.
+SPLIT_URLS = str(CHART / "tests" / "values" / "split-urls.yaml")
 EXTRAS = str(CHART / "tests" / "values" / "split-monitoring-canary.yaml")
 THREE = str(CHART / "tests" / "values" / "three-processes-existing-secret.yaml")
 ONE_ON_POSTGRES = str(CHART / "tests" / "values" / "one-deployment-on-postgres.yaml")
 
 
-def render(*values_files, release="shop", namespace="shop"):
+def helm_template(values_files, values, release, namespace):
+    """`helm template` with the files, then `values` (a dict) on top: the CompletedProcess."""
     args = [HELM, "template", release, str(CHART), "--namespace", namespace]
     for f in values_files:
         args += ["-f", f]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    return Rendering([o for o in yaml.safe_load_all(out) if o])
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as extra:
+        if values is not None:
+            yaml.safe_dump(values, extra)
+            extra.flush()
+            args += ["-f", extra.name]
+        return subprocess.run(args, capture_output=True, text=True)
+
+
+def render(*values_files, values=None, release="shop", namespace="shop"):
+    result = helm_template(values_files, values, release, namespace)
+    if result.returncode != 0:
+        raise AssertionError(f"helm template failed: {result.stderr}")
+    return Rendering([o for o in yaml.safe_load_all(result.stdout) if o])
+
+
+def render_error(*values_files, values=None, release="shop", namespace="shop"):
+    """What `helm template` says when it refuses the values (and fails the test if it renders)."""
+    result = helm_template(values_files, values, release, namespace)
+    if result.returncode == 0:
+        raise AssertionError("rendered; expected a refusal")
+    return result.stderr
 
 
 class Rendering:
@@ -95,9 +118,14 @@ class TheSplit(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.r = render(SPLIT)
+        cls.r = render(SPLIT, SPLIT_URLS)
         with open(SPLIT) as f:
             cls.values = yaml.safe_load(f)
+        with open(SPLIT_URLS) as f:
+            urls = yaml.safe_load(f)
+        cls.values["bus"]["rabbitmq"]["url"] = urls["bus"]["rabbitmq"]["url"]
+        cls.values["database"]["url"] = urls["database"]["url"]
+        cls.values["database"]["modules"].update(urls["database"]["modules"])
 
     def hosts(self):
         return {m: d for d in self.r.deployments() for m in hosted(d)}
@@ -293,7 +321,7 @@ class TheOptions(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.r = render(SPLIT, EXTRAS)
+        cls.r = render(SPLIT, SPLIT_URLS, EXTRAS)
 
     def test_the_canary_hosts_the_same_modules_with_the_new_image_and_takes_its_weight_in_the_mesh(self):
         [canary] = self.r.deployments("canary")
@@ -396,6 +424,254 @@ class OtherGroupings(unittest.TestCase):
         self.assertNotIn("strategy", d["spec"])
         self.assertEqual(len(r.of("HorizontalPodAutoscaler")), 1)
         self.assertEqual(r.of("PersistentVolumeClaim"), [])
+
+
+def pod(workload):
+    return workload["spec"]["template"]["spec"]
+
+
+def secret_refs(workload):
+    """(variable, secretKeyRef) of every variable the container reads from a Secret."""
+    return [(e["name"], e["valueFrom"]["secretKeyRef"]) for e in container(workload).get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})]
+
+
+class TheExistingSecret(unittest.TestCase):
+    """existingSecret: a key the chart reads from it is required, so a missing or misspelt key stops
+    the pod instead of leaving the module on the image's SQLite default in an emptyDir."""
+
+    def test_no_secret_reference_is_optional(self):
+        r = render(THREE)
+        workloads = r.deployments() + r.of("Job")
+        self.assertTrue(all(secret_refs(w) for w in workloads))
+        for w in workloads:
+            for name, ref in secret_refs(w):
+                self.assertNotIn("optional", ref, f"{w['metadata']['name']}: {name}")
+
+    def test_every_hosted_module_gets_a_database_url_from_the_chart(self):
+        for r in [render(THREE), render(THREE, values={"database": {"existingSecretModules": ["orders", "users"]}}),
+                  render(SPLIT, SPLIT_URLS), render(ONE_ON_POSTGRES)]:
+            for w in r.deployments() + r.of("Job"):
+                e = env(w)
+                for module in hosted(w):
+                    self.assertTrue(f"BAZAAR__MODULES__{module.upper()}__DATABASE_URL" in e or "BAZAAR__DATABASE__URL" in e,
+                                    f"{w['metadata']['name']}: {module} would fall back to the image's SQLite URL")
+
+    def test_the_modules_named_in_existing_secret_modules_read_their_own_key_the_others_the_template(self):
+        r = render(THREE, values={"database": {"existingSecretModules": ["orders"]}})
+        for workload in [r.one("Deployment", "shop-bazaar-orders"), r.one("Job", "shop-bazaar-migrate-orders")]:
+            e = env(workload)
+            self.assertEqual(e["BAZAAR__MODULES__ORDERS__DATABASE_URL"], ("secret", "bazaar-secrets", "orders-database-url"))
+            self.assertNotIn("BAZAAR__DATABASE__URL", e, "orders does not use the template")
+        for name in ["shop-bazaar-users-catalog", "shop-bazaar-inventory-shipping"]:
+            e = env(r.one("Deployment", name))
+            self.assertEqual(e["BAZAAR__DATABASE__URL"], ("secret", "bazaar-secrets", "database-url"))
+            self.assertEqual([k for k in e if k.startswith("BAZAAR__MODULES__") and k.endswith("__DATABASE_URL")], [])
+
+    def test_sqlite_is_the_database_only_when_the_values_choose_it(self):
+        self.assertTrue(render().config()["BAZAAR__DATABASE__URL"].startswith("sqlite:"))
+        for r in [render(THREE), render(SPLIT, SPLIT_URLS), render(ONE_ON_POSTGRES)]:
+            self.assertNotIn("BAZAAR__DATABASE__URL", r.config())
+            for w in r.deployments() + r.of("Job"):
+                self.assertFalse(any(str(v).startswith("sqlite:") for v in env(w).values()))
+
+
+class ThePlaceholders(unittest.TestCase):
+    def test_values_split_unchanged_does_not_render_and_names_each_change_me_value(self):
+        error = render_error(SPLIT)
+        self.assertIn("CHANGE-ME", error)
+        for key in ["bus.rabbitmq.url", "database.url", "database.modules.users"]:
+            self.assertIn(key, error)
+
+    def test_one_placeholder_left_is_named(self):
+        error = render_error(SPLIT, values={"bus": {"rabbitmq": {"url": "amqp://bazaar:secret@rabbitmq:5672/%2f"}},
+                                            "database": {"url": "postgres://bazaar:secret@postgres:5432/{module}"}})
+        self.assertIn("database.modules.users", error)
+        self.assertNotIn("database.url", error.replace("database.modules", ""))
+
+
+NGINX_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}}
+
+
+class TheNetworkPolicy(unittest.TestCase):
+    def peers(self, r, name="shop-bazaar-monolith"):
+        [rule] = r.one("NetworkPolicy", name)["spec"]["ingress"]
+        self.assertEqual(rule["ports"], [{"port": "http", "protocol": "TCP"}])
+        return rule["from"]
+
+    def test_by_default_pods_of_any_namespace_reach_the_http_port_whatever_the_ingress_controller(self):
+        self.assertIn({"namespaceSelector": {}}, self.peers(render()))
+
+    def test_ingress_controller_from_narrows_it_to_the_controllers_pods(self):
+        peers = self.peers(render(values={"networkPolicy": {"ingressController": {"from": [NGINX_PEER]}}}))
+        self.assertIn(NGINX_PEER, peers)
+        self.assertNotIn({"namespaceSelector": {}}, peers)
+        # Prometheus and the release's own pods keep their way in.
+        self.assertIn({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "bazaar", "app.kubernetes.io/instance": "shop"}}}, peers)
+        self.assertEqual(len(peers), 3)
+
+    def test_the_readme_shows_the_narrowing_the_test_renders(self):
+        readme = (CHART / "README.md").read_text()
+        blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)]
+        self.assertIn({"networkPolicy": {"ingressController": {"from": [NGINX_PEER]}}}, blocks)
+
+
+SCHEDULING = {
+    "podAnnotations": {"example.com/team": "shop"},
+    "nodeSelector": {"kubernetes.io/os": "linux", "pool": "general"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "shop", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a", "b"]}]}]}}},
+}
+
+
+class TheMigrationJobs(unittest.TestCase):
+    def test_a_job_is_scheduled_and_annotated_like_the_deployment_hosting_its_module(self):
+        r = render(SPLIT, SPLIT_URLS, values={"deploymentDefaults": SCHEDULING,
+                                              "deployments": {"orders": {"nodeSelector": {"pool": "orders"},
+                                                                         "podAnnotations": {"example.com/team": "orders"}}}})
+        hosts = {m: d for d in r.deployments() for m in hosted(d)}
+        for job in r.of("Job"):
+            deployment = hosts[container(job)["args"][2]]
+            for field in ["nodeSelector", "tolerations", "affinity"]:
+                self.assertEqual(pod(job).get(field), pod(deployment).get(field), f"{job['metadata']['name']}: {field}")
+            self.assertEqual(job["spec"]["template"]["metadata"]["annotations"]["example.com/team"],
+                             deployment["spec"]["template"]["metadata"]["annotations"]["example.com/team"])
+        orders = r.one("Job", "shop-bazaar-migrate-orders")
+        self.assertEqual(pod(orders)["nodeSelector"], {"kubernetes.io/os": "linux", "pool": "orders"})
+        self.assertEqual(orders["spec"]["template"]["metadata"]["annotations"]["example.com/team"], "orders")
+        self.assertEqual(pod(r.one("Job", "shop-bazaar-migrate-users"))["tolerations"], SCHEDULING["tolerations"])
+
+    def test_the_jobs_opt_out_of_sidecar_injection_unless_told_otherwise(self):
+        [job] = render(ONE_ON_POSTGRES).of("Job")
+        meta = job["spec"]["template"]["metadata"]
+        self.assertEqual(meta["labels"]["sidecar.istio.io/inject"], "false")
+        self.assertEqual(meta["annotations"]["linkerd.io/inject"], "disabled")
+        r = render(ONE_ON_POSTGRES, values={"migrations": {"sidecarInjection": True}})
+        [job] = r.of("Job")
+        meta = job["spec"]["template"]["metadata"]
+        self.assertNotIn("sidecar.istio.io/inject", meta["labels"])
+        self.assertNotIn("linkerd.io/inject", meta.get("annotations", {}))
+        self.assertNotIn("sidecar.istio.io/inject", r.deployments()[0]["spec"]["template"]["metadata"]["labels"])
+
+
+# Helm refuses release names over 53 characters; with `-bazaar-<key>` the names go past 63.
+LONG_RELEASE = "a-shop-with-a-release-name-of-the-longest-length-helm"
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class LongNames(unittest.TestCase):
+    def names(self, r):
+        return [(o["kind"], o["metadata"]["name"]) for o in r.objects]
+
+    def assert_valid_and_unique(self, r):
+        names = self.names(r)
+        for kind, name in names:
+            self.assertLessEqual(len(name), 63, f"{kind}/{name}")
+            self.assertRegex(name, DNS_LABEL)
+        self.assertEqual(len(names), len(set(names)), "two objects of a kind share a name")
+        self.assertEqual(len({n for _, n in names if _ in ("Deployment", "Job")}),
+                         len([n for k, n in names if k in ("Deployment", "Job")]), "pods of two workloads would share a prefix")
+
+    def assert_references_resolve(self, r):
+        """Every name one object gives another is that object's name."""
+        for ingress in r.of("Ingress"):
+            for rule in ingress["spec"]["rules"]:
+                for p in rule["http"]["paths"]:
+                    r.one("Service", p["backend"]["service"]["name"])
+        for hpa in r.of("HorizontalPodAutoscaler"):
+            r.one("Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+        for vs in r.of("VirtualService"):
+            for route in vs["spec"]["http"][0]["route"]:
+                r.one("Service", route["destination"]["host"])
+        secrets = {s["metadata"]["name"] for s in r.of("Secret")} | {"bazaar-secrets"}  # THREE's existingSecret
+        for w in r.deployments("stable") + r.deployments("canary") + r.of("Job"):
+            for ref in container(w).get("envFrom", []):
+                r.one("ConfigMap", ref["configMapRef"]["name"])
+            for _, ref in secret_refs(w):
+                self.assertIn(ref["name"], secrets)
+            jwks = env(w).get("BAZAAR__AUTH__JWKS_URL")
+            if jwks:
+                r.one("Service", jwks.split("/")[2].split(":")[0])
+        for d in r.of("Deployment"):
+            self.assertIn(pod(d)["serviceAccountName"], {s["metadata"]["name"] for s in r.of("ServiceAccount")})
+
+    def test_a_53_character_release_gives_unique_names_of_63_characters_at_most(self):
+        self.assertEqual(len(LONG_RELEASE), 53)
+        for r in [render(SPLIT, SPLIT_URLS, EXTRAS, release=LONG_RELEASE), render(THREE, release=LONG_RELEASE),
+                  render(release=LONG_RELEASE)]:
+            self.assert_valid_and_unique(r)
+            self.assert_references_resolve(r)
+
+    def test_two_long_full_names_sharing_their_first_63_characters_give_different_names(self):
+        prefix = "bazaar-" + "x" * 60
+        east = render(SPLIT, SPLIT_URLS, values={"fullnameOverride": prefix + "-east"})
+        west = render(SPLIT, SPLIT_URLS, values={"fullnameOverride": prefix + "-west"})
+        for r in [east, west]:
+            self.assert_valid_and_unique(r)
+            self.assert_references_resolve(r)
+        self.assertEqual(set(self.names(east)) & set(self.names(west)), set())
+
+    def test_the_alerts_select_the_releases_services_by_their_names_however_long(self):
+        r = render(SPLIT, SPLIT_URLS, EXTRAS, release=LONG_RELEASE)
+        [rule] = r.of("PrometheusRule")
+        services = {s["metadata"]["name"] for s in r.of("Service")}
+        for group in rule["spec"]["groups"]:
+            for alert in group["rules"]:
+                [selected] = set(re.findall(r'service=~"([^"]+)"', alert["expr"]))
+                self.assertEqual(set(selected.split("|")), services, alert["alert"])
+
+    def test_short_names_are_unchanged(self):
+        names = self.names(render(SPLIT, SPLIT_URLS))
+        self.assertIn(("Deployment", "shop-bazaar-orders"), names)
+        self.assertIn(("Job", "shop-bazaar-migrate-orders"), names)
+
+
+class TheDashboard(unittest.TestCase):
+    def dashboard(self, release, namespace):
+        r = render(values={"metrics": {"grafanaDashboard": {"enabled": True}}}, release=release, namespace=namespace)
+        [cm] = [c for c in r.of("ConfigMap") if "bazaar.json" in c.get("data", {})]
+        return json.loads(cm["data"]["bazaar.json"])
+
+    def test_each_release_has_its_own_dashboard_uid_and_title(self):
+        dashboards = [self.dashboard(rel, ns) for rel, ns in [("shop", "shop"), ("shop2", "shop"), ("shop", "staging")]]
+        self.assertEqual(len({d["uid"] for d in dashboards}), 3)
+        self.assertEqual(len({d["title"] for d in dashboards}), 3, "Grafana refuses two titles alike in a folder")
+        for d in dashboards:
+            self.assertRegex(d["uid"], r"^[a-zA-Z0-9_-]{1,40}$")
+        self.assertEqual(self.dashboard("shop", "shop")["uid"], dashboards[0]["uid"], "stable across upgrades")
+
+
+class TheServer(unittest.TestCase):
+    def test_the_processes_trust_forwarded_headers_from_the_private_ranges_by_default(self):
+        r = render()
+        self.assertEqual(r.config()["BAZAAR__SERVER__TRUSTED_PROXIES"], "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16")
+
+    def test_server_trusted_proxies_narrows_them_and_an_empty_list_trusts_none(self):
+        r = render(values={"server": {"trustedProxies": ["10.42.0.0/16", "fd00:42::/56"]}})
+        self.assertEqual(r.config()["BAZAAR__SERVER__TRUSTED_PROXIES"], "10.42.0.0/16,fd00:42::/56")
+        self.assertNotIn("BAZAAR__SERVER__TRUSTED_PROXIES", render(values={"server": {"trustedProxies": []}}).config())
+
+    def test_on_sigterm_a_process_stays_in_service_for_the_delay_then_drains_within_the_grace_period(self):
+        r = render(SPLIT, SPLIT_URLS)
+        config = r.config()
+        delay, timeout = int(config["BAZAAR__SERVER__SHUTDOWN_DELAY_SECS"]), int(config["BAZAAR__SERVER__SHUTDOWN_TIMEOUT_SECS"])
+        self.assertEqual((delay, timeout), (5, 30))
+        for d in r.of("Deployment"):
+            self.assertEqual(pod(d)["terminationGracePeriodSeconds"], 45)
+            self.assertGreater(pod(d)["terminationGracePeriodSeconds"], delay + timeout)
+        config = render(values={"server": {"shutdownDelaySecs": 10, "shutdownTimeoutSecs": 20}}).config()
+        self.assertEqual((config["BAZAAR__SERVER__SHUTDOWN_DELAY_SECS"], config["BAZAAR__SERVER__SHUTDOWN_TIMEOUT_SECS"]), ("10", "20"))
+
+    def test_a_grace_period_the_delay_and_the_shutdown_timeout_do_not_fit_under_does_not_render(self):
+        error = render_error(values={"deploymentDefaults": {"terminationGracePeriodSeconds": 35}})
+        self.assertIn("terminationGracePeriodSeconds", error)
+        self.assertIn("server.shutdownDelaySecs", error)
+        error = render_error(SPLIT, SPLIT_URLS, values={"deployments": {"orders": {"terminationGracePeriodSeconds": 30}}})
+        self.assertIn("deployments.orders", error)
+        error = render_error(values={"server": {"shutdownDelaySecs": 20}})
+        self.assertIn("terminationGracePeriodSeconds", error)
 
 
 class TheValues(unittest.TestCase):

@@ -192,23 +192,54 @@ fn required<T>(value: Option<T>) -> Result<T, String> {
     value.ok_or_else(|| "is required".to_owned())
 }
 
+/// How many changes a product has been through: 1 when created, one more on every change. Its
+/// events carry it, so that consumers of a late event can tell it is older than their copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(u64);
+
+impl Version {
+    pub const FIRST: Version = Version(1);
+
+    /// A stored version; products from before versions existed have 0.
+    pub fn new(version: u64) -> Self {
+        Self(version)
+    }
+
+    pub fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
     pub id: ProductId,
     pub details: ProductDetails,
     pub status: ProductStatus,
+    pub version: Version,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl Product {
     pub fn new(details: ProductDetails, now: DateTime<Utc>) -> Self {
-        Self { id: ProductId::generate(), details, status: ProductStatus::Active, created_at: now, updated_at: now }
+        Self {
+            id: ProductId::generate(),
+            details,
+            status: ProductStatus::Active,
+            version: Version::FIRST,
+            created_at: now,
+            updated_at: now,
+        }
     }
 
     /// Replaces what an admin sets; the status is left alone.
     pub fn revise(&mut self, details: ProductDetails, now: DateTime<Utc>) {
         self.details = details;
+        self.version = self.version.next();
         self.updated_at = now;
     }
 
@@ -218,6 +249,7 @@ impl Product {
             return false;
         }
         self.status = ProductStatus::Discontinued;
+        self.version = self.version.next();
         self.updated_at = now;
         true
     }
@@ -293,5 +325,18 @@ mod tests {
         assert!(product.discontinue(now));
         assert!(!product.discontinue(now));
         assert_eq!(product.status, ProductStatus::Discontinued);
+        assert_eq!(product.version, Version::new(2), "one change");
+    }
+
+    #[test]
+    fn every_change_raises_the_version_by_one() {
+        let now = Utc::now();
+        let mut product = Product::new(ProductDetails::parse(raw()).expect("valid"), now);
+        assert_eq!(product.version, Version::FIRST);
+        product.revise(ProductDetails::parse(raw()).expect("valid"), now);
+        assert_eq!(product.version, Version::new(2));
+        product.discontinue(now);
+        product.revise(ProductDetails::parse(raw()).expect("valid"), now);
+        assert_eq!(product.version, Version::new(4));
     }
 }

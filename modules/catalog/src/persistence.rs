@@ -6,7 +6,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ActiveValue::Set, Condition, ConnectionTrait, QueryOrder, QuerySelect};
 
 use crate::domain::{
-    Currency, Description, Money, Product, ProductDetails, ProductId, ProductName, ProductStatus, Sku,
+    Currency, Description, Money, Product, ProductDetails, ProductId, ProductName, ProductStatus, Sku, Version,
 };
 
 pub mod product {
@@ -24,6 +24,7 @@ pub mod product {
         pub price_amount: i64,
         pub price_currency: String,
         pub status: String,
+        pub version: i64,
         pub created_at: DateTime<Utc>,
         pub updated_at: DateTime<Utc>,
     }
@@ -46,14 +47,17 @@ fn to_domain(model: product::Model) -> Result<Product, DbErr> {
             price: Money::new(model.price_amount, currency).map_err(|e| corrupt("price_amount", e))?,
         },
         status: ProductStatus::parse(&model.status).map_err(|e| corrupt("status", e))?,
+        version: Version::new(u64::try_from(model.version).map_err(|e| corrupt("version", e.to_string()))?),
         created_at: model.created_at,
         updated_at: model.updated_at,
     })
 }
 
-fn to_active_model(product: &Product) -> product::ActiveModel {
+fn to_active_model(product: &Product) -> Result<product::ActiveModel, DbErr> {
     let d = &product.details;
-    product::ActiveModel {
+    let version = i64::try_from(product.version.get())
+        .map_err(|_| DbErr::Custom(format!("catalog_products.version of {} overflows", product.id)))?;
+    Ok(product::ActiveModel {
         id: Set(product.id.as_uuid()),
         sku: Set(d.sku.as_str().to_owned()),
         name: Set(d.name.as_str().to_owned()),
@@ -61,18 +65,19 @@ fn to_active_model(product: &Product) -> product::ActiveModel {
         price_amount: Set(d.price.amount_minor()),
         price_currency: Set(d.price.currency().code().to_owned()),
         status: Set(product.status.as_str().to_owned()),
+        version: Set(version),
         created_at: Set(product.created_at),
         updated_at: Set(product.updated_at),
-    }
+    })
 }
 
 pub async fn insert<C: ConnectionTrait>(db: &C, product: &Product) -> Result<(), DbErr> {
-    product::Entity::insert(to_active_model(product)).exec_without_returning(db).await?;
+    product::Entity::insert(to_active_model(product)?).exec_without_returning(db).await?;
     Ok(())
 }
 
 pub async fn update<C: ConnectionTrait>(db: &C, product: &Product) -> Result<(), DbErr> {
-    product::Entity::update(to_active_model(product)).exec(db).await?;
+    product::Entity::update(to_active_model(product)?).exec(db).await?;
     Ok(())
 }
 

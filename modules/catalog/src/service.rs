@@ -1,4 +1,5 @@
-//! The catalog's use cases. Each write is one transaction: the product row and its event.
+//! The catalog's use cases. Each write is one transaction: the product row, its new version and
+//! its event; the row is locked meanwhile, so versions never repeat.
 
 use anyhow::Context;
 use contracts::catalog::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
@@ -92,7 +93,11 @@ impl Catalog {
             return Ok(());
         }
         persistence::update(&txn, &product).await.context("failed to discontinue a product")?;
-        let event = ProductDiscontinued { product_id: id.as_uuid(), sku: product.details.sku.as_str().to_owned() };
+        let event = ProductDiscontinued {
+            product_id: id.as_uuid(),
+            sku: product.details.sku.as_str().to_owned(),
+            version: product.version.get(),
+        };
         self.outbox.publish(&txn, &event, None).await?;
         self.outbox.commit(txn).await.context("failed to commit a discontinuation")?;
         Ok(())
@@ -119,5 +124,6 @@ fn snapshot(product: &Product) -> ProductSnapshot {
         description: d.description.as_str().to_owned(),
         price: Price { amount: d.price.amount_minor(), currency: d.price.currency().code().to_owned() },
         status: product.status.as_str().to_owned(),
+        version: product.version.get(),
     }
 }

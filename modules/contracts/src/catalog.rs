@@ -1,4 +1,11 @@
 //! Events published by the catalog module.
+//!
+//! Every change of a product raises its `version` by one, and each event carries the version the
+//! change produced, so a consumer keeping a copy applies an event only if it is newer than its copy
+//! (events of one product may arrive late: a retry, a redelivery). Events published before
+//! versions existed decode with `version` 0: consumers apply those only to a copy that has seen no
+//! versioned event either (as before versions, the last one wins), and a versioned event always
+//! wins over them.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -26,6 +33,10 @@ pub struct ProductSnapshot {
     pub price: Price,
     /// `active` or `discontinued`.
     pub status: String,
+    /// The product's version after this change: 1 when created, one more on every change.
+    /// 0 (absent) in events published before versions existed.
+    #[serde(default)]
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,10 +64,33 @@ impl IntegrationEvent for ProductUpdated {
 pub struct ProductDiscontinued {
     pub product_id: Uuid,
     pub sku: String,
+    /// The product's version after its discontinuation; 0 (absent) in events published before
+    /// versions existed.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl IntegrationEvent for ProductDiscontinued {
     const NAME: &'static str = "ProductDiscontinued";
     const VERSION: u32 = 1;
     const SOURCE: &'static str = SOURCE;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_published_before_versions_decodes_as_version_0() {
+        let id = Uuid::now_v7();
+        let old = serde_json::json!({"productId": id, "sku": "A-1"});
+        let event: ProductDiscontinued = serde_json::from_value(old).expect("decodes");
+        assert_eq!(event, ProductDiscontinued { product_id: id, sku: "A-1".into(), version: 0 });
+        let old = serde_json::json!({"productId": id, "sku": "A-1", "name": "A", "description": "",
+            "price": {"amount": 1, "currency": "EUR"}, "status": "active"});
+        let event: ProductUpdated = serde_json::from_value(old).expect("decodes");
+        assert_eq!(event.0.version, 0);
+        let new = serde_json::to_value(ProductUpdated(ProductSnapshot { version: 3, ..event.0 })).expect("encodes");
+        assert_eq!(new["version"], 3);
+    }
 }

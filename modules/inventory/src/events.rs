@@ -23,6 +23,8 @@ impl InventoryEvents {
         Self { outbox }
     }
 
+    /// Opens the product's stock row if it has none. The product's version does not matter here:
+    /// the row is only ever inserted, never overwritten, so a late or repeated event changes nothing.
     #[tracing::instrument(skip_all, fields(product.id = %event.0.product_id))]
     async fn product_created(&self, txn: &DatabaseTransaction, event: ProductCreated) -> Result<(), HandlerError> {
         service::track_product(txn, ProductId::from(event.0.product_id)).await?;
@@ -197,6 +199,7 @@ mod tests {
             description: String::new(),
             price: Price { amount: 1299, currency: "EUR".into() },
             status: "active".into(),
+            version: 1,
         });
         deliver(&db, &created).await;
         let product = ProductId::from(product_id);

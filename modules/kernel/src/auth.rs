@@ -173,9 +173,11 @@ impl JwtVerifier {
     pub fn from_jwks_url(url: &str, issuer: &str, audience: &str) -> Self {
         let jwks = Jwks {
             url: url.to_owned(),
+            shown: crate::redact::url(url),
             client: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
             keys: RwLock::new(Vec::new()),
-            fetched_at: Mutex::new(None),
+            freshness: Default::default(),
+            fetching: Mutex::new(()),
         };
         Self::new(Source::Jwks(jwks), issuer, audience)
     }
@@ -194,14 +196,18 @@ impl JwtVerifier {
 
     /// Fetches the JWKS now, if that is the source, so the first request does not wait for it.
     pub async fn prefetch(&self) {
-        if let Source::Jwks(jwks) = &self.inner.source
-            && let Err(e) = jwks.refresh().await
-        {
-            tracing::warn!(url = %jwks.url, error = %e, "cannot fetch the JWKS yet; will retry on the first token");
+        if let Source::Jwks(jwks) = &self.inner.source {
+            jwks.ensure_fresh().await;
         }
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        // Tokens verified with a key the JWKS no longer has must not stay accepted from memory.
+        if let Source::Jwks(jwks) = &self.inner.source
+            && jwks.ensure_fresh().await == Fetched::Changed
+        {
+            self.inner.verified.invalidate_all();
+        }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(claims) = self.inner.verified.get(&digest) {
             return Ok(claims);
@@ -249,31 +255,70 @@ fn pick(keys: &[VerificationKey], kid: Option<&str>) -> Option<VerificationKey> 
     .cloned()
 }
 
-/// A cached JWKS.
+/// A cached JWKS, kept as long as its `Cache-Control: max-age` says: a key removed from it stops
+/// verifying once the cached copy expires.
 struct Jwks {
     url: String,
+    /// The URL as logs show it: credentials in it hidden.
+    shown: String,
     client: reqwest::Client,
     keys: RwLock<Vec<VerificationKey>>,
-    fetched_at: Mutex<Option<Instant>>,
+    freshness: std::sync::Mutex<Freshness>,
+    /// One fetch at a time; the others wait for its result.
+    fetching: Mutex<()>,
 }
 
-/// An unknown `kid` fetches the JWKS again, but not more often than this.
+#[derive(Default, Clone, Copy)]
+struct Freshness {
+    /// Until when the keys may be used without asking again.
+    until: Option<Instant>,
+    /// The last fetch, successful or not: an unknown `kid` does not fetch more often than
+    /// [`JWKS_MIN_REFRESH`].
+    tried_at: Option<Instant>,
+}
+
+/// An unknown `kid` fetches the JWKS again, but not more often than this; a failed fetch is
+/// retried after it too, the keys held meanwhile still in use.
 const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
+/// How long keys are kept when the JWKS names no `max-age`, and the bounds put on one it names.
+const JWKS_DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+const JWKS_MAX_AGE_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+
+/// What a fetch changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetched {
+    Same,
+    Changed,
+}
 
 impl Jwks {
+    fn freshness(&self) -> Freshness {
+        self.freshness.lock().map(|f| *f).unwrap_or_default()
+    }
+
+    /// Fetches the keys again if the cached copy expired; says whether the set changed.
+    async fn ensure_fresh(&self) -> Fetched {
+        if self.freshness().until.is_some_and(|until| Instant::now() < until) {
+            return Fetched::Same;
+        }
+        let _fetching = self.fetching.lock().await;
+        // Someone else may have fetched while this one waited.
+        if self.freshness().until.is_some_and(|until| Instant::now() < until) {
+            return Fetched::Same;
+        }
+        self.fetch_logged().await
+    }
+
     async fn key(&self, kid: &str) -> Option<VerificationKey> {
         if let Some(key) = self.find(kid).await {
             return Some(key);
         }
         {
-            let fetched_at = self.fetched_at.lock().await;
-            if fetched_at.is_some_and(|at| at.elapsed() < JWKS_MIN_REFRESH) {
-                return None;
+            let _fetching = self.fetching.lock().await;
+            if self.freshness().tried_at.is_some_and(|at| at.elapsed() < JWKS_MIN_REFRESH) {
+                return self.find(kid).await;
             }
-        }
-        if let Err(e) = self.refresh().await {
-            tracing::warn!(url = %self.url, error = %e, "cannot fetch the JWKS");
-            return None;
+            self.fetch_logged().await;
         }
         self.find(kid).await
     }
@@ -282,14 +327,54 @@ impl Jwks {
         self.keys.read().await.iter().find(|k| k.kid.as_deref() == Some(kid)).cloned()
     }
 
-    async fn refresh(&self) -> Result<(), reqwest::Error> {
-        *self.fetched_at.lock().await = Some(Instant::now());
-        let set: JwkSet = self.client.get(&self.url).send().await?.error_for_status()?.json().await?;
-        let keys: Vec<VerificationKey> = set.keys.iter().filter_map(VerificationKey::from_jwk).collect();
-        tracing::info!(url = %self.url, keys = keys.len(), "fetched the JWKS");
-        *self.keys.write().await = keys;
-        Ok(())
+    async fn fetch_logged(&self) -> Fetched {
+        match self.fetch().await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                tracing::warn!(url = %self.shown, error = %e, "cannot fetch the JWKS; keeping the keys held");
+                Fetched::Same
+            }
+        }
     }
+
+    /// Fetches the keys; the caller holds `fetching`.
+    async fn fetch(&self) -> Result<Fetched, reqwest::Error> {
+        let now = Instant::now();
+        if let Ok(mut freshness) = self.freshness.lock() {
+            // Until this fetch succeeds, ask again only after the minimum interval.
+            *freshness = Freshness { until: Some(now + JWKS_MIN_REFRESH), tried_at: Some(now) };
+        }
+        // reqwest's errors name the URL, credentials included: the logs name `shown` instead.
+        let fetched = async {
+            let response = self.client.get(&self.url).send().await?.error_for_status()?;
+            let max_age = max_age(response.headers());
+            Ok::<_, reqwest::Error>((response.json::<JwkSet>().await?, max_age))
+        };
+        let (set, max_age) = fetched.await.map_err(reqwest::Error::without_url)?;
+        let keys: Vec<VerificationKey> = set.keys.iter().filter_map(VerificationKey::from_jwk).collect();
+        let max_age = max_age.unwrap_or(JWKS_DEFAULT_MAX_AGE).clamp(JWKS_MAX_AGE_BOUNDS.0, JWKS_MAX_AGE_BOUNDS.1);
+        if let Ok(mut freshness) = self.freshness.lock() {
+            freshness.until = Some(now + max_age);
+        }
+        let mut held = self.keys.write().await;
+        let kids = |keys: &[VerificationKey]| keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>();
+        let changed = kids(&held) != kids(&keys);
+        tracing::info!(url = %self.shown, keys = keys.len(), max_age_secs = max_age.as_secs(), changed, "fetched the JWKS");
+        *held = keys;
+        Ok(if changed { Fetched::Changed } else { Fetched::Same })
+    }
+}
+
+/// `Cache-Control: max-age=N` (`no-cache` / `no-store`: 0).
+fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::CACHE_CONTROL)?.to_str().ok()?;
+    value.split(',').map(str::trim).find_map(|directive| {
+        let directive = directive.to_ascii_lowercase();
+        if directive == "no-cache" || directive == "no-store" {
+            return Some(Duration::ZERO);
+        }
+        directive.strip_prefix("max-age=").and_then(|n| n.trim_matches('"').parse().ok()).map(Duration::from_secs)
+    })
 }
 
 /// The authenticated caller.

@@ -79,9 +79,22 @@ pub enum HandlerError {
     /// The envelope can never be handled (its data does not decode): dead-letter it at once.
     #[error("malformed event: {0}")]
     Malformed(String),
-    /// Handling failed this time; it is retried with backoff, then dead-lettered.
+    /// Handling failed this time. If the cause is a [transient](crate::db::is_transient) database
+    /// failure it is retried for as long as that lasts; otherwise it is retried with backoff, then
+    /// dead-lettered.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
+}
+
+impl HandlerError {
+    /// Whether the infrastructure failed rather than the handler (a database unreachable, a lock
+    /// timeout): such a failure never uses up the event's attempts.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Malformed(_) => false,
+            Self::Failed(e) => crate::db::is_transient_cause(e.as_ref()),
+        }
+    }
 }
 
 impl From<sea_orm::DbErr> for HandlerError {
@@ -112,6 +125,22 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+/// What becomes of an event whose delivery failed: the one decision both buses follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The infrastructure failed, not the handler: deliver it again after this wait, its attempts
+    /// untouched, for as long as the failure lasts.
+    Wait(std::time::Duration),
+    /// The handler failed: deliver it again after `delay`; `attempts` have failed so far.
+    Retry { attempts: u32, delay: std::time::Duration },
+    /// Give up: to the dead letters, after `attempts` (at once if it can never be handled).
+    DeadLetter { attempts: u32 },
+}
+
+/// The longest wait between two tries while the infrastructure is failing: a database back from
+/// an outage is used again within this, and trying a dead one this often costs nothing.
+pub const OUTAGE_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How a consumer retries a failing handler before it dead-letters the event.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -130,6 +159,23 @@ impl RetryPolicy {
 
     pub fn exhausted(&self, attempts: u32) -> bool {
         attempts >= self.max_attempts
+    }
+
+    /// The wait before the next try after `failures` transient failures in a row: exponential,
+    /// capped at [`OUTAGE_MAX_DELAY`], jittered.
+    pub fn outage_delay(&self, failures: u32) -> std::time::Duration {
+        backoff(failures.max(1), self.base_delay, self.max_delay.min(OUTAGE_MAX_DELAY))
+    }
+
+    /// What to do with an event whose attempt number `attempt` (the first is 1) failed with
+    /// `error`; `outage` counts the transient failures in a row so far, this one included.
+    pub fn verdict(&self, error: &HandlerError, attempt: u32, outage: u32) -> Verdict {
+        match error {
+            HandlerError::Malformed(_) => Verdict::DeadLetter { attempts: attempt },
+            e if e.is_transient() => Verdict::Wait(self.outage_delay(outage)),
+            _ if self.exhausted(attempt) => Verdict::DeadLetter { attempts: attempt },
+            _ => Verdict::Retry { attempts: attempt, delay: self.delay(attempt) },
+        }
     }
 }
 
@@ -163,8 +209,14 @@ pub mod metric {
     /// Messages handed to a broker, and those it confirmed, by publishing module.
     pub const BROKER_PUBLISHED: &str = "bazaar_bus_broker_published_total";
     pub const BROKER_CONFIRMED: &str = "bazaar_bus_broker_confirmed_total";
+    /// Handler failures that were the infrastructure's, retried without using up an attempt.
+    pub const WAITED: &str = "bazaar_bus_transient_failures_total";
     pub const OUTBOX_PENDING: &str = "bazaar_outbox_pending";
     pub const DEAD_LETTERS: &str = "bazaar_dead_letters";
+    /// 1 while a broker bus is connected, 0 while it is not (the process stays ready meanwhile).
+    pub const CONNECTED: &str = "bazaar_bus_connected";
+    /// Connections to the broker opened again after one was lost.
+    pub const RECONNECTIONS: &str = "bazaar_bus_reconnections_total";
 }
 
 #[cfg(test)]
@@ -183,6 +235,27 @@ mod tests {
             assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400), "{third:?}");
             assert!(backoff(30, base, max) <= max);
         }
+    }
+
+    #[test]
+    fn a_transient_failure_waits_however_often_it_comes_and_a_logic_failure_uses_up_attempts() {
+        let policy = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
+        let unreachable = || {
+            HandlerError::Failed(anyhow::Error::new(sea_orm::DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::Timeout,
+            )))
+        };
+        for outage in 1..50 {
+            match policy.verdict(&unreachable(), 3, outage) {
+                Verdict::Wait(delay) => assert!(delay <= OUTAGE_MAX_DELAY, "{delay:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let own = || HandlerError::Failed(anyhow::anyhow!("the order is unknown"));
+        assert!(matches!(policy.verdict(&own(), 1, 0), Verdict::Retry { attempts: 1, .. }));
+        assert_eq!(policy.verdict(&own(), 3, 0), Verdict::DeadLetter { attempts: 3 });
+        let malformed = HandlerError::Malformed("no orderId".into());
+        assert_eq!(policy.verdict(&malformed, 1, 0), Verdict::DeadLetter { attempts: 1 });
     }
 
     #[test]

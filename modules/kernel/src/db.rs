@@ -46,6 +46,73 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Whether `e` is the infrastructure's passing failure rather than a fault of the statement or the
+/// data: the database unreachable or restarting, the connection dropped, the pool exhausted, a
+/// lock wait, a deadlock or a serialization failure, SQLite busy. The same work succeeds once it
+/// is over, so it is retried for as long as it lasts and never counted against the work itself
+/// (an event's attempts) — and an HTTP caller is told to retry (503). A unique violation, a
+/// decoding error or a missing table are not transient.
+pub fn is_transient(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    match e {
+        // Acquiring or opening a connection: whatever the reason, the database is not there.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => is_transient_sqlx(e),
+        _ => false,
+    }
+}
+
+/// Whether `error` or any of its causes is a [transient](is_transient) database failure.
+pub fn is_transient_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+    use sea_orm::{ConnAcquireErr, RuntimeErr};
+    std::iter::successors(Some(error), |e| e.source()).any(|cause| {
+        if let Some(e) = cause.downcast_ref::<DbErr>() {
+            is_transient(e)
+        } else if let Some(RuntimeErr::SqlxError(e)) = cause.downcast_ref::<RuntimeErr>() {
+            // A `DbErr` that a transparent error hid: only its cause is in the chain.
+            is_transient_sqlx(e)
+        } else if let Some(e) = cause.downcast_ref::<sea_orm::sqlx::Error>() {
+            is_transient_sqlx(e)
+        } else {
+            cause.is::<ConnAcquireErr>()
+        }
+    })
+}
+
+fn is_transient_sqlx(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match e {
+        Error::Io(_)
+        | Error::Tls(_)
+        | Error::Protocol(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::WorkerCrashed => true,
+        Error::Database(e) => is_transient_code(e.as_ref()),
+        _ => false,
+    }
+}
+
+fn is_transient_code(e: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
+    use sea_orm::sqlx::error::DatabaseError;
+    if let Some(e) = e.try_downcast_ref::<sea_orm::SqlxSqliteError>() {
+        // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes (the primary code is the low byte).
+        let code = e.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or_default();
+        return matches!(code & 0xff, 5 | 6);
+    }
+    if let Some(e) = e.try_downcast_ref::<sea_orm::SqlxMySqlError>() {
+        // Lock wait timeout, deadlock, too many connections, shutdown in progress, server gone
+        // away, connection lost.
+        return matches!(e.number(), 1205 | 1213 | 1040 | 1053 | 2006 | 2013);
+    }
+    // PostgreSQL's SQLSTATE: connection exceptions (08), serialization failure, deadlock, too many
+    // connections, lock not available, a database not accepting connections, shutting down or
+    // starting up.
+    let Some(code) = e.code() else { return false };
+    code.starts_with("08")
+        || matches!(&*code, "40001" | "40P01" | "53300" | "55P03" | "55000" | "57P01" | "57P02" | "57P03")
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN
 /// IMMEDIATE`): a deferred transaction that reads first cannot upgrade once another writer has
 /// committed, and fails at once instead of waiting (`SQLITE_BUSY_SNAPSHOT`).
@@ -128,6 +195,44 @@ pub(crate) fn locks_rows(backend: DbBackend) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_transient_and_a_unique_violation_is_not() {
+        use sea_orm::{ConnAcquireErr, RuntimeErr};
+        let refused = DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ))));
+        assert!(is_transient(&refused));
+        assert!(is_transient(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        let dropped = DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::PoolClosed)));
+        assert!(is_transient(&dropped));
+        assert!(!is_transient(&DbErr::RecordNotFound("x".into())));
+        let unique = DbErr::Exec(RuntimeErr::Internal("UNIQUE constraint failed".into()));
+        assert!(!is_transient(&unique));
+
+        // Through `anyhow` and its context, as handlers and use cases wrap it.
+        let wrapped = anyhow::Error::new(refused).context("failed to load stock");
+        assert!(is_transient_cause(wrapped.as_ref()));
+        assert!(!is_transient_cause(anyhow::anyhow!("the order is delivered before it shipped").as_ref()));
+    }
+
+    #[tokio::test]
+    async fn sqlite_busy_is_transient() {
+        let dir = std::env::temp_dir().join(format!("bazaar-busy-{}", uuid::Uuid::new_v4().simple()));
+        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.display());
+        let db = connect(&url, 2).await.expect("a database");
+        use sea_orm::ConnectionTrait;
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)").await.expect("a table");
+        let holder = begin_write(&db).await.expect("the write lock");
+        // A second pool that does not wait for the lock.
+        let mut options = ConnectOptions::new(url.clone());
+        options.max_connections(1).map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::ZERO));
+        let other = Database::connect(options).await.expect("another pool");
+        let busy = other.execute_unprepared("INSERT INTO t VALUES (1)").await.expect_err("locked");
+        assert!(is_transient(&busy), "{busy:?}");
+        holder.rollback().await.expect("released");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn sqlite_urls_name_their_file() {

@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn an_envelope_round_trips_through_json_in_camel_case() {
-        let event = ProductDiscontinued { product_id: Uuid::now_v7(), sku: "SKU-1".into() };
+        let event = ProductDiscontinued { product_id: Uuid::now_v7(), sku: "SKU-1".into(), version: 1 };
         let envelope = Envelope::new(&event).expect("serialises");
         let json = serde_json::to_value(&envelope).expect("serialises");
         assert_eq!(json["event"], "ProductDiscontinued");
@@ -125,10 +125,13 @@ mod tests {
 
     #[test]
     fn a_caused_envelope_keeps_the_correlation_and_names_its_cause() {
-        let cause =
-            Envelope::new(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "A".into() }).expect("serialises");
-        let effect = Envelope::caused_by(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "B".into() }, &cause)
+        let cause = Envelope::new(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "A".into(), version: 1 })
             .expect("serialises");
+        let effect = Envelope::caused_by(
+            &ProductDiscontinued { product_id: Uuid::now_v7(), sku: "B".into(), version: 1 },
+            &cause,
+        )
+        .expect("serialises");
         assert_eq!(effect.correlation_id, cause.correlation_id);
         assert_eq!(effect.causation_id, Some(cause.id));
         assert_ne!(effect.id, cause.id);
@@ -137,7 +140,8 @@ mod tests {
     #[test]
     fn data_of_the_wrong_shape_is_malformed() {
         let mut envelope =
-            Envelope::new(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "A".into() }).expect("serialises");
+            Envelope::new(&ProductDiscontinued { product_id: Uuid::now_v7(), sku: "A".into(), version: 1 })
+                .expect("serialises");
         envelope.data = serde_json::json!({"productId": 42});
         assert!(matches!(envelope.decode::<ProductDiscontinued>(), Err(HandlerError::Malformed(_))));
     }

@@ -78,12 +78,21 @@ pub enum ApiError {
     TooManyRequests { retry_after: u64 },
     #[error("unavailable: {0}")]
     Unavailable(String),
-    /// A 500 whose cause is logged, never shown.
+    /// A 500 whose cause is logged, never shown; a 503 to retry when the cause is a database that
+    /// is unreachable for now ([`crate::db::is_transient`]).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
+/// What a client is asked to wait, in seconds, when a database is unreachable.
+pub const OUTAGE_RETRY_AFTER: u64 = 5;
+
 impl ApiError {
+    /// Whether this is an unexpected error whose cause is a passing database failure.
+    fn is_outage(&self) -> bool {
+        matches!(self, Self::Unexpected(e) if crate::db::is_transient_cause(e.as_ref()))
+    }
+
     /// A 422 for a single field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
@@ -107,6 +116,7 @@ impl ResponseError for ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unexpected(_) if self.is_outage() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -127,14 +137,25 @@ impl ResponseError for ApiError {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
                 (Some(format!("invalid fields: {}", fields.join(", "))), Some(errors.clone()))
             }
+            Self::Unexpected(e) if self.is_outage() => {
+                tracing::warn!(error = ?e, "request failed: a database is unreachable");
+                (Some("a database is unreachable for now; retry later".to_owned()), None)
+            }
             Self::Unexpected(e) => {
                 tracing::error!(error = ?e, "request failed unexpectedly");
                 (None, None)
             }
         };
         let mut response = problem_response(status, detail, errors);
-        if let Self::TooManyRequests { retry_after } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+        let retry_after = match self {
+            Self::TooManyRequests { retry_after } => Some(*retry_after),
+            // A busy pool (password hashing) frees up within a second.
+            Self::Unavailable(_) => Some(1),
+            _ if self.is_outage() => Some(OUTAGE_RETRY_AFTER),
+            _ => None,
+        };
+        if let Some(retry_after) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -251,6 +272,18 @@ mod tests {
         let json = body(response);
         assert!(!json.to_string().contains("hunter2"));
         assert!(json.get("detail").is_none());
+    }
+
+    #[test]
+    fn an_unreachable_database_is_a_503_to_retry_later_that_hides_its_cause() {
+        let refused = sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal("password=hunter2 refused".into()));
+        let error = ApiError::Unexpected(anyhow::Error::new(refused).context("failed to list products"));
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).expect("a Retry-After"), "5");
+        let json = body(response);
+        assert!(!json.to_string().contains("hunter2"), "{json}");
+        assert_eq!(json["status"], 503);
     }
 
     #[test]

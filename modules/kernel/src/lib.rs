@@ -1,11 +1,14 @@
 //! Bazaar's shared kernel: what every module needs and no module owns.
 //!
-//! - [`bus`]: the [`EventBus`] trait modules talk through, and the handler side of it;
+//! - [`bus`]: the [`EventBus`] trait modules talk through, and the handler side of it, with the
+//!   one decision both buses follow on a failure (`RetryPolicy::verdict`);
+//! - [`db`]: a module's connections, and which database errors are transient ([`db::is_transient`]);
 //! - [`envelope`]: the [`Envelope`] every integration event travels in;
 //! - [`outbox`] and [`inbox`]: the transactional outbox with its relay, and the inbox that makes
 //!   redelivery harmless, with retries and a dead-letter table;
 //! - [`error`]: [`ApiError`], the one way HTTP errors leave Bazaar (RFC 9457 problem+json);
 //! - [`auth`]: the Bearer JWT extractor ([`Principal`], [`Admin`]);
+//! - [`client`]: the client's address through trusted proxies ([`ClientAddr`]);
 //! - [`housekeeping`]: purging what the outbox and inbox no longer need;
 //! - [`pagination`]: cursor pages;
 //! - [`openapi`]: JSON Schemas of what the parsers accept, for request fields;
@@ -13,6 +16,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod client;
 pub mod db;
 pub mod envelope;
 pub mod error;
@@ -22,9 +26,11 @@ pub mod module;
 pub mod openapi;
 pub mod outbox;
 pub mod pagination;
+pub mod redact;
 
 pub use auth::{Admin, JwtVerifier, Principal, Role};
 pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError};
+pub use client::ClientAddr;
 pub use envelope::Envelope;
 pub use error::{ApiError, FieldError};
 pub use inbox::Inbox;

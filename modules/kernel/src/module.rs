@@ -77,6 +77,11 @@ pub trait Hosted: Send + Sync {
         Vec::new()
     }
 
+    /// What housekeeping purges for it besides its outbox and inbox.
+    fn purges(&self) -> Vec<Arc<dyn crate::housekeeping::Purge>> {
+        Vec::new()
+    }
+
     /// Keys that verify the access tokens this module issues (the users module's).
     fn verification_keys(&self) -> Vec<VerificationKey> {
         Vec::new()

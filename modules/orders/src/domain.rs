@@ -97,15 +97,70 @@ impl OrderStatus {
 pub struct Quantity(u32);
 
 impl Quantity {
+    /// The most a line can ever hold; [`OrderLimits`] may allow less.
+    pub const MAX: u32 = 1000;
+
     pub fn parse(raw: i64) -> Result<Self, String> {
         match u32::try_from(raw) {
-            Ok(q @ 1..=1000) => Ok(Self(q)),
-            _ => Err("must be between 1 and 1000".into()),
+            Ok(q @ 1..=Self::MAX) => Ok(Self(q)),
+            _ => Err(format!("must be between 1 and {}", Self::MAX)),
         }
     }
 
     pub fn get(&self) -> u32 {
         self.0
+    }
+}
+
+/// How many units one order may hold: of one product (its lines of that product together), and in
+/// all. Until orders must be paid for in time, they keep one unpaid order from reserving a whole stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderLimits {
+    per_product: u32,
+    per_order: u32,
+}
+
+impl OrderLimits {
+    /// `orders.max_quantity_per_line` and `orders.max_quantity_per_order`; an error names the
+    /// setting that is wrong.
+    pub fn new(per_product: u32, per_order: u32) -> Result<Self, (&'static str, String)> {
+        if !(1..=Quantity::MAX).contains(&per_product) {
+            return Err(("orders.max_quantity_per_line", format!("must be 1 to {}, not {per_product}", Quantity::MAX)));
+        }
+        if per_order == 0 {
+            return Err(("orders.max_quantity_per_order", "must be at least 1".into()));
+        }
+        Ok(Self { per_product, per_order })
+    }
+
+    /// Every limit `items` exceed, as `(field, message)`: the line that takes its product beyond
+    /// the per-product limit (with the earlier lines of that product), and `items` beyond the
+    /// per-order limit.
+    pub fn check(&self, items: &[(Uuid, Quantity)]) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        let mut per_product: std::collections::HashMap<Uuid, u64> = std::collections::HashMap::new();
+        let limit = u64::from(self.per_product);
+        for (i, (product, quantity)) in items.iter().enumerate() {
+            let units = per_product.entry(*product).or_default();
+            let before = *units;
+            *units += u64::from(quantity.get());
+            if *units > limit && before <= limit {
+                let message = match before {
+                    0 => format!("must be at most {limit}: the most units of one product an order may hold"),
+                    _ => format!(
+                        "makes {} units of this product with the lines before it; an order may hold at most {limit}",
+                        *units
+                    ),
+                };
+                errors.push((format!("items[{i}].quantity"), message));
+            }
+        }
+        let total: u64 = per_product.values().sum();
+        if total > u64::from(self.per_order) {
+            let message = format!("hold {total} units in all; an order may hold at most {}", self.per_order);
+            errors.push(("items".to_owned(), message));
+        }
+        errors
     }
 }
 
@@ -330,6 +385,24 @@ mod tests {
         assert!(Quantity::parse(1001).is_err());
         assert!(Quantity::parse(-1).is_err());
         assert_eq!(Quantity::parse(1000).expect("valid").get(), 1000);
+    }
+
+    #[test]
+    fn limits_count_the_lines_of_one_product_together_and_every_unit_of_the_order() {
+        let limits = OrderLimits::new(5, 8).expect("valid");
+        let (mug, pot) = (Uuid::now_v7(), Uuid::now_v7());
+        let q = |n| Quantity::parse(n).expect("valid");
+        let fields = |items: &[(Uuid, Quantity)]| -> Vec<String> {
+            limits.check(items).into_iter().map(|(field, _)| field).collect()
+        };
+        assert!(fields(&[(mug, q(5)), (pot, q(3))]).is_empty());
+        assert_eq!(fields(&[(mug, q(6))]), ["items[0].quantity"]);
+        assert_eq!(fields(&[(mug, q(3)), (pot, q(1)), (mug, q(3)), (mug, q(1))]), ["items[2].quantity"]);
+        assert_eq!(fields(&[(mug, q(5)), (pot, q(4))]), ["items"]);
+        assert_eq!(fields(&[(mug, q(9))]), ["items[0].quantity", "items"]);
+        assert!(OrderLimits::new(0, 8).is_err());
+        assert!(OrderLimits::new(1001, 8).is_err());
+        assert!(OrderLimits::new(5, 0).is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use sea_orm::DatabaseTransaction;
 
 use crate::domain::{Money, Order, OrderEvent, OrderId, OrderStatus, ShippingAddress};
 use crate::persistence::{self, ProductCopy};
-use crate::service::{cancelled, contract_address, price};
+use crate::service::{self, cancelled, contract_address, price};
 
 pub fn consumed() -> Vec<EventType> {
     vec![
@@ -47,12 +47,12 @@ pub struct OrdersHandler {
 impl EventHandler for OrdersHandler {
     async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
         if envelope.is::<ProductCreated>() {
-            copy_product(txn, &envelope.decode::<ProductCreated>()?.0).await
+            Ok(service::copy_product(txn, &product_copy(envelope.decode::<ProductCreated>()?.0)?).await?)
         } else if envelope.is::<ProductUpdated>() {
-            copy_product(txn, &envelope.decode::<ProductUpdated>()?.0).await
+            Ok(service::copy_product(txn, &product_copy(envelope.decode::<ProductUpdated>()?.0)?).await?)
         } else if envelope.is::<ProductDiscontinued>() {
             let event = envelope.decode::<ProductDiscontinued>()?;
-            Ok(persistence::discontinue_product(txn, event.product_id).await?)
+            Ok(service::discontinue_product(txn, event.product_id, &event.sku, version(event.version)?).await?)
         } else if envelope.is::<StockReserved>() {
             let event = envelope.decode::<StockReserved>()?;
             self.answer(txn, envelope, event.order_id.into(), OrderEvent::StockReserved, None).await
@@ -121,15 +121,19 @@ async fn address_answer(
     Ok(())
 }
 
-async fn copy_product(txn: &DatabaseTransaction, p: &ProductSnapshot) -> Result<(), HandlerError> {
-    let copy = ProductCopy {
+fn product_copy(p: ProductSnapshot) -> Result<ProductCopy, HandlerError> {
+    Ok(ProductCopy {
         product_id: p.product_id,
-        sku: p.sku.clone(),
-        name: p.name.clone(),
-        price: Money { amount: p.price.amount, currency: p.price.currency.clone() },
+        sku: p.sku,
+        name: p.name,
+        price: Money { amount: p.price.amount, currency: p.price.currency },
         active: p.status == "active",
-    };
-    Ok(persistence::upsert_product(txn, &copy, &p.status).await?)
+        version: version(p.version)?,
+    })
+}
+
+fn version(version: u64) -> Result<i64, HandlerError> {
+    i64::try_from(version).map_err(|_| HandlerError::Malformed(format!("product version {version} is out of range")))
 }
 
 impl OrdersHandler {
@@ -226,6 +230,7 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::catalog::Price;
     use contracts::orders::OrderCancellationRequested;
     use kernel::{Principal, Role};
     use migrations::MigratorTrait;
@@ -233,7 +238,7 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;
 
-    use crate::domain::{OrderLine, Quantity, ShippingAddress, Timeline};
+    use crate::domain::{OrderLimits, OrderLine, Quantity, ShippingAddress, Timeline};
     use crate::service::{AddressChanged, Cancelled, ChangeOrderError, Orders};
 
     async fn database() -> (tempfile::TempDir, DatabaseConnection) {
@@ -246,6 +251,10 @@ mod tests {
 
     fn outbox(db: &DatabaseConnection) -> Outbox {
         Outbox::new("orders", db.clone())
+    }
+
+    fn limits() -> OrderLimits {
+        OrderLimits::new(100, 1000).expect("valid")
     }
 
     /// A pending order of two units, saved.
@@ -330,10 +339,64 @@ mod tests {
         Principal { user_id: order.user_id, role: Role::Customer }
     }
 
+    fn snapshot(product_id: Uuid, name: &str, status: &str, version: u64) -> ProductSnapshot {
+        ProductSnapshot {
+            product_id,
+            sku: "MUG-1".into(),
+            name: name.into(),
+            description: String::new(),
+            price: Price { amount: 500, currency: "EUR".into() },
+            status: status.into(),
+            version,
+        }
+    }
+
+    /// `(name, active, version)` of the copy.
+    async fn copy(db: &DatabaseConnection, product_id: Uuid) -> (String, bool, i64) {
+        let copies = persistence::products(db, &[product_id]).await.expect("read");
+        let copy = copies.into_iter().next().expect("a copy");
+        (copy.name, copy.active, copy.version)
+    }
+
+    #[tokio::test]
+    async fn events_from_before_versions_apply_only_until_a_versioned_one_has() {
+        let (_dir, db) = database().await;
+        let id = Uuid::now_v7();
+        deliver(&db, &ProductCreated(snapshot(id, "Mug", "active", 0))).await.expect("handled");
+        // An old catalog's update: the copy has seen no versioned event, the last one wins as before.
+        deliver(&db, &ProductUpdated(snapshot(id, "Old catalog", "active", 0))).await.expect("handled");
+        assert_eq!(copy(&db, id).await, ("Old catalog".into(), true, 0));
+        deliver(&db, &ProductUpdated(snapshot(id, "New catalog", "active", 7))).await.expect("handled");
+        deliver(&db, &ProductUpdated(snapshot(id, "Late and old", "active", 0))).await.expect("handled");
+        deliver(&db, &ProductUpdated(snapshot(id, "Same version", "active", 7))).await.expect("handled");
+        assert_eq!(copy(&db, id).await, ("New catalog".into(), true, 7));
+
+        let legacy = Uuid::now_v7();
+        deliver(&db, &ProductCreated(snapshot(legacy, "Mug", "active", 0))).await.expect("handled");
+        let gone = ProductDiscontinued { product_id: legacy, sku: "MUG-1".into(), version: 0 };
+        deliver(&db, &gone).await.expect("handled");
+        deliver(&db, &ProductUpdated(snapshot(legacy, "Renamed", "active", 0))).await.expect("handled");
+        assert_eq!(copy(&db, legacy).await, ("Renamed".into(), false, 0), "never reactivated");
+    }
+
+    #[tokio::test]
+    async fn a_discontinuation_ahead_of_its_creation_keeps_the_product_discontinued() {
+        let (_dir, db) = database().await;
+        let id = Uuid::now_v7();
+        let gone = ProductDiscontinued { product_id: id, sku: "MUG-1".into(), version: 2 };
+        deliver(&db, &gone).await.expect("handled");
+        deliver(&db, &ProductCreated(snapshot(id, "Mug", "active", 1))).await.expect("handled");
+        assert_eq!(copy(&db, id).await, ("MUG-1".into(), false, 2), "the placeholder stays");
+        deliver(&db, &ProductUpdated(snapshot(id, "Mug", "discontinued", 3))).await.expect("handled");
+        assert_eq!(copy(&db, id).await, ("Mug".into(), false, 3));
+        deliver(&db, &gone).await.expect("handled");
+        assert_eq!(copy(&db, id).await, ("Mug".into(), false, 3), "an older discontinuation changes nothing");
+    }
+
     #[tokio::test]
     async fn a_confirmed_order_is_only_cancelling_until_shipping_cancels_its_shipment() {
         let (_dir, db) = database().await;
-        let orders = Orders::new(db.clone(), outbox(&db));
+        let orders = Orders::new(db.clone(), outbox(&db), limits());
         let order = placed(&db).await;
         deliver(&db, &reserved(&order)).await.expect("handled");
         let Ok(Cancelled::Requested(cancelling)) = orders.cancel(order.id, &owner(&order)).await else {
@@ -363,7 +426,7 @@ mod tests {
     #[tokio::test]
     async fn a_dispatch_ships_a_cancelling_order_and_nothing_is_released() {
         let (_dir, db) = database().await;
-        let orders = Orders::new(db.clone(), outbox(&db));
+        let orders = Orders::new(db.clone(), outbox(&db), limits());
         let order = placed(&db).await;
         deliver(&db, &reserved(&order)).await.expect("handled");
         orders.cancel(order.id, &owner(&order)).await.expect("requested");
@@ -390,7 +453,7 @@ mod tests {
     #[tokio::test]
     async fn a_pending_order_is_cancelled_at_once_and_a_delivery_before_its_dispatch_waits() {
         let (_dir, db) = database().await;
-        let orders = Orders::new(db.clone(), outbox(&db));
+        let orders = Orders::new(db.clone(), outbox(&db), limits());
         let pending = placed(&db).await;
         let Ok(Cancelled::Now(cancelled)) = orders.cancel(pending.id, &owner(&pending)).await else {
             panic!("a pending order is cancelled at once")
@@ -419,7 +482,7 @@ mod tests {
     #[tokio::test]
     async fn a_confirmed_orders_address_changes_only_when_shipping_says_so() {
         let (_dir, db) = database().await;
-        let orders = Orders::new(db.clone(), outbox(&db));
+        let orders = Orders::new(db.clone(), outbox(&db), limits());
         let pending = placed(&db).await;
         let Ok(AddressChanged::Now(moved)) = orders.change_address(pending.id, &owner(&pending), bath()).await else {
             panic!("a pending order moves at once")

@@ -21,6 +21,10 @@ pub struct ItemRequest {
     /// A product of the catalog; an unknown one is a 422.
     #[schema(required = true, value_type = Uuid)]
     pub product_id: Option<Uuid>,
+    /// Units of the product. The shop's settings cap what one order holds (422 beyond, naming the
+    /// line or `items`): `orders.max_quantity_per_line` units of one product, its lines of that
+    /// product counted together (100 by default, never above 1000), and
+    /// `orders.max_quantity_per_order` units in all (1000 by default).
     #[schema(example = 2, required = true, value_type = i64, minimum = 1, maximum = 1000)]
     #[serde(default, deserialize_with = "kernel::openapi::whole_number")]
     pub quantity: Option<i64>,
@@ -52,6 +56,7 @@ fn country() -> utoipa::openapi::Object {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrderRequest {
+    /// 1 to 100 lines; a product may appear on several.
     #[schema(required = true, value_type = Vec<ItemRequest>, min_items = 1, max_items = 100)]
     pub items: Option<Vec<ItemRequest>>,
     #[schema(required = true, value_type = AddressBody)]
@@ -260,6 +265,8 @@ fn created(location: &str, body: String) -> HttpResponse {
 
 /// Place an order (customer). It starts `pending`; inventory's answer confirms or rejects it.
 /// With an `Idempotency-Key`, a repeat of the same request returns the first response.
+/// An order holds at most `orders.max_quantity_per_line` units of one product and
+/// `orders.max_quantity_per_order` units in all (100 and 1000 by default).
 #[utoipa::path(
     tag = "orders",
     request_body = PlaceOrderRequest,
@@ -269,7 +276,7 @@ fn created(location: &str, body: String) -> HttpResponse {
     responses(
         (status = 201, description = "Placed", body = OrderResponse),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid order, or a key reused with another request", body = Problem,
+        (status = 422, description = "Invalid order (beyond the quantity caps too), or a key reused with another request", body = Problem,
             content_type = "application/problem+json"),
     )
 )]

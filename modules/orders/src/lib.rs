@@ -9,7 +9,7 @@
 //! order's address change is only requested (`OrderAddressChangeRequested`) until shipping changes
 //! the shipment's address (`ShipmentAddressChanged`) or refuses (`ShipmentAddressChangeRefused`).
 //! Prices come from the module's own copy of the catalog, kept from `Product*` events: orders
-//! never asks the catalog.
+//! never asks the catalog. `[orders]` caps the units an order may hold (see [`OrderLimits`]).
 
 mod domain;
 mod events;
@@ -29,9 +29,27 @@ use contracts::{EventType, IntegrationEvent};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
+use serde::Deserialize;
 use utoipa::OpenApi;
 
+use crate::domain::OrderLimits;
 use crate::service::Orders;
+
+/// The module's `[orders]` section.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct OrdersSection {
+    /// Units of one product in one order, its lines of that product together (at most 1000).
+    max_quantity_per_line: u32,
+    /// Units in one order, all lines together.
+    max_quantity_per_order: u32,
+}
+
+impl Default for OrdersSection {
+    fn default() -> Self {
+        Self { max_quantity_per_line: 100, max_quantity_per_order: 1000 }
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +57,11 @@ use crate::service::Orders;
     tags((name = "orders", description = "Orders and their status"))
 )]
 struct OrdersApi;
+
+/// What is wrong with the `[orders]` limits, as `(key, message)`; `None` if they are valid.
+pub fn limits_error(max_quantity_per_line: u32, max_quantity_per_order: u32) -> Option<(&'static str, String)> {
+    OrderLimits::new(max_quantity_per_line, max_quantity_per_order).err()
+}
 
 pub struct OrdersModule;
 
@@ -72,8 +95,11 @@ impl Module for OrdersModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
+        let section: OrdersSection = ctx.section("orders")?;
+        let limits = OrderLimits::new(section.max_quantity_per_line, section.max_quantity_per_order)
+            .map_err(|(key, message)| anyhow::anyhow!("invalid setting `{key}`: {message}"))?;
         Ok(Box::new(HostedOrders {
-            orders: web::Data::new(Orders::new(ctx.db, ctx.outbox.clone())),
+            orders: web::Data::new(Orders::new(ctx.db, ctx.outbox.clone(), limits)),
             outbox: ctx.outbox,
         }))
     }

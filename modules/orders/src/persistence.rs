@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 
 use crate::domain::{
@@ -23,6 +23,7 @@ pub mod product {
         pub price_currency: String,
         pub status: String,
         pub updated_at: DateTime<Utc>,
+        pub version: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -119,7 +120,7 @@ pub mod idempotency {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// The local copy of a catalog product.
+/// The local copy of a catalog product, at the product's `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductCopy {
     pub product_id: Uuid,
@@ -127,9 +128,15 @@ pub struct ProductCopy {
     pub name: String,
     pub price: Money,
     pub active: bool,
+    /// 0 for a copy made from events published before products had versions.
+    pub version: i64,
 }
 
-pub async fn upsert_product<C: ConnectionTrait>(db: &C, p: &ProductCopy, status: &str) -> Result<(), DbErr> {
+const ACTIVE: &str = "active";
+const DISCONTINUED: &str = "discontinued";
+
+/// Writes the copy, unless the one kept is newer (see [`upsert_if_newer`]).
+pub async fn copy_product<C: ConnectionTrait>(db: &C, p: &ProductCopy) -> Result<(), DbErr> {
     use product::Column as C;
     let model = product::ActiveModel {
         product_id: Set(p.product_id),
@@ -137,23 +144,68 @@ pub async fn upsert_product<C: ConnectionTrait>(db: &C, p: &ProductCopy, status:
         name: Set(p.name.clone()),
         price_amount: Set(p.price.amount),
         price_currency: Set(p.price.currency.clone()),
-        status: Set(status.to_owned()),
+        status: Set(if p.active { ACTIVE } else { DISCONTINUED }.to_owned()),
+        version: Set(p.version),
         updated_at: Set(kernel::db::now()),
     };
-    let on_conflict = OnConflict::column(C::ProductId)
-        .update_columns([C::Sku, C::Name, C::PriceAmount, C::PriceCurrency, C::Status, C::UpdatedAt])
-        .to_owned();
-    product::Entity::insert(model).on_conflict(on_conflict).exec_without_returning(db).await?;
-    Ok(())
+    upsert_if_newer(db, model, &[C::Sku, C::Name, C::PriceAmount, C::PriceCurrency, C::Status]).await
 }
 
-pub async fn discontinue_product<C: ConnectionTrait>(db: &C, product_id: Uuid) -> Result<(), DbErr> {
-    product::Entity::update_many()
-        .col_expr(product::Column::Status, sea_orm::sea_query::Expr::value("discontinued"))
-        .col_expr(product::Column::UpdatedAt, sea_orm::sea_query::Expr::value(kernel::db::now()))
-        .filter(product::Column::ProductId.eq(product_id))
-        .exec(db)
-        .await?;
+/// Marks the copy discontinued at `version`, unless the one kept is newer. With no copy yet (its
+/// `ProductCreated` is late), a discontinued placeholder takes its place, so the late creation,
+/// older, is not applied: a product never comes back from a discontinuation it has not seen undone.
+pub async fn discontinue_product<C: ConnectionTrait>(
+    db: &C,
+    product_id: Uuid,
+    sku: &str,
+    version: i64,
+) -> Result<(), DbErr> {
+    let placeholder = product::ActiveModel {
+        product_id: Set(product_id),
+        sku: Set(sku.to_owned()),
+        name: Set(sku.to_owned()),
+        price_amount: Set(0),
+        price_currency: Set(String::new()),
+        status: Set(DISCONTINUED.to_owned()),
+        version: Set(version),
+        updated_at: Set(kernel::db::now()),
+    };
+    upsert_if_newer(db, placeholder, &[product::Column::Status]).await
+}
+
+/// Inserts `row`, or, if the product has a copy, sets `columns` (and the version) from `row` only
+/// where `row` is newer: a higher version, or both 0 (events from before versions: the last one
+/// wins, as it did then, except that such an event never reactivates a discontinued copy). One
+/// statement, so concurrent deliveries of one product's events cannot interleave on any engine.
+async fn upsert_if_newer<C: ConnectionTrait>(
+    db: &C,
+    row: product::ActiveModel,
+    columns: &[product::Column],
+) -> Result<(), DbErr> {
+    use product::Column as C;
+    let mysql = db.get_database_backend() == sea_orm::DbBackend::MySql;
+    let kept = |c: C| Expr::col((product::Entity, c));
+    // The row proposed for insertion: `excluded` on PostgreSQL and SQLite, `VALUES()` on MySQL.
+    let proposed = |c: C| match mysql {
+        true => Expr::cust(format!("VALUES(`{}`)", c.as_str())),
+        false => Expr::col((Alias::new("excluded"), c)),
+    };
+    let newer = Condition::any()
+        .add(proposed(C::Version).gt(kept(C::Version)))
+        .add(Condition::all().add(proposed(C::Version).eq(0)).add(kept(C::Version).eq(0)));
+    let legacy_over_discontinued =
+        Condition::all().add(proposed(C::Version).eq(0)).add(kept(C::Status).eq(DISCONTINUED));
+    let mut on_conflict = OnConflict::column(C::ProductId);
+    // MySQL assigns left to right, each assignment seeing the ones before: the version, which
+    // every condition reads, goes last.
+    for &column in columns.iter().chain(&[C::UpdatedAt, C::Version]) {
+        let apply = match column {
+            C::Status => Condition::all().add(newer.clone()).add(legacy_over_discontinued.clone().not()),
+            _ => newer.clone(),
+        };
+        on_conflict.value(column, Expr::case(apply, proposed(column)).finally(kept(column)));
+    }
+    product::Entity::insert(row).on_conflict(on_conflict.to_owned()).exec_without_returning(db).await?;
     Ok(())
 }
 
@@ -166,7 +218,8 @@ pub async fn products<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<Vec<Pr
             sku: m.sku,
             name: m.name,
             price: Money { amount: m.price_amount, currency: m.price_currency },
-            active: m.status == "active",
+            active: m.status == ACTIVE,
+            version: m.version,
         })
         .collect())
 }

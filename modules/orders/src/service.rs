@@ -4,18 +4,20 @@ use anyhow::Context;
 use contracts::catalog::Price;
 use contracts::orders::{self as events, OrderItem};
 use kernel::{Outbox, Principal};
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
 use crate::domain::{
-    AddressChange, Money, Order, OrderEvent, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline,
+    AddressChange, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus, Quantity, ShippingAddress,
+    Timeline,
 };
-use crate::persistence;
+use crate::persistence::{self, ProductCopy};
 
 #[derive(Clone)]
 pub struct Orders {
     db: DatabaseConnection,
     outbox: Outbox,
+    limits: OrderLimits,
 }
 
 /// A validated request to place an order; products are checked by [`Orders::place`].
@@ -78,8 +80,8 @@ pub enum ChangeOrderError {
 }
 
 impl Orders {
-    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+    pub fn new(db: DatabaseConnection, outbox: Outbox, limits: OrderLimits) -> Self {
+        Self { db, outbox, limits }
     }
 
     /// Places an order at the prices of the local product copy. With an idempotency key, a repeat
@@ -132,11 +134,11 @@ impl Orders {
         }
     }
 
-    /// The order the request describes, priced from the local product copy.
+    /// The order the request describes, within the limits, priced from the local product copy.
     async fn price(&self, user_id: Uuid, request: PlaceOrder) -> Result<Order, PlaceOrderError> {
         let ids: Vec<Uuid> = request.items.iter().map(|(id, _)| *id).collect();
         let products = persistence::products(&self.db, &ids).await.context("failed to load products")?;
-        let mut errors = Vec::new();
+        let mut errors = self.limits.check(&request.items);
         let mut lines = Vec::with_capacity(request.items.len());
         for (i, (product_id, quantity)) in request.items.into_iter().enumerate() {
             match products.iter().find(|p| p.product_id == product_id) {
@@ -274,6 +276,27 @@ impl Orders {
         let order = persistence::find(txn, id, true).await.context("failed to load an order")?;
         order.filter(|o| who.is_admin() || o.user_id == who.user_id).ok_or(ChangeOrderError::NotFound(id))
     }
+}
+
+/// Keeps the local copy of a catalog product: an event is applied only if it is newer than the
+/// copy (a higher product version), so one delivered late — a retry, a redelivery — never undoes
+/// a later change or a discontinuation. Events from before versions (version 0) change only a copy
+/// that has seen no versioned event, and never reactivate a discontinued one.
+#[tracing::instrument(level = "debug", skip_all, fields(product.id = %copy.product_id, product.version = copy.version))]
+pub(crate) async fn copy_product(txn: &DatabaseTransaction, copy: &ProductCopy) -> Result<(), DbErr> {
+    persistence::copy_product(txn, copy).await
+}
+
+/// The copy becomes discontinued, unless it is newer than the discontinuation; with no copy yet,
+/// a discontinued placeholder keeps the late `ProductCreated` from making the product orderable.
+#[tracing::instrument(level = "debug", skip_all, fields(product.id = %product_id, product.version = version))]
+pub(crate) async fn discontinue_product(
+    txn: &DatabaseTransaction,
+    product_id: Uuid,
+    sku: &str,
+    version: i64,
+) -> Result<(), DbErr> {
+    persistence::discontinue_product(txn, product_id, sku, version).await
 }
 
 /// `OrderCancelled` for `order`, with its items: inventory releases what it holds for them.

@@ -9,14 +9,14 @@ use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
 use kernel::error::{FieldErrors, Problem, problem_with};
-use kernel::{Admin, ApiError, Page, Principal, after_cursor, page_limit};
+use kernel::{Admin, ApiError, ClientAddr, Page, Principal, after_cursor, page_limit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{COMMON_PASSWORDS, Email, Password, Role, User, UserId, UserName};
 use crate::service::{LoginError, RefreshError, RegisterError, SetRoleError, TokenPair, Users};
-use crate::throttle::Throttles;
+use crate::throttle::{self, Throttles};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -203,7 +203,8 @@ fn tokens(pair: TokenPair) -> HttpResponse {
     HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(LoginResponse::json(pair))
 }
 
-/// Register a customer account. Publishes `UserRegistered`.
+/// Register a customer account. Publishes `UserRegistered`. Registrations are limited per client
+/// address.
 #[utoipa::path(
     tag = "users",
     request_body = RegisterRequest,
@@ -211,11 +212,20 @@ fn tokens(pair: TokenPair) -> HttpResponse {
         (status = 201, description = "Registered", body = UserResponse),
         (status = 409, description = "The e-mail is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Too many password checks at once; see Retry-After", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/users")]
 #[tracing::instrument(skip_all)]
-pub async fn register(users: web::Data<Users>, body: web::Json<RegisterRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn register(
+    client: ClientAddr,
+    users: web::Data<Users>,
+    throttle: web::Data<Throttles>,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
     let required = |v: &Option<String>| v.clone().ok_or_else(|| "is required".to_owned());
     let email = errors.check("email", required(&body.email).and_then(|e| Email::parse(&e)));
@@ -224,15 +234,21 @@ pub async fn register(users: web::Data<Users>, body: web::Json<RegisterRequest>)
     let (Some(email), Some(name), Some(password)) = (email, name, password) else {
         return Err(errors.into_error());
     };
+    let attempt = throttle::attempt([(&throttle.registrations_per_address, client.to_string())])
+        .map_err(|wait| ApiError::TooManyRequests { retry_after: wait.as_secs() })?;
     let user = users.register(email, password, name, Role::Customer).await.map_err(|e| match e {
         RegisterError::EmailTaken => ApiError::Conflict("an account with this e-mail exists already".into()),
+        RegisterError::Busy => {
+            attempt.give_back();
+            busy()
+        }
         RegisterError::Unexpected(e) => e.into(),
     })?;
     Ok(HttpResponse::Created().insert_header((header::LOCATION, "/users/me")).json(UserResponse::from(user)))
 }
 
 /// Log in: trade an e-mail and password for an access token and a refresh token.
-/// Failed attempts are limited per e-mail and per client address.
+/// Attempts are limited per account and client address, per client address, and per account.
 ///
 /// OAuth2 clients (Swagger UI's "Authorize") send a form instead (RFC 6749 §4.3, `grant_type=password`,
 /// the e-mail as `username`) and get the tokens as RFC 6749 §5.1 spells them. Errors are problem+json
@@ -248,12 +264,14 @@ pub async fn register(users: web::Data<Users>, body: web::Json<RegisterRequest>)
         (status = 401, description = "Wrong e-mail or password", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts; see Retry-After", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Too many password checks at once; see Retry-After", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/auth/token")]
 #[tracing::instrument(skip_all)]
 pub async fn token(
-    req: HttpRequest,
+    client: ClientAddr,
     users: web::Data<Users>,
     throttle: web::Data<Throttles>,
     body: Login,
@@ -269,26 +287,35 @@ pub async fn token(
             return Ok(problem_with(StatusCode::BAD_REQUEST, Some(detail), error));
         }
     };
-    let email = [body.email.trim().to_lowercase()];
-    // The peer, not X-Forwarded-For: a client could forge the header to dodge the limit.
-    let address = [req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()];
-    let wait =
-        [throttle.email.check(&email), throttle.address.check(&address)].into_iter().filter_map(Result::err).max();
-    if let Some(wait) = wait {
-        return Err(ApiError::TooManyRequests { retry_after: wait.as_secs() });
-    }
+    let account =
+        Email::parse(&body.email).map_or_else(|_| body.email.trim().to_lowercase(), |e| e.as_str().to_owned());
+    // Counted before the password is checked: concurrent guesses cannot outrun the limit.
+    let pair_key = format!("{account} {client}");
+    let attempt = throttle::attempt([
+        (&throttle.login_per_account_and_address, pair_key.clone()),
+        (&throttle.login_per_address, client.to_string()),
+        (&throttle.login_per_account, account),
+    ])
+    .map_err(|wait| ApiError::TooManyRequests { retry_after: wait.as_secs() })?;
     match users.login(&body.email, body.password).await {
         Ok((_, pair)) => {
-            throttle.email.reset(&email[0]);
+            attempt.give_back();
+            // The owner is at this address: the earlier failures from here were theirs.
+            throttle.login_per_account_and_address.reset(&pair_key);
             Ok(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(spelled(pair)))
         }
-        Err(LoginError::InvalidCredentials) => {
-            throttle.email.record_failure(&email);
-            throttle.address.record_failure(&address);
-            Err(ApiError::Unauthorized("wrong e-mail or password".into()))
+        Err(LoginError::InvalidCredentials) => Err(ApiError::Unauthorized("wrong e-mail or password".into())),
+        Err(LoginError::Busy) => {
+            attempt.give_back();
+            Err(busy())
         }
         Err(LoginError::Unexpected(e)) => Err(e.into()),
     }
+}
+
+/// Every password-hashing slot is taken: a second is about what a queue of them takes to clear.
+fn busy() -> ApiError {
+    ApiError::Unavailable("too many password checks at once; retry shortly".into())
 }
 
 /// Rotate a refresh token: the old one stops working. Presenting a rotated one again revokes
@@ -384,6 +411,7 @@ pub async fn list_users(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last admin cannot stop being one", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[put("/users/{id}/role")]
@@ -396,6 +424,7 @@ pub async fn set_role(
 ) -> Result<web::Json<UserResponse>, ApiError> {
     let user = users.set_role(id.into_inner().into(), body.role).await.map_err(|e| match e {
         SetRoleError::NotFound(id) => ApiError::NotFound(format!("no user with id {id}")),
+        last @ SetRoleError::LastAdmin(_) => ApiError::Conflict(last.to_string()),
         SetRoleError::Unexpected(e) => e.into(),
     })?;
     Ok(web::Json(user.into()))

@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use actix_web::web;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use contracts::users::UserRegistered;
 use contracts::{EventType, IntegrationEvent};
 use kernel::auth::VerificationKey;
+use kernel::housekeeping::Purge;
 use kernel::{Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -29,11 +31,13 @@ use utoipa::OpenApi;
 
 pub use keys::signing_key_error;
 pub use service::AdminBootstrap;
+use service::EnsureAdminError;
 
 use crate::domain::{Email, Password};
 use crate::keys::SigningKeys;
+use crate::passwords::PasswordHasher;
 use crate::service::{TokenPolicy, Users};
-use crate::throttle::{LoginThrottle, Throttles};
+use crate::throttle::{Limit, Throttles};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,20 +73,31 @@ impl Default for AuthSection {
     }
 }
 
-/// …and its own `[users]` section.
+/// …and its own `[users]` section (config/default.toml says what each limit is for).
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 struct UsersSection {
     bootstrap_admin: Option<BootstrapAdmin>,
-    /// Per e-mail address.
     failed_logins_per_minute: u32,
-    /// Per client address: higher, as many people may share one (an office, a carrier's NAT).
     failed_logins_per_minute_per_address: u32,
+    failed_logins_per_hour_per_account: u32,
+    registrations_per_hour_per_address: u32,
+    /// 0: one per core.
+    password_hash_concurrency: usize,
+    password_hash_queue: usize,
 }
 
 impl Default for UsersSection {
     fn default() -> Self {
-        Self { bootstrap_admin: None, failed_logins_per_minute: 5, failed_logins_per_minute_per_address: 20 }
+        Self {
+            bootstrap_admin: None,
+            failed_logins_per_minute: 5,
+            failed_logins_per_minute_per_address: 20,
+            failed_logins_per_hour_per_account: 100,
+            registrations_per_hour_per_address: 20,
+            password_hash_concurrency: 0,
+            password_hash_queue: 8,
+        }
     }
 }
 
@@ -113,22 +128,29 @@ impl Module for UsersModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
-        let users = users_service(&ctx)?;
         let section: UsersSection = ctx.section("users")?;
+        let users = users_service(&ctx, &section)?;
         if let Some(admin) = section.bootstrap_admin {
-            let outcome = bootstrap(&users, &admin.email, &admin.password).await?;
-            tracing::info!(?outcome, "users.bootstrap_admin applied");
+            match bootstrap(&users, &admin.email, &admin.password).await {
+                Ok(outcome) => tracing::info!(?outcome, "users.bootstrap_admin applied"),
+                // Serving goes on without that admin: refusing to start would let whoever registered
+                // the e-mail keep every replica down.
+                Err(BootstrapError::Refused(reason)) => tracing::error!(%reason, "users.bootstrap_admin refused"),
+                Err(e) => return Err(e.into()),
+            }
         }
-        let minute = Duration::from_secs(60);
+        let (minute, hour) = (Duration::from_secs(60), Duration::from_secs(3600));
         let throttle = Throttles {
-            email: LoginThrottle::new(section.failed_logins_per_minute, minute),
-            address: LoginThrottle::new(section.failed_logins_per_minute_per_address, minute),
+            login_per_account_and_address: Limit::new(section.failed_logins_per_minute, minute),
+            login_per_address: Limit::new(section.failed_logins_per_minute_per_address, minute),
+            login_per_account: Limit::new(section.failed_logins_per_hour_per_account, hour),
+            registrations_per_address: Limit::new(section.registrations_per_hour_per_address, hour),
         };
         Ok(Box::new(HostedUsers { users: web::Data::new(users), throttle: web::Data::new(throttle) }))
     }
 }
 
-fn users_service(ctx: &ModuleContext) -> anyhow::Result<Users> {
+fn users_service(ctx: &ModuleContext, section: &UsersSection) -> anyhow::Result<Users> {
     let auth: AuthSection = ctx.section("auth")?;
     let keys = match &auth.signing_key {
         Some(pem) => SigningKeys::from_pem(pem, auth.previous_public_key.as_deref())?,
@@ -140,7 +162,12 @@ fn users_service(ctx: &ModuleContext) -> anyhow::Result<Users> {
         access_ttl: chrono::Duration::seconds(auth.access_token_ttl_secs),
         refresh_ttl: chrono::Duration::days(auth.refresh_token_ttl_days),
     };
-    Ok(Users::new(ctx.db.clone(), ctx.outbox.clone(), Arc::new(keys), policy))
+    let concurrency = match section.password_hash_concurrency {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let hasher = PasswordHasher::new(concurrency, section.password_hash_queue);
+    Ok(Users::new(ctx.db.clone(), ctx.outbox.clone(), Arc::new(keys), policy, Arc::new(hasher)))
 }
 
 /// Why an admin could not be made.
@@ -149,6 +176,9 @@ pub enum BootstrapError {
     /// The e-mail or password given is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// The e-mail belongs to an account that is not an admin: it is not promoted.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -157,12 +187,16 @@ async fn bootstrap(users: &Users, email: &str, password: &str) -> Result<AdminBo
     let email = Email::parse(email).map_err(|e| BootstrapError::Invalid(format!("the admin's e-mail {e}")))?;
     let password = Password::parse(password, Some(&email))
         .map_err(|e| BootstrapError::Invalid(format!("the admin's password {e}")))?;
-    Ok(users.ensure_admin(email, password).await?)
+    users.ensure_admin(email, password).await.map_err(|e| match e {
+        refused @ EnsureAdminError::NotAnAdmin(_) => BootstrapError::Refused(refused.to_string()),
+        EnsureAdminError::Unexpected(e) => BootstrapError::Unexpected(e),
+    })
 }
 
-/// `bazaar users create-admin`: creates the admin account, or promotes an existing one.
+/// `bazaar users create-admin`: creates the admin account; refuses an e-mail that belongs to a
+/// customer (see [`Users::ensure_admin`]).
 pub async fn create_admin(ctx: &ModuleContext, email: &str, password: &str) -> Result<AdminBootstrap, BootstrapError> {
-    bootstrap(&users_service(ctx)?, email, password).await
+    bootstrap(&users_service(ctx, &ctx.section("users")?)?, email, password).await
 }
 
 struct HostedUsers {
@@ -189,5 +223,22 @@ impl Hosted for HostedUsers {
 
     fn verification_keys(&self) -> Vec<VerificationKey> {
         self.users.keys().verification_keys()
+    }
+
+    fn purges(&self) -> Vec<Arc<dyn Purge>> {
+        vec![Arc::new(ExpiredRefreshTokens(self.users.clone()))]
+    }
+}
+
+struct ExpiredRefreshTokens(web::Data<Users>);
+
+#[async_trait]
+impl Purge for ExpiredRefreshTokens {
+    fn what(&self) -> &'static str {
+        "expired refresh tokens"
+    }
+
+    async fn purge(&self, now: DateTime<Utc>, _cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
+        self.0.purge_expired_refresh_tokens(now).await
     }
 }

@@ -100,6 +100,18 @@ pub async fn set_role<C: ConnectionTrait>(db: &C, id: UserId, role: Role, now: D
     Ok(result.rows_affected > 0)
 }
 
+/// The ids of every admin, their rows locked for the rest of `txn` (SQLite has one writer anyway).
+pub async fn lock_admins<C: ConnectionTrait>(txn: &C) -> Result<Vec<UserId>, DbErr> {
+    let mut query = account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .filter(account::Column::Role.eq(Role::Admin.as_str()));
+    if txn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        query = query.lock_exclusive();
+    }
+    Ok(query.into_tuple::<Uuid>().all(txn).await?.into_iter().map(UserId::from).collect())
+}
+
 /// Accounts in id (creation) order after `after`.
 pub async fn list<C: ConnectionTrait>(db: &C, after: Option<UserId>, limit: u64) -> Result<Vec<User>, DbErr> {
     let mut query = account::Entity::find().order_by_asc(account::Column::Id).limit(limit);
@@ -141,6 +153,13 @@ pub async fn find_refresh_token<C: ConnectionTrait>(
         query = query.lock_exclusive();
     }
     query.one(db).await
+}
+
+/// Deletes refresh tokens that expired before `now`: they are refused anyway, and a reuse of one
+/// (which would revoke its family) is refused as expired too.
+pub async fn purge_expired_refresh_tokens<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    let result = refresh_token::Entity::delete_many().filter(refresh_token::Column::ExpiresAt.lt(now)).exec(db).await?;
+    Ok(result.rows_affected)
 }
 
 /// Marks the token used; `false` if someone used it first.

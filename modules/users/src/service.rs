@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::domain::{Email, Password, Role, User, UserId, UserName};
 use crate::keys::SigningKeys;
-use crate::passwords;
+use crate::passwords::{HashError, PasswordHasher};
 use crate::persistence::{self, NewRefreshToken};
 
 /// How tokens are issued.
@@ -33,6 +33,7 @@ pub struct Users {
     outbox: Outbox,
     keys: Arc<SigningKeys>,
     policy: TokenPolicy,
+    hasher: Arc<PasswordHasher>,
 }
 
 /// What a successful log-in or refresh returns.
@@ -44,6 +45,8 @@ pub struct TokenPair {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
+    #[error("too many password checks at once; retry shortly")]
+    Busy,
     #[error("an account with this e-mail exists already")]
     EmailTaken,
     #[error(transparent)]
@@ -52,6 +55,8 @@ pub enum RegisterError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
+    #[error("too many password checks at once; retry shortly")]
+    Busy,
     #[error("wrong e-mail or password")]
     InvalidCredentials,
     #[error(transparent)]
@@ -70,6 +75,8 @@ pub enum RefreshError {
 pub enum SetRoleError {
     #[error("no user {0}")]
     NotFound(UserId),
+    #[error("{0} is the last admin: make another admin first")]
+    LastAdmin(UserId),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -78,13 +85,29 @@ pub enum SetRoleError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminBootstrap {
     Created,
-    Promoted,
     AlreadyAdmin,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum EnsureAdminError {
+    #[error(
+        "an account with this e-mail exists and is not an admin ({0}); it is not promoted, since its password \
+         was chosen by whoever registered it: an admin can promote it with PUT /users/{0}/role, or choose another e-mail"
+    )]
+    NotAnAdmin(UserId),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
 impl Users {
-    pub fn new(db: DatabaseConnection, outbox: Outbox, keys: Arc<SigningKeys>, policy: TokenPolicy) -> Self {
-        Self { db, outbox, keys, policy }
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        keys: Arc<SigningKeys>,
+        policy: TokenPolicy,
+        hasher: Arc<PasswordHasher>,
+    ) -> Self {
+        Self { db, outbox, keys, policy, hasher }
     }
 
     pub fn keys(&self) -> &SigningKeys {
@@ -100,7 +123,10 @@ impl Users {
         name: UserName,
         role: Role,
     ) -> Result<User, RegisterError> {
-        let hash = passwords::hash(password).await?;
+        let hash = self.hasher.hash(password).await.map_err(|e| match e {
+            HashError::Busy => RegisterError::Busy,
+            HashError::Unexpected(e) => e.into(),
+        })?;
         let now = kernel::db::now();
         let user = User { id: UserId::generate(), email, name, role, created_at: now, updated_at: now };
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
@@ -133,7 +159,11 @@ impl Users {
             Some((user, hash)) => (Some(user), Some(hash)),
             None => (None, None),
         };
-        if !passwords::verify(password, hash).await? {
+        let verified = self.hasher.verify(password, hash).await.map_err(|e| match e {
+            HashError::Busy => LoginError::Busy,
+            HashError::Unexpected(e) => e.into(),
+        })?;
+        if !verified {
             return Err(LoginError::InvalidCredentials);
         }
         let user = user.ok_or(LoginError::InvalidCredentials)?;
@@ -184,6 +214,10 @@ impl Users {
         txn.commit().await.context("failed to commit a log-out")
     }
 
+    pub async fn purge_expired_refresh_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+        persistence::purge_expired_refresh_tokens(&self.db, now).await.context("failed to purge refresh tokens")
+    }
+
     pub async fn get(&self, id: UserId) -> anyhow::Result<Option<User>> {
         persistence::find(&self.db, id).await.context("failed to load an account")
     }
@@ -194,29 +228,50 @@ impl Users {
 
     #[tracing::instrument(level = "debug", skip_all, fields(user.id = %id, role = role.as_str()))]
     pub async fn set_role(&self, id: UserId, role: Role) -> Result<User, SetRoleError> {
-        if !persistence::set_role(&self.db, id, role, kernel::db::now()).await.context("failed to set a role")? {
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        // The admins stay locked until commit: two admins demoting each other at once cannot
+        // both see the other one left.
+        let admins = persistence::lock_admins(&txn).await.context("failed to lock the admins")?;
+        if role != Role::Admin && admins == [id] {
+            return Err(SetRoleError::LastAdmin(id));
+        }
+        if !persistence::set_role(&txn, id, role, kernel::db::now()).await.context("failed to set a role")? {
             return Err(SetRoleError::NotFound(id));
         }
+        let user = persistence::find(&txn, id).await.context("failed to load an account")?;
+        txn.commit().await.context("failed to commit a role change")?;
         tracing::info!("role changed");
-        self.get(id).await?.ok_or(SetRoleError::NotFound(id))
+        user.ok_or(SetRoleError::NotFound(id))
     }
 
-    /// Makes sure `email` is an admin: creates the account, or promotes it (its password is then
-    /// left as it is).
-    pub async fn ensure_admin(&self, email: Email, password: Password) -> anyhow::Result<AdminBootstrap> {
-        if let Some((user, _)) = persistence::find_by_email(&self.db, &email).await? {
-            if user.role == Role::Admin {
-                return Ok(AdminBootstrap::AlreadyAdmin);
-            }
-            self.set_role(user.id, Role::Admin).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            return Ok(AdminBootstrap::Promoted);
+    /// Makes sure `email` is an admin with `password`: creates the account, or finds it an admin
+    /// already (its password is then left as it is). An existing account that is not an admin is
+    /// never promoted: whoever registered it chose its password, and promoting it would hand them
+    /// the shop (anyone can register any e-mail before the operator runs this).
+    pub async fn ensure_admin(&self, email: Email, password: Password) -> Result<AdminBootstrap, EnsureAdminError> {
+        if let Some((user, _)) =
+            persistence::find_by_email(&self.db, &email).await.context("failed to load an account")?
+        {
+            return match user.role {
+                Role::Admin => Ok(AdminBootstrap::AlreadyAdmin),
+                Role::Customer => Err(EnsureAdminError::NotAnAdmin(user.id)),
+            };
         }
         let name = UserName::parse("Administrator").map_err(anyhow::Error::msg)?;
-        match self.register(email, password, name, Role::Admin).await {
+        match self.register(email.clone(), password, name, Role::Admin).await {
             Ok(_) => Ok(AdminBootstrap::Created),
-            // Another replica created it in the meantime.
-            Err(RegisterError::EmailTaken) => Ok(AdminBootstrap::AlreadyAdmin),
-            Err(RegisterError::Unexpected(e)) => Err(e),
+            // Registered in the meantime, by another replica's bootstrap or by someone else.
+            Err(RegisterError::EmailTaken) => Box::pin(self.ensure_admin_existing(email)).await,
+            Err(RegisterError::Busy) => Err(anyhow::anyhow!("the password hashing slots are busy").into()),
+            Err(RegisterError::Unexpected(e)) => Err(e.into()),
+        }
+    }
+
+    async fn ensure_admin_existing(&self, email: Email) -> Result<AdminBootstrap, EnsureAdminError> {
+        match persistence::find_by_email(&self.db, &email).await.context("failed to load an account")? {
+            Some((user, _)) if user.role == Role::Admin => Ok(AdminBootstrap::AlreadyAdmin),
+            Some((user, _)) => Err(EnsureAdminError::NotAnAdmin(user.id)),
+            None => Err(anyhow::anyhow!("the account was taken, then deleted").into()),
         }
     }
 

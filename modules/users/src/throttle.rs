@@ -1,56 +1,109 @@
-//! Failed-login throttling: at most N failures a minute per e-mail and per client address.
+//! Limits on log-ins and registrations, counted before the password is hashed.
+//!
+//! An attempt takes a place in every limit it falls under *before* its password is checked, so
+//! a burst of concurrent guesses cannot all get through while the first ones are still being
+//! verified; a successful log-in gives its places back. The log-in policy (README "Security"):
+//! - per account and client address: a few failures a minute — the guesser is stopped, the
+//!   account's owner elsewhere is not;
+//! - per client address: more, since many people share one (an office, a carrier's NAT) — one
+//!   address cannot try many accounts;
+//! - per account from every address: a slower hourly budget, against a distributed guesser. It
+//!   is the only limit one attacker can use to lock an account out, and only with many addresses
+//!   and for an hour at most.
 
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-/// The two limits a log-in passes: per e-mail address and per client address.
-pub struct Throttles {
-    pub email: LoginThrottle,
-    pub address: LoginThrottle,
-}
-
-pub struct LoginThrottle {
-    failures: Cache<String, (u32, Instant)>,
+/// At most `limit` attempts per key in a window that starts with the key's first attempt.
+pub struct Limit {
+    attempts: Cache<String, (u32, Instant)>,
     limit: u32,
     window: Duration,
 }
 
-impl LoginThrottle {
+impl Limit {
     pub fn new(limit: u32, window: Duration) -> Self {
-        // Entries outlive their window a little, then go: memory stays bounded by active attackers.
-        let failures = Cache::builder().max_capacity(100_000).time_to_live(window * 2).build();
-        Self { failures, limit: limit.max(1), window }
+        // Entries outlive their window a little, then go: memory stays bounded by active clients.
+        let attempts = Cache::builder().max_capacity(100_000).time_to_live(window * 2).build();
+        Self { attempts, limit: limit.max(1), window }
     }
 
-    /// `Err(retry_after)` when any of `keys` has used up its failures in the current window.
-    pub fn check(&self, keys: &[String]) -> Result<(), Duration> {
+    /// Takes a place for `key`, or says how long until one frees up.
+    fn take(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let wait = keys
-            .iter()
-            .filter_map(|key| self.failures.get(key))
-            .filter(|(count, since)| *count >= self.limit && now.duration_since(*since) < self.window)
-            .map(|(_, since)| self.window.saturating_sub(now.duration_since(since)))
-            .max();
-        match wait {
+        let mut refused = None;
+        self.attempts.entry_by_ref(key).and_upsert_with(|entry| match entry.map(|e| e.into_value()) {
+            Some((count, since)) if now.duration_since(since) < self.window => {
+                if count >= self.limit {
+                    refused = Some(self.window.saturating_sub(now.duration_since(since)));
+                    (count, since)
+                } else {
+                    (count + 1, since)
+                }
+            }
+            _ => (1, now),
+        });
+        match refused {
             Some(wait) => Err(wait.max(Duration::from_secs(1))),
             None => Ok(()),
         }
     }
 
-    pub fn record_failure(&self, keys: &[String]) {
-        let now = Instant::now();
-        for key in keys {
-            self.failures.entry(key.clone()).and_upsert_with(|entry| match entry.map(|e| e.into_value()) {
-                Some((count, since)) if now.duration_since(since) < self.window => (count + 1, since),
-                _ => (1, now),
-            });
-        }
+    /// Forgets `key`'s attempts.
+    pub fn reset(&self, key: &str) {
+        self.attempts.invalidate(key);
     }
 
-    pub fn reset(&self, key: &str) {
-        self.failures.invalidate(key);
+    /// Gives back a place taken for `key`.
+    fn give_back(&self, key: &str) {
+        self.attempts.entry_by_ref(key).and_compute_with(|entry| {
+            use moka::ops::compute::Op;
+            match entry.map(|e| e.into_value()) {
+                Some((count, since)) if count > 1 => Op::Put((count - 1, since)),
+                Some(_) => Op::Remove,
+                None => Op::Nop,
+            }
+        });
     }
+}
+
+/// Places taken in several limits at once; all or none.
+#[must_use = "an attempt that does not count gives its places back with `give_back`"]
+pub struct Attempt<'a> {
+    taken: Vec<(&'a Limit, String)>,
+}
+
+impl Attempt<'_> {
+    /// The attempt does not count (it succeeded, or never got to check a password).
+    pub fn give_back(self) {
+        for (limit, key) in &self.taken {
+            limit.give_back(key);
+        }
+    }
+}
+
+/// Takes a place in each `(limit, key)`, or none if any refuses; then `Err` is the longest wait.
+pub fn attempt<'a>(places: impl IntoIterator<Item = (&'a Limit, String)>) -> Result<Attempt<'a>, Duration> {
+    let mut taken: Vec<(&'a Limit, String)> = Vec::new();
+    for (limit, key) in places {
+        if let Err(wait) = limit.take(&key) {
+            for (limit, key) in &taken {
+                limit.give_back(key);
+            }
+            return Err(wait);
+        }
+        taken.push((limit, key));
+    }
+    Ok(Attempt { taken })
+}
+
+/// The users module's limits.
+pub struct Throttles {
+    pub login_per_account_and_address: Limit,
+    pub login_per_address: Limit,
+    pub login_per_account: Limit,
+    pub registrations_per_address: Limit,
 }
 
 #[cfg(test)]
@@ -58,19 +111,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_limit_applies_per_key_until_reset_or_the_window_ends() {
-        let throttle = LoginThrottle::new(2, Duration::from_millis(200));
-        let keys = ["email:a@b.c".to_owned(), "ip:1.2.3.4".to_owned()];
-        throttle.record_failure(&keys);
-        assert!(throttle.check(&keys).is_ok());
-        throttle.record_failure(&keys);
-        let wait = throttle.check(&keys).expect_err("throttled");
+    fn places_are_taken_before_the_check_and_given_back_on_success() {
+        let limit = Limit::new(2, Duration::from_secs(60));
+        let first = attempt([(&limit, "a".to_owned())]).expect("a place");
+        let _second = attempt([(&limit, "a".to_owned())]).expect("a place");
+        let wait = attempt([(&limit, "a".to_owned())]).err().expect("no third place while two are out");
         assert!(wait >= Duration::from_secs(1));
-        assert!(throttle.check(&["ip:5.6.7.8".to_owned()]).is_ok(), "other addresses are not affected");
-        throttle.reset("email:a@b.c");
-        assert!(throttle.check(&keys[..1]).is_ok());
-        assert!(throttle.check(&keys[1..]).is_err(), "the address still is");
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(throttle.check(&keys).is_ok(), "the window ended");
+        first.give_back();
+        assert!(attempt([(&limit, "a".to_owned())]).is_ok(), "a success gave its place back");
+        assert!(attempt([(&limit, "b".to_owned())]).is_ok(), "other keys are not affected");
+    }
+
+    #[test]
+    fn a_refusal_by_one_limit_takes_no_place_in_the_others() {
+        let wide = Limit::new(10, Duration::from_secs(60));
+        let narrow = Limit::new(1, Duration::from_secs(60));
+        let _held = attempt([(&narrow, "k".to_owned())]).expect("a place");
+        assert!(attempt([(&wide, "k".to_owned()), (&narrow, "k".to_owned())]).is_err());
+        for _ in 0..10 {
+            let _ = attempt([(&wide, "k".to_owned())]).expect("the refused attempt took nothing from the wide limit");
+        }
+    }
+
+    #[test]
+    fn the_window_ends() {
+        let limit = Limit::new(1, Duration::from_millis(100));
+        let _held = attempt([(&limit, "a".to_owned())]).expect("a place");
+        assert!(attempt([(&limit, "a".to_owned())]).is_err());
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(attempt([(&limit, "a".to_owned())]).is_ok());
     }
 }
