@@ -6,17 +6,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, get, post, web};
 use kernel::error::{Problem, problem_response, problem_with};
 use kernel::{EventBus, Module, ModuleContext};
 use serde::Serialize;
 use tracing::Instrument;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::security::{
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{Content, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use crate::telemetry;
 
@@ -39,7 +44,8 @@ pub struct Ops {
 )]
 struct OperationsApi;
 
-/// The OpenAPI document of `modules` with the operational endpoints and the bearer scheme.
+/// The OpenAPI document of `modules` with the operational endpoints, the security schemes and the
+/// answers any operation can give (see [`declare_common_answers`]).
 pub fn openapi(modules: &[Arc<dyn Module>]) -> utoipa::openapi::OpenApi {
     let mut doc = OperationsApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
@@ -51,8 +57,101 @@ pub fn openapi(modules: &[Arc<dyn Module>]) -> utoipa::openapi::OpenApi {
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
     );
+    // Swagger UI's "Authorize" logs in with an e-mail and password through this flow (RFC 6749 §4.3).
+    components.add_security_scheme(
+        OAUTH2,
+        SecurityScheme::OAuth2(OAuth2::with_description(
+            [Flow::Password(Password::new(TOKEN_URL, Scopes::new()))],
+            "Log in with your e-mail as username; the access token is then sent as a Bearer token.",
+        )),
+    );
     components.schemas.insert("Problem".to_owned(), <Problem as utoipa::PartialSchema>::schema());
+    for (name, response) in common_responses() {
+        components.responses.insert(name.to_owned(), response.into());
+    }
+    declare_common_answers(&mut doc);
     doc
+}
+
+const OAUTH2: &str = "OAuth2";
+const TOKEN_URL: &str = "/auth/token";
+
+/// The answers that come from the framework or the kernel rather than from a handler, by name in
+/// `components.responses`.
+fn common_responses() -> Vec<(&'static str, Response)> {
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", Content::new(Some(Ref::from_schema_name("Problem"))))
+    };
+    let retry_after = |description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0))))
+            .description(Some(description))
+            .build()
+    };
+    vec![
+        ("BadRequest", problem("Unreadable request: a malformed path parameter, query, header or JSON body").build()),
+        (
+            "Unauthorized",
+            problem("No valid token")
+                .header("WWW-Authenticate", HeaderBuilder::new().schema(Some(String::schema())).build())
+                .build(),
+        ),
+        ("PayloadTooLarge", problem("The body is larger than 256 KiB").build()),
+        ("UnsupportedMediaType", problem("The body's Content-Type is missing or not one this operation reads").build()),
+        ("UnprocessableEntity", problem("Invalid fields: `errors` names each").build()),
+        (
+            "Unavailable",
+            problem("A dependency (a database, the bus) is unavailable; try again later")
+                .header("Retry-After", retry_after("Seconds to wait, when known"))
+                .build(),
+        ),
+    ]
+}
+
+/// Declares on every operation the answers it can get before or around its handler: 400 (a
+/// malformed parameter or body), 413 and 415 (the body), 422 (its fields), 401 (a token), 503 (a
+/// dependency), unless it declares its own; and offers the OAuth2 scheme wherever a bearer token
+/// is asked for. 404 and 405 for unknown paths and methods are not an operation's.
+fn declare_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            let parameters = operation.parameters.as_deref().unwrap_or_default();
+            let has_parameters = !parameters.is_empty();
+            let has_query = parameters.iter().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query));
+            let has_body = operation.request_body.is_some();
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut declare = |status: &str, name: &str| {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
+            };
+            if has_parameters || has_body {
+                declare("400", "BadRequest");
+            }
+            if secured {
+                declare("401", "Unauthorized");
+            }
+            if has_body {
+                declare("413", "PayloadTooLarge");
+                declare("415", "UnsupportedMediaType");
+            }
+            if has_body || has_query {
+                declare("422", "UnprocessableEntity");
+            }
+            declare("503", "Unavailable");
+            if let Some(security) = operation.security.as_mut().filter(|s| !s.is_empty()) {
+                let oauth2 = SecurityRequirement::new(OAUTH2, Vec::<String>::new());
+                if !security.contains(&oauth2) {
+                    security.push(oauth2);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -240,9 +339,44 @@ pub async fn swagger_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/swagger-ui/")).finish()
 }
 
-/// Anything no route matches.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, kernel::ApiError> {
-    Err(kernel::ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+/// The methods each path of the OpenAPI document serves: actix makes each handler a resource
+/// guarded by its method, so a known path asked with another method falls through to
+/// [`no_route`] like an unknown one.
+pub struct RouteTable(Vec<(ResourceDef, HeaderValue)>);
+
+impl RouteTable {
+    pub fn new(doc: &utoipa::openapi::OpenApi) -> Self {
+        let routes = doc.paths.paths.iter().map(|(path, item)| {
+            let served = [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ];
+            let methods: Vec<&str> =
+                served.iter().filter(|(_, operation)| operation.is_some()).map(|(method, _)| *method).collect();
+            (ResourceDef::new(path.as_str()), HeaderValue::from_str(&methods.join(", ")).expect("method names"))
+        });
+        Self(routes.collect())
+    }
+
+    /// The `Allow` header of `path`, when the document has it.
+    fn allowed(&self, path: &str) -> Option<&HeaderValue> {
+        self.0.iter().find(|(pattern, _)| pattern.is_match(path)).map(|(_, methods)| methods)
+    }
+}
+
+/// Anything no route matches: 405 naming the methods served when the path is known, 404 otherwise.
+pub async fn no_route(req: HttpRequest, routes: web::Data<RouteTable>) -> HttpResponse {
+    let (method, path) = (req.method(), req.path());
+    let Some(allowed) = routes.allowed(path) else {
+        return kernel::ApiError::NotFound(format!("no route for {method} {path}")).error_response();
+    };
+    let detail = format!("{method} is not allowed on {path}");
+    let mut response = problem_response(StatusCode::METHOD_NOT_ALLOWED, Some(detail), None);
+    response.headers_mut().insert(header::ALLOW, allowed.clone());
+    response
 }
 
 /// The request's id: the caller's `x-request-id` when it is sane, a new UUID v7 otherwise.

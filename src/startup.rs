@@ -122,8 +122,9 @@ impl Application {
 
         let verifier =
             verifier(&settings, running.iter().flat_map(|(_, _, s)| s.verification_keys()).collect()).await?;
-        let openapi =
-            http::OpenApiJson::render(&http::openapi(&hosted.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()))?;
+        let doc = http::openapi(&hosted.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
+        let openapi = http::OpenApiJson::render(&doc)?;
+        let route_table = web::Data::new(http::RouteTable::new(&doc));
         let routes: Vec<kernel::Routes> = running.iter().map(|(_, _, started)| started.routes()).collect();
         let stopping = CancellationToken::new();
         let ops = web::Data::new(Ops { modules: hosted, bus, stopping: stopping.clone() });
@@ -155,7 +156,8 @@ impl Application {
                 .route(http::OPENAPI_PATH, web::get().to(http::openapi_json))
                 .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(Config::from(http::OPENAPI_PATH)))
                 .route("/swagger-ui", web::get().to(http::swagger_redirect))
-                .default_service(web::to(http::not_found))
+                .app_data(route_table.clone())
+                .default_service(web::to(http::no_route))
         })
         .listen(listener)?
         // Signals are ours (see `run_until_stopped`): actix only handles them under its own runtime.

@@ -84,7 +84,6 @@ async fn unknown_routes_methods_and_bad_parameters_are_problems() {
     let app = spawn_app().await;
     let problem = assert_problem(app.get("/nowhere").await, 404).await;
     assert_eq!(problem["detail"], "no route for GET /nowhere");
-    assert_problem(app.request(Method::PATCH, "/products", As::Admin).send().await.expect("sent"), 404).await;
     let problem = assert_problem(app.get("/products/not-a-uuid").await, 400).await;
     assert!(problem["detail"].as_str().expect("a detail").contains("path"));
 }
@@ -99,4 +98,27 @@ async fn request_ids_are_echoed_or_generated() {
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
     let unsafe_id = app.client.get(format!("{}/health/live", app.address)).header("x-request-id", "a b").send().await;
     assert_ne!(unsafe_id.expect("sent").headers()["x-request-id"], "a b");
+}
+
+#[tokio::test]
+async fn a_method_a_known_path_does_not_serve_is_405_naming_the_ones_it_does() {
+    let app = spawn_app().await;
+    let cases = [
+        (Method::PUT, "/health/live".to_owned(), "GET"),
+        (Method::PATCH, "/products".to_owned(), "GET, POST"),
+        (Method::POST, format!("/products/{}", uuid::Uuid::now_v7()), "GET, PUT, DELETE"),
+        (Method::POST, "/products/not-a-uuid".to_owned(), "GET, PUT, DELETE"),
+    ];
+    for (method, path, allowed) in cases {
+        let response = app.request(method.clone(), &path, As::Admin).send().await.expect("sent");
+        assert_eq!(
+            response.headers().get("allow").map(|v| v.to_str().expect("ASCII")),
+            Some(allowed),
+            "{method} {path}"
+        );
+        let problem = assert_problem(response, 405).await;
+        assert_eq!(problem["detail"], format!("{method} is not allowed on {path}"));
+    }
+    assert_problem(app.request(Method::PATCH, "/nowhere", As::Admin).send().await.expect("sent"), 404).await;
+    assert_problem(app.request(Method::GET, "/products/a/b", As::Admin).send().await.expect("sent"), 404).await;
 }

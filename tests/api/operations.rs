@@ -165,3 +165,127 @@ async fn admins_see_dead_letters_and_queue_them_again() {
     let elsewhere = format!("/admin/dead-letters/nowhere/{}/replay", again["id"]);
     assert_problem(app.request(Method::POST, &elsewhere, As::Admin).send().await.expect("sent"), 404).await;
 }
+
+// The document describes every answer the server gives (checked by schemathesis in CI, see
+// .ci/schemathesis); these pin the rules it follows.
+
+fn operations(spec: &Value) -> Vec<(String, String, Value)> {
+    let mut all = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                all.push((method.to_uppercase(), path.clone(), operation.clone()));
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn every_operation_declares_the_errors_any_request_can_meet() {
+    let spec = served_spec_of_the_binary();
+    for name in ["BadRequest", "Unauthorized", "UnsupportedMediaType", "Unavailable"] {
+        assert!(spec["components"]["responses"][name].is_object(), "components.responses.{name}");
+    }
+    for (method, path, operation) in operations(&spec) {
+        let responses = &operation["responses"];
+        let has = |status: &str| responses.get(status).is_some();
+        let params = operation["parameters"].as_array().is_some_and(|p| !p.is_empty());
+        let body = operation.get("requestBody").is_some();
+        if params || body {
+            assert!(has("400"), "{method} {path} reads parameters or a body: 400 is not declared");
+        }
+        if body {
+            assert!(has("415"), "{method} {path} reads a body: 415 is not declared");
+        }
+        if operation["security"].is_array() {
+            assert!(has("401"), "{method} {path} needs a token: 401 is not declared");
+        }
+        assert!(has("503"), "{method} {path}: 503 is not declared");
+    }
+}
+
+#[test]
+fn page_limits_are_one_to_a_hundred_in_the_document() {
+    let spec = served_spec_of_the_binary();
+    let mut seen = 0;
+    for (method, path, operation) in operations(&spec) {
+        for param in operation["parameters"].as_array().into_iter().flatten() {
+            if param["name"] == "limit" {
+                seen += 1;
+                assert_eq!(param["schema"]["minimum"], 1, "{method} {path}");
+                assert_eq!(param["schema"]["maximum"], 100, "{method} {path}");
+            }
+        }
+    }
+    assert!(seen >= 4, "every list takes a limit");
+}
+
+#[test]
+fn a_product_request_requires_in_the_document_what_the_server_requires() {
+    let spec = served_spec_of_the_binary();
+    let schemas = &spec["components"]["schemas"];
+    let required = |name: &str| -> Vec<String> {
+        serde_json::from_value(schemas[name]["required"].clone()).unwrap_or_else(|_| panic!("{name}.required"))
+    };
+    let product = required("ProductRequest");
+    for field in ["sku", "name", "price"] {
+        assert!(product.contains(&field.to_owned()), "ProductRequest.{field} is not required: {product:?}");
+    }
+    assert_eq!(required("PriceBody"), ["amount", "currency"]);
+    let sku = schemas["ProductRequest"]["properties"]["sku"]["pattern"].as_str().expect("a pattern for sku");
+    assert!(sku.contains("{1,64}"), "{sku}");
+    assert_eq!(schemas["PriceBody"]["properties"]["amount"]["minimum"], 0, "{}", schemas["PriceBody"]);
+}
+
+#[test]
+fn swagger_ui_can_log_in_with_the_oauth2_password_flow_on_auth_token() {
+    let spec = served_spec_of_the_binary();
+    let scheme = &spec["components"]["securitySchemes"]["OAuth2"];
+    assert_eq!(scheme["type"], "oauth2", "{scheme}");
+    assert_eq!(scheme["flows"]["password"]["tokenUrl"], "/auth/token", "{scheme}");
+    let login = &spec["paths"]["/auth/token"]["post"]["requestBody"]["content"];
+    assert!(login["application/x-www-form-urlencoded"].is_object(), "{login}");
+    for (method, path, operation) in operations(&spec) {
+        if let Some(security) = operation["security"].as_array() {
+            let names: Vec<&str> = security
+                .iter()
+                .flat_map(|r| r.as_object().expect("a requirement").keys())
+                .map(String::as_str)
+                .collect();
+            assert!(names.contains(&"OAuth2") && names.contains(&"bearer"), "{method} {path}: {names:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_form_encoded_password_grant_returns_tokens_as_rfc_6749_has_them() {
+    let app = spawn_app().await;
+    let password = "correct horse battery staple";
+    assert_eq!(app.register("form@example.com", password, "Form User").await.status(), 201);
+    let form = |grant_type: &'static str| {
+        app.request(reqwest::Method::POST, "/auth/token", crate::helpers::As::Anonymous)
+            // As Swagger UI sends it: with an empty scope and the client id it was given.
+            .form(&[
+                ("grant_type", grant_type),
+                ("username", "form@example.com"),
+                ("password", password),
+                ("scope", ""),
+                ("client_id", "swagger-ui"),
+            ])
+            .send()
+    };
+    let response = form("password").await.expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let tokens: Value = response.json().await.expect("JSON");
+    assert_eq!(tokens["token_type"], "Bearer", "{tokens}");
+    assert!(tokens["expires_in"].is_i64(), "{tokens}");
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    let access = tokens["access_token"].as_str().expect("an access token");
+    let me = app.request(reqwest::Method::GET, "/users/me", crate::helpers::As::Anonymous).bearer_auth(access);
+    assert_eq!(me.send().await.expect("sent").status(), 200);
+
+    let problem = assert_problem(form("client_credentials").await.expect("sent"), 400).await;
+    assert_eq!(problem["error"], "unsupported_grant_type", "{problem}");
+}

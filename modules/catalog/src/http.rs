@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Invalid, Product, ProductDetails, ProductId, ProductStatus, RawProductDetails};
+use crate::domain::{ISO_4217, Invalid, Product, ProductDetails, ProductId, ProductStatus, RawProductDetails};
 use crate::persistence::ProductFilter;
 use crate::service::{Catalog, CreateProductError, DiscontinueProductError, UpdateProductError};
 
@@ -16,23 +16,38 @@ use crate::service::{Catalog, CreateProductError, DiscontinueProductError, Updat
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PriceBody {
     /// Minor units (cents for EUR): `1299` is 12.99.
-    #[schema(example = 1299)]
+    #[schema(example = 1299, required = true, value_type = i64, minimum = 0)]
+    #[serde(default, deserialize_with = "kernel::openapi::whole_number")]
     pub amount: Option<i64>,
-    #[schema(example = "EUR")]
+    #[schema(required = true, schema_with = currencies)]
     pub currency: Option<String>,
+}
+
+/// The active ISO 4217 codes `Currency::parse` takes.
+fn currencies() -> utoipa::openapi::Object {
+    kernel::openapi::one_of(ISO_4217)
 }
 
 /// The fields an admin sets on a product.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"sku": "MUG-001", "name": "Enamel mug", "description": "350 ml, dishwasher safe",
+    "price": {"amount": 1299, "currency": "EUR"}}))]
 pub struct ProductRequest {
-    #[schema(example = "MUG-001")]
+    #[schema(required = true, schema_with = sku)]
     pub sku: Option<String>,
-    #[schema(example = "Enamel mug")]
+    #[schema(required = true, schema_with = kernel::openapi::text::<200>)]
     pub name: Option<String>,
-    #[schema(example = "350 ml, dishwasher safe")]
+    /// At most 5000 characters; may be empty.
+    #[schema(example = "350 ml, dishwasher safe", max_length = 5000)]
     pub description: Option<String>,
+    #[schema(required = true, value_type = PriceBody)]
     pub price: Option<PriceBody>,
+}
+
+/// What `Sku::parse` takes.
+fn sku() -> utoipa::openapi::Object {
+    kernel::openapi::trimmed("[A-Za-z0-9._-]{1,64}", "1 to 64 letters, digits, '-', '_' or '.'")
 }
 
 impl TryFrom<&ProductRequest> for ProductDetails {
@@ -97,12 +112,16 @@ impl From<Product> for ProductResponse {
 #[into_params(parameter_in = Query)]
 pub struct ListProductsQuery {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// The `nextCursor` of the previous page.
+    #[param(format = Uuid)]
     pub after: Option<String>,
-    /// Case-insensitive search in name and sku.
+    /// Case-insensitive search in name and sku, at most 100 characters once trimmed.
+    #[param(schema_with = kernel::openapi::search::<100>)]
     pub q: Option<String>,
     /// `active` or `discontinued`.
+    #[param(pattern = "^(?:active|discontinued)$")]
     pub status: Option<String>,
 }
 

@@ -15,7 +15,8 @@ use crate::service::{Inventory, SetOnHandError};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetStockRequest {
     /// Zero or more; not below what orders hold.
-    #[schema(example = 25)]
+    #[schema(example = 25, required = true, value_type = i64, minimum = 0)]
+    #[serde(default, deserialize_with = "kernel::openapi::whole_number")]
     pub on_hand: Option<i64>,
 }
 

@@ -204,8 +204,12 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::Htt
     error.into()
 }
 
-/// The field serde names in "missing field `x`" or "unknown field `x`".
+/// The field serde names in "missing field `x`" or "unknown field `x`" (other messages quote a
+/// value, not a field).
 fn field_of(message: &str) -> Option<&str> {
+    if !(message.starts_with("missing field") || message.starts_with("unknown field")) {
+        return None;
+    }
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     Some(&message[start..start + len])
@@ -292,5 +296,6 @@ mod tests {
     fn serde_messages_name_their_field() {
         assert_eq!(field_of("missing field `sku` at line 1 column 2"), Some("sku"));
         assert_eq!(field_of("expected a string"), None);
+        assert_eq!(field_of("invalid type: floating point `7.5`, expected i64 at line 1 column 9"), None);
     }
 }

@@ -11,6 +11,7 @@
 //! - [`client`]: the client's address through trusted proxies ([`ClientAddr`]);
 //! - [`housekeeping`]: purging what the outbox and inbox no longer need;
 //! - [`pagination`]: cursor pages;
+//! - [`openapi`]: JSON Schemas of what the parsers accept, for request fields;
 //! - [`module`]: the [`Module`] trait the composition root hosts.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod inbox;
 pub mod module;
+pub mod openapi;
 pub mod outbox;
 pub mod pagination;
 pub mod redact;

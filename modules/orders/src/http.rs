@@ -18,44 +18,55 @@ use crate::service::{
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ItemRequest {
+    /// A product of the catalog; an unknown one is a 422.
+    #[schema(required = true, value_type = Uuid)]
     pub product_id: Option<Uuid>,
     /// Units of the product. The shop's settings cap what one order holds (422 beyond, naming the
     /// line or `items`): `orders.max_quantity_per_line` units of one product, its lines of that
     /// product counted together (100 by default, never above 1000), and
     /// `orders.max_quantity_per_order` units in all (1000 by default).
-    #[schema(example = 2, minimum = 1, maximum = 1000)]
+    #[schema(example = 2, required = true, value_type = i64, minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "kernel::openapi::whole_number")]
     pub quantity: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London",
+    "postalCode": "SW1Y 4JH", "country": "GB"}))]
 pub struct AddressBody {
-    #[schema(example = "Ada Lovelace")]
+    #[schema(required = true, schema_with = kernel::openapi::text::<200>)]
     pub name: Option<String>,
-    #[schema(example = "12 St James's Square")]
+    #[schema(required = true, schema_with = kernel::openapi::text::<200>)]
     pub line1: Option<String>,
+    #[schema(schema_with = kernel::openapi::optional_text::<200>)]
     pub line2: Option<String>,
-    #[schema(example = "London")]
+    #[schema(required = true, schema_with = kernel::openapi::text::<100>)]
     pub city: Option<String>,
-    #[schema(example = "SW1Y 4JH")]
+    #[schema(required = true, schema_with = kernel::openapi::text::<20>)]
     pub postal_code: Option<String>,
-    /// ISO 3166-1 alpha-2.
-    #[schema(example = "GB")]
+    #[schema(required = true, schema_with = country)]
     pub country: Option<String>,
+}
+
+fn country() -> utoipa::openapi::Object {
+    kernel::openapi::trimmed("[A-Za-z]{2}", "ISO 3166-1 alpha-2, like GB (kept upper case)")
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     /// 1 to 100 lines; a product may appear on several.
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(required = true, value_type = Vec<ItemRequest>, min_items = 1, max_items = 100)]
     pub items: Option<Vec<ItemRequest>>,
+    #[schema(required = true, value_type = AddressBody)]
     pub shipping_address: Option<AddressBody>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeAddressRequest {
+    #[schema(required = true, value_type = AddressBody)]
     pub shipping_address: Option<AddressBody>,
 }
 
@@ -232,9 +243,12 @@ impl From<&Order> for OrderResponse {
 #[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// The `nextCursor` of the previous page.
+    #[param(format = Uuid)]
     pub after: Option<String>,
+    #[param(pattern = "^(?:pending|confirmed|rejected|cancelling|cancelled|shipped|delivered)$")]
     pub status: Option<String>,
 }
 
@@ -256,7 +270,8 @@ fn created(location: &str, body: String) -> HttpResponse {
 #[utoipa::path(
     tag = "orders",
     request_body = PlaceOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: at most 255 characters")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible characters",
+        pattern = "^[!-~](?:[ -~]{0,253}[!-~])?$")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Placed", body = OrderResponse),

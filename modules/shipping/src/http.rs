@@ -13,12 +13,16 @@ use crate::service::{ChangeShipmentError, Dispatch, Shipments};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"carrier": "DHL", "trackingNumber": "JD014600006281230578"}))]
 pub struct DispatchRequest {
-    #[schema(example = "DHL")]
+    #[schema(required = true, schema_with = kernel::openapi::text::<100>)]
     pub carrier: Option<String>,
-    /// Letters, digits and hyphens.
-    #[schema(example = "JD014600006281230578")]
+    #[schema(required = true, schema_with = tracking_number)]
     pub tracking_number: Option<String>,
+}
+
+fn tracking_number() -> utoipa::openapi::Object {
+    kernel::openapi::trimmed("[A-Za-z0-9-]{1,64}", "1 to 64 letters, digits or hyphens (kept upper case)")
 }
 
 impl TryFrom<&DispatchRequest> for Dispatch {
@@ -125,10 +129,13 @@ pub struct ListShipmentsQuery {
     /// Only the shipment of this order.
     pub order_id: Option<Uuid>,
     /// `pending`, `dispatched`, `delivered` or `cancelled`.
+    #[param(pattern = "^(?:pending|dispatched|delivered|cancelled)$")]
     pub status: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// The `nextCursor` of the previous page.
+    #[param(format = Uuid)]
     pub after: Option<String>,
 }
 

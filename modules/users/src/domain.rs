@@ -67,7 +67,7 @@ impl std::fmt::Debug for Password {
 }
 
 /// A few hundred of the most used passwords (lower case), shipped with the crate.
-const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+pub(crate) const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
 
 fn is_common(lowered: &str) -> bool {
     COMMON_PASSWORDS.lines().map(str::trim).any(|common| common == lowered)

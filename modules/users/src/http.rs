@@ -1,29 +1,59 @@
 //! The users module's HTTP API.
 
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
-use actix_web::{HttpResponse, get, post, put, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
-use kernel::error::FieldErrors;
-use kernel::error::Problem;
+use kernel::error::{FieldErrors, Problem, problem_with};
 use kernel::{Admin, ApiError, ClientAddr, Page, Principal, after_cursor, page_limit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Email, Password, Role, User, UserId, UserName};
+use crate::domain::{COMMON_PASSWORDS, Email, Password, Role, User, UserId, UserName};
 use crate::service::{LoginError, RefreshError, RegisterError, SetRoleError, TokenPair, Users};
 use crate::throttle::{self, Throttles};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(required = true, schema_with = email)]
     pub email: Option<String>,
-    /// 12 to 128 characters; not the e-mail, not a common password.
-    #[schema(example = "correct horse battery staple")]
+    #[schema(required = true, schema_with = password)]
     pub password: Option<String>,
-    #[schema(example = "Ada Lovelace")]
+    #[schema(required = true, schema_with = kernel::openapi::text::<100>)]
     pub name: Option<String>,
+}
+
+/// What `Password::parse` takes, but for the e-mail: 12 to 128 characters, none of the common ones.
+fn password() -> utoipa::openapi::Object {
+    let common: Vec<&str> = COMMON_PASSWORDS.lines().map(str::trim).filter(|p| p.chars().count() >= 12).collect();
+    let mut schema = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(Password::MIN_CHARS))
+        .max_length(Some(Password::MAX_CHARS))
+        .description(Some("12 to 128 characters; not the e-mail, not a common password (in any case)"))
+        .examples(["correct horse battery staple"])
+        .build();
+    // utoipa has no `not`; the extensions are written into the schema object as they are.
+    let not = serde_json::json!({"enum": common});
+    schema.extensions = Some([("not", not)].into_iter().collect());
+    schema
+}
+
+/// What `Email::parse` takes, in ASCII: a local part of 1 to 64 characters, `@`, a domain with a
+/// dot inside.
+fn email() -> utoipa::openapi::Object {
+    let mut schema = kernel::openapi::trimmed(
+        r"[!-?A-~]{1,64}@[!--/-?A-~][!-?A-~]*\.[!-?A-~]*[!--/-?A-~]",
+        "An e-mail address (at most 254 characters), like ada@example.com",
+    );
+    schema.max_length = Some(254);
+    schema
 }
 
 impl std::fmt::Debug for RegisterRequest {
@@ -36,6 +66,77 @@ impl std::fmt::Debug for RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+}
+
+/// A log-in as OAuth2 clients (Swagger UI's "Authorize") send it: RFC 6749 §4.3, form-encoded.
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordGrantRequest {
+    #[schema(schema_with = password_grant)]
+    pub grant_type: String,
+    /// The e-mail address.
+    pub username: String,
+    pub password: String,
+}
+
+fn password_grant() -> utoipa::openapi::Object {
+    kernel::openapi::one_of(&["password"])
+}
+
+/// The tokens of a form-encoded log-in, spelled as RFC 6749 §5.1 has them.
+#[derive(Serialize, ToSchema)]
+pub struct OAuth2TokenResponse {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+}
+
+/// A log-in's tokens: [`TokenResponse`] for JSON, [`OAuth2TokenResponse`] for a form.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    Json(TokenResponse),
+    Form(OAuth2TokenResponse),
+}
+
+/// The RFC 6749 §5.2 error code, as a member of the problem document.
+#[derive(Debug, Serialize)]
+struct OAuth2Error {
+    error: &'static str,
+}
+
+impl LoginResponse {
+    fn json(pair: TokenPair) -> Self {
+        let TokenPair { access_token, expires_in, refresh_token, .. } = pair;
+        Self::Json(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token })
+    }
+
+    fn form(pair: TokenPair) -> Self {
+        let TokenPair { access_token, expires_in, refresh_token, .. } = pair;
+        Self::Form(OAuth2TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token })
+    }
+}
+
+/// A log-in request in either of the media types `POST /auth/token` reads.
+pub enum Login {
+    Json(LoginRequest),
+    Form(PasswordGrantRequest),
+}
+
+impl FromRequest for Login {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if req.content_type() == "application/x-www-form-urlencoded" {
+            let form = web::Form::<PasswordGrantRequest>::from_request(req, payload);
+            Box::pin(async move { Ok(Self::Form(form.await?.into_inner())) })
+        } else {
+            let json = web::Json::<LoginRequest>::from_request(req, payload);
+            Box::pin(async move { Ok(Self::Json(json.await?.into_inner())) })
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -90,19 +191,16 @@ pub struct RoleRequest {
 #[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// The `nextCursor` of the previous page.
+    #[param(format = Uuid)]
     pub after: Option<String>,
 }
 
 fn tokens(pair: TokenPair) -> HttpResponse {
     // RFC 6749 §5.1: token responses are never cached.
-    HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(TokenResponse {
-        access_token: pair.access_token,
-        token_type: "Bearer",
-        expires_in: pair.expires_in,
-        refresh_token: pair.refresh_token,
-    })
+    HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(LoginResponse::json(pair))
 }
 
 /// Register a customer account. Publishes `UserRegistered`. Registrations are limited per client
@@ -151,11 +249,18 @@ pub async fn register(
 
 /// Log in: trade an e-mail and password for an access token and a refresh token.
 /// Attempts are limited per account and client address, per client address, and per account.
+///
+/// OAuth2 clients (Swagger UI's "Authorize") send a form instead (RFC 6749 §4.3, `grant_type=password`,
+/// the e-mail as `username`) and get the tokens as RFC 6749 §5.1 spells them. Errors are problem+json
+/// either way; for a form, its `error` member carries the RFC 6749 §5.2 code where one applies.
 #[utoipa::path(
     tag = "users",
-    request_body = LoginRequest,
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (PasswordGrantRequest = "application/x-www-form-urlencoded"),
+    )),
     responses(
-        (status = 200, description = "Tokens", body = TokenResponse),
+        (status = 200, description = "Tokens, camelCase for JSON, snake_case for a form", body = LoginResponse),
         (status = 401, description = "Wrong e-mail or password", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts; see Retry-After", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -169,9 +274,19 @@ pub async fn token(
     client: ClientAddr,
     users: web::Data<Users>,
     throttle: web::Data<Throttles>,
-    body: web::Json<LoginRequest>,
+    body: Login,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let (body, spelled): (LoginRequest, fn(TokenPair) -> LoginResponse) = match body {
+        Login::Json(body) => (body, LoginResponse::json),
+        Login::Form(form) if form.grant_type == "password" => {
+            (LoginRequest { email: form.username, password: form.password }, LoginResponse::form)
+        }
+        Login::Form(form) => {
+            let detail = format!("grant_type {:?} is not supported: only password", form.grant_type);
+            let error = OAuth2Error { error: "unsupported_grant_type" };
+            return Ok(problem_with(StatusCode::BAD_REQUEST, Some(detail), error));
+        }
+    };
     let account =
         Email::parse(&body.email).map_or_else(|_| body.email.trim().to_lowercase(), |e| e.as_str().to_owned());
     // Counted before the password is checked: concurrent guesses cannot outrun the limit.
@@ -187,7 +302,7 @@ pub async fn token(
             attempt.give_back();
             // The owner is at this address: the earlier failures from here were theirs.
             throttle.login_per_account_and_address.reset(&pair_key);
-            Ok(tokens(pair))
+            Ok(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(spelled(pair)))
         }
         Err(LoginError::InvalidCredentials) => Err(ApiError::Unauthorized("wrong e-mail or password".into())),
         Err(LoginError::Busy) => {
