@@ -208,3 +208,88 @@ async fn a_key_removed_from_the_jwks_stops_verifying_once_its_max_age_passes() {
     eventually(5, || async { (create("JWKS-2").await.expect("sent").status() == 401).then_some(()) }).await;
     jwks_server.stop(false).await;
 }
+
+/// Issue 14 item 6 (roles and log-outs): a demoted admin's token stops working in a process that
+/// does not host `users`, and a logged-out user's token stops working at once, without waiting
+/// for them to expire: `UserSessionsRevoked` reaches every process.
+#[tokio::test]
+async fn a_demoted_admins_and_a_logged_out_users_tokens_are_refused_in_every_process() {
+    let Some(stack) = Stack::new(Engine::Sqlite, true).await else { return };
+    let users = stack
+        .spawn(&[
+            ("modules.enabled", "users"),
+            ("users.bootstrap_admin.email", "boss@example.com"),
+            ("users.bootstrap_admin.password", "a long admin passphrase"),
+        ])
+        .await;
+    let jwks = format!("{}/.well-known/jwks.json", users.address);
+    let mut settings = stack.settings(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks.as_str())]);
+    settings.auth.signing_key = None;
+    let catalog = stack.spawn_with(settings).await;
+    let log_in = |email: &'static str, password: &'static str| {
+        users
+            .request(Method::POST, "/auth/token", As::Anonymous)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+    };
+    let boss: Value =
+        log_in("boss@example.com", "a long admin passphrase").await.expect("sent").json().await.expect("JSON");
+    let boss = boss["accessToken"].as_str().expect("a token").to_owned();
+    let registered = users
+        .request(Method::POST, "/users", As::Anonymous)
+        .json(&json!({"email": "knuth@example.com", "password": "correct horse battery staple", "name": "Knuth"}))
+        .send()
+        .await
+        .expect("sent");
+    let knuth_id = registered.json::<Value>().await.expect("JSON")["id"].as_str().expect("an id").to_owned();
+    let set_role = |role: &'static str| {
+        users
+            .request(Method::PUT, &format!("/users/{knuth_id}/role"), As::Anonymous)
+            .bearer_auth(&boss)
+            .json(&json!({"role": role}))
+            .send()
+    };
+    assert_eq!(set_role("admin").await.expect("sent").status(), 200);
+    let knuth: Value =
+        log_in("knuth@example.com", "correct horse battery staple").await.expect("sent").json().await.expect("JSON");
+    let knuth_token = knuth["accessToken"].as_str().expect("a token").to_owned();
+    let create = |sku: &'static str| {
+        catalog
+            .request(Method::POST, "/products", As::Anonymous)
+            .bearer_auth(&knuth_token)
+            .json(&product_body(sku, "Made by Knuth"))
+            .send()
+    };
+    assert_eq!(create("KNUTH-1").await.expect("sent").status(), 201, "an admin's token works in the catalog process");
+    // Tokens carry whole seconds: the revocation refuses those issued before its second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    assert_eq!(set_role("customer").await.expect("sent").status(), 200);
+    eventually(10, || async { (create("KNUTH-2").await.expect("sent").status() == 401).then_some(()) }).await;
+
+    // A log-out revokes the access tokens too, in the users process itself.
+    let again: Value =
+        log_in("knuth@example.com", "correct horse battery staple").await.expect("sent").json().await.expect("JSON");
+    let me = || {
+        users
+            .request(Method::GET, "/users/me", As::Anonymous)
+            .bearer_auth(again["accessToken"].as_str().expect("a token"))
+            .send()
+    };
+    assert_eq!(me().await.expect("sent").status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let logged_out = users
+        .request(Method::POST, "/auth/logout", As::Anonymous)
+        .json(&json!({"refreshToken": again["refreshToken"]}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(logged_out.status(), 204);
+    eventually(10, || async { (me().await.expect("sent").status() == 401).then_some(()) }).await;
+    let fresh: Value =
+        log_in("knuth@example.com", "correct horse battery staple").await.expect("sent").json().await.expect("JSON");
+    let fresh_me = users
+        .request(Method::GET, "/users/me", As::Anonymous)
+        .bearer_auth(fresh["accessToken"].as_str().expect("a token"));
+    assert_eq!(fresh_me.send().await.expect("sent").status(), 200, "a new log-in works");
+}

@@ -388,3 +388,15 @@ async fn housekeeping_purges_expired_refresh_tokens_and_keeps_live_ones() {
     crate::helpers::settles(1, || count("SELECT COUNT(*) FROM users_refresh_tokens")).await;
     assert_eq!(app.post_refresh("/auth/refresh", &live["refreshToken"]).await.status(), 200, "the live one works");
 }
+
+#[tokio::test]
+async fn after_a_log_out_the_access_token_is_refused_too() {
+    let app = spawn_app().await;
+    let tokens = app.signed_in("dijkstra@example.com").await;
+    assert_eq!(app.me(&tokens["accessToken"]).await.status(), 200);
+    // Tokens carry whole seconds: the revocation refuses those issued before its second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.post_refresh("/auth/logout", &tokens["refreshToken"]).await.status(), 204);
+    crate::helpers::eventually(10, || async { (app.me(&tokens["accessToken"]).await.status() == 401).then_some(()) })
+        .await;
+}
