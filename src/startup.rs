@@ -92,6 +92,10 @@ impl Application {
             }
         }
 
+        let verifier =
+            verifier(&settings, running.iter().flat_map(|(_, _, s)| s.verification_keys()).collect()).await?;
+        bus.listen(Arc::new(SessionRevocations(verifier.clone()))).await.context("failed to listen for revocations")?;
+
         let shutdown = CancellationToken::new();
         let mut background = Vec::new();
         let bus_task = bus.clone();
@@ -120,8 +124,6 @@ impl Application {
             background.extend(started.background_tasks(shutdown.clone()).into_iter().map(tokio::spawn));
         }
 
-        let verifier =
-            verifier(&settings, running.iter().flat_map(|(_, _, s)| s.verification_keys()).collect()).await?;
         let doc = http::openapi(&hosted.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
         let openapi = http::OpenApiJson::render(&doc)?;
         let route_table = web::Data::new(http::RouteTable::new(&doc));
@@ -222,6 +224,27 @@ impl Application {
             }
         }
         served.context("the HTTP server failed")
+    }
+}
+
+/// Every process refuses the tokens the users module revokes (a role change, a log-out).
+struct SessionRevocations(JwtVerifier);
+
+#[async_trait::async_trait]
+impl kernel::Listener for SessionRevocations {
+    fn events(&self) -> Vec<contracts::EventType> {
+        use contracts::IntegrationEvent;
+        vec![contracts::users::UserSessionsRevoked::event_type()]
+    }
+
+    async fn hear(&self, envelope: &kernel::Envelope) {
+        match envelope.decode::<contracts::users::UserSessionsRevoked>() {
+            Ok(revoked) => {
+                tracing::info!(user.id = %revoked.user_id, reason = revoked.reason, "sessions revoked");
+                self.0.revoke(revoked.user_id, revoked.not_before);
+            }
+            Err(e) => tracing::warn!(error = %e, "a UserSessionsRevoked that does not decode; ignored"),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use kernel::bus::{RetryPolicy, Verdict, metric};
 use kernel::inbox::Queued;
-use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError};
+use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError, Listener};
 use tokio::sync::{Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,6 +29,7 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub struct InProcessBus {
     consumers: RwLock<Vec<Subscriber>>,
+    listeners: RwLock<Vec<Arc<dyn Listener>>>,
     policy: RetryPolicy,
     shutdown: CancellationToken,
 }
@@ -41,7 +42,12 @@ struct Subscriber {
 
 impl InProcessBus {
     pub fn new(policy: RetryPolicy) -> Self {
-        Self { consumers: RwLock::new(Vec::new()), policy, shutdown: CancellationToken::new() }
+        Self {
+            consumers: RwLock::new(Vec::new()),
+            listeners: RwLock::new(Vec::new()),
+            policy,
+            shutdown: CancellationToken::new(),
+        }
     }
 }
 
@@ -62,6 +68,7 @@ impl EventBus for InProcessBus {
             })?;
             subscriber.wake.notify_one();
         }
+        self.tell_listeners(std::slice::from_ref(envelope)).await;
         Ok(())
     }
 
@@ -83,11 +90,17 @@ impl EventBus for InProcessBus {
             }
             subscriber.wake.notify_one();
         }
+        self.tell_listeners(envelopes).await;
         (envelopes.len(), None)
     }
 
     async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError> {
         self.consumers.write().await.push(Subscriber { consumer, wake: Arc::new(Notify::new()) });
+        Ok(())
+    }
+
+    async fn listen(&self, listener: Arc<dyn Listener>) -> Result<(), BusError> {
+        self.listeners.write().await.push(listener);
         Ok(())
     }
 
@@ -101,6 +114,18 @@ impl EventBus for InProcessBus {
         self.shutdown.cancel();
         tracker.wait().await;
         Ok(())
+    }
+}
+
+impl InProcessBus {
+    /// The process's listeners hear the accepted events at once (a repeat is harmless to them).
+    async fn tell_listeners(&self, envelopes: &[Envelope]) {
+        for listener in self.listeners.read().await.iter() {
+            let events = listener.events();
+            for envelope in envelopes.iter().filter(|e| events.iter().any(|t| e.matches(t))) {
+                listener.hear(envelope).await;
+            }
+        }
     }
 }
 

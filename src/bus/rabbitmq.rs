@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use contracts::EventType;
 use futures::{FutureExt, StreamExt};
 use kernel::bus::{RetryPolicy, Verdict, backoff, metric};
-use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError};
+use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError, Listener};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -192,11 +192,18 @@ pub struct RabbitMqBus {
     topology: Topology,
     link: RwLock<Option<Arc<Link>>>,
     consumers: RwLock<Vec<Consumer>>,
+    listeners: RwLock<Vec<Arc<dyn Listener>>>,
 }
 
 impl RabbitMqBus {
     pub fn new(config: RabbitMqConfig, topology: Topology) -> Self {
-        Self { config, topology, link: RwLock::new(None), consumers: RwLock::new(Vec::new()) }
+        Self {
+            config,
+            topology,
+            link: RwLock::new(None),
+            consumers: RwLock::new(Vec::new()),
+            listeners: RwLock::new(Vec::new()),
+        }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -276,6 +283,17 @@ impl RabbitMqBus {
             tracker.spawn(async move {
                 if let Err(e) = worker.run(&lost, &shutdown).await {
                     tracing::warn!(consumer = worker.consumer.name, error = %e, "consumer stopped");
+                    lost.cancel();
+                }
+            });
+        }
+        let listeners = self.listeners.read().await.clone();
+        if !listeners.is_empty() {
+            let (link, exchange, lost, shutdown) =
+                (link.clone(), self.topology.exchange(), lost.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                if let Err(e) = listen(&link, &exchange, &listeners, &lost, &shutdown).await {
+                    tracing::warn!(error = %e, "the process's listeners stopped");
                     lost.cancel();
                 }
             });
@@ -376,6 +394,11 @@ impl EventBus for RabbitMqBus {
         (accepted, failure)
     }
 
+    async fn listen(&self, listener: Arc<dyn Listener>) -> Result<(), BusError> {
+        self.listeners.write().await.push(listener);
+        Ok(())
+    }
+
     async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError> {
         if !self.topology.consumers.contains_key(consumer.name) {
             return Err(BusError::Unexpected(anyhow::anyhow!("{} is not a consumer of the topology", consumer.name)));
@@ -440,6 +463,44 @@ impl EventBus for RabbitMqBus {
             .await;
         let _ = channel.close(200, "done".into()).await;
         queue.ok().map(|q| u64::from(q.message_count()))
+    }
+}
+
+/// The process's listeners on one connection: a queue of its own (named by the broker, exclusive,
+/// gone with the connection) bound to what they listen for; deliveries need no ack.
+async fn listen(
+    link: &Link,
+    exchange: &str,
+    listeners: &[Arc<dyn Listener>],
+    lost: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let channel = link.connection.create_channel().await?;
+    let private = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
+    let queue = channel.queue_declare("".into(), private, FieldTable::default()).await?;
+    let mut keys: Vec<String> = listeners.iter().flat_map(|l| l.events()).map(|t| t.routing_key()).collect();
+    keys.dedup();
+    for key in keys {
+        let (queue, exchange) = (queue.name().clone(), exchange.into());
+        channel.queue_bind(queue, exchange, key.into(), QueueBindOptions::default(), FieldTable::default()).await?;
+    }
+    let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+    let mut deliveries = channel.basic_consume(queue.name().clone(), "".into(), no_ack, FieldTable::default()).await?;
+    loop {
+        let delivery = tokio::select! {
+            next = deliveries.next() => next,
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = lost.cancelled() => return Ok(()),
+        };
+        let Some(delivery) = delivery else { anyhow::bail!("the broker ended the listeners' consumer") };
+        let delivery = delivery?;
+        let Ok(envelope) = serde_json::from_slice::<Envelope>(&delivery.data) else {
+            tracing::warn!("a listened-for message is not an envelope; ignored");
+            continue;
+        };
+        for listener in listeners.iter().filter(|l| l.events().iter().any(|t| envelope.matches(t))) {
+            listener.hear(&envelope).await;
+        }
     }
 }
 

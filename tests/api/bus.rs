@@ -520,6 +520,10 @@ impl EventBus for FlakyBus {
         Ok(())
     }
 
+    async fn listen(&self, _: Arc<dyn kernel::Listener>) -> Result<(), kernel::BusError> {
+        Ok(())
+    }
+
     async fn run(&self, shutdown: CancellationToken) -> Result<(), kernel::BusError> {
         shutdown.cancelled().await;
         Ok(())

@@ -20,3 +20,22 @@ impl IntegrationEvent for UserRegistered {
     const VERSION: u32 = 1;
     const SOURCE: &'static str = "users";
 }
+
+/// The user's access tokens issued before `notBefore` must be refused: their role changed, or
+/// they logged out. Every process hears it (not only a consuming module): each refuses the tokens
+/// it would otherwise accept until they expire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSessionsRevoked {
+    pub user_id: Uuid,
+    /// Unix seconds: tokens whose `iat` is earlier are revoked.
+    pub not_before: i64,
+    /// `role-changed` or `logged-out`.
+    pub reason: String,
+}
+
+impl IntegrationEvent for UserSessionsRevoked {
+    const NAME: &'static str = "UserSessionsRevoked";
+    const VERSION: u32 = 1;
+    const SOURCE: &'static str = "users";
+}

@@ -41,6 +41,10 @@ pub trait EventBus: Send + Sync + 'static {
     /// Registers a consumer; delivery starts with [`run`](Self::run).
     async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError>;
 
+    /// Registers a listener of this process; from [`run`](Self::run) on, it hears every event it
+    /// listens for while the process runs.
+    async fn listen(&self, listener: Arc<dyn Listener>) -> Result<(), BusError>;
+
     /// Delivers to the subscribed consumers until `shutdown` is cancelled, then waits for the
     /// handlers in flight to finish.
     async fn run(&self, shutdown: tokio_util::sync::CancellationToken) -> Result<(), BusError>;
@@ -101,6 +105,17 @@ impl From<sea_orm::DbErr> for HandlerError {
     fn from(e: sea_orm::DbErr) -> Self {
         Self::Failed(e.into())
     }
+}
+
+/// What every process acts on, not one consuming module: each process hears each event while it
+/// runs (on a broker, through a queue of its own that goes with it). No inbox and no retry: what a
+/// listener does must be in memory and idempotent (forgetting a user's older tokens, say); an event
+/// published while a process is away is not heard by it.
+#[async_trait]
+pub trait Listener: Send + Sync + 'static {
+    fn events(&self) -> Vec<EventType>;
+
+    async fn hear(&self, envelope: &Envelope);
 }
 
 /// One module's subscription: the events it wants, how it handles them, and its inbox.

@@ -29,7 +29,7 @@ pub mod pagination;
 pub mod redact;
 
 pub use auth::{Admin, JwtVerifier, Principal, Role};
-pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError};
+pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError, Listener};
 pub use client::ClientAddr;
 pub use envelope::Envelope;
 pub use error::{ApiError, FieldError};

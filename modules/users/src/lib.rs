@@ -19,7 +19,7 @@ use std::time::Duration;
 use actix_web::web;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contracts::users::UserRegistered;
+use contracts::users::{UserRegistered, UserSessionsRevoked};
 use contracts::{EventType, IntegrationEvent};
 use kernel::auth::VerificationKey;
 use kernel::housekeeping::Purge;
@@ -120,7 +120,7 @@ impl Module for UsersModule {
     }
 
     fn publishes(&self) -> Vec<EventType> {
-        vec![UserRegistered::event_type()]
+        vec![UserRegistered::event_type(), UserSessionsRevoked::event_type()]
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {

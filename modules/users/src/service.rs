@@ -6,7 +6,7 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
-use contracts::users::UserRegistered;
+use contracts::users::{UserRegistered, UserSessionsRevoked};
 use kernel::Outbox;
 use kernel::auth::Claims;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -210,8 +210,21 @@ impl Users {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         if let Some(token) = persistence::find_refresh_token(&txn, &token_hash(refresh_token)).await? {
             persistence::revoke_family(&txn, token.family_id, kernel::db::now()).await?;
+            self.revoke_sessions(&txn, token.user_id.into(), "logged-out").await?;
         }
-        txn.commit().await.context("failed to commit a log-out")
+        self.outbox.commit(txn).await.context("failed to commit a log-out")
+    }
+
+    /// Tells every process to refuse `user`'s access tokens issued so far (they would otherwise
+    /// keep their old role, or outlive the log-out, until they expire).
+    async fn revoke_sessions(&self, txn: &DatabaseTransaction, user: UserId, reason: &str) -> anyhow::Result<()> {
+        let event = UserSessionsRevoked {
+            user_id: user.as_uuid(),
+            not_before: kernel::db::now().timestamp(),
+            reason: reason.to_owned(),
+        };
+        self.outbox.publish(txn, &event, None).await.context("failed to publish a revocation")?;
+        Ok(())
     }
 
     pub async fn purge_expired_refresh_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
@@ -238,8 +251,11 @@ impl Users {
         if !persistence::set_role(&txn, id, role, kernel::db::now()).await.context("failed to set a role")? {
             return Err(SetRoleError::NotFound(id));
         }
+        if admins.contains(&id) != (role == Role::Admin) {
+            self.revoke_sessions(&txn, id, "role-changed").await?;
+        }
         let user = persistence::find(&txn, id).await.context("failed to load an account")?;
-        txn.commit().await.context("failed to commit a role change")?;
+        self.outbox.commit(txn).await.context("failed to commit a role change")?;
         tracing::info!("role changed");
         user.ok_or(SetRoleError::NotFound(id))
     }
