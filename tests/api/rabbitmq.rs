@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::broker::Proxy;
 use crate::engines::Engine;
-use crate::helpers::{As, Stack, eventually, product_body};
+use crate::helpers::{As, Stack, TestApp, eventually, product_body};
 use crate::orders::{customer, eur, order_body};
 
 /// While the broker is unreachable the process stays ready (its databases answer, and the outbox
@@ -104,19 +104,7 @@ async fn the_dead_letter_gauge_reads_the_depth_of_the_dead_letter_queue() {
 /// process hosting `users`, verified through that process's JWKS.
 #[tokio::test]
 async fn a_catalog_only_process_accepts_an_admin_token_through_the_users_process_jwks() {
-    let Some(stack) = Stack::new(Engine::Sqlite, true).await else { return };
-    let users = stack
-        .spawn(&[
-            ("modules.enabled", "users"),
-            ("users.bootstrap_admin.email", "boss@example.com"),
-            ("users.bootstrap_admin.password", "a long admin passphrase"),
-        ])
-        .await;
-    let jwks = format!("{}/.well-known/jwks.json", users.address);
-    // No signing key: this process can only verify, with the users process's published keys.
-    let mut settings = stack.settings(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks.as_str())]);
-    settings.auth.signing_key = None;
-    let catalog = stack.spawn_with(settings).await;
+    let Some((users, catalog)) = users_and_catalog_processes().await else { return };
 
     let tokens: Value = users
         .request(Method::POST, "/auth/token", As::Anonymous)
@@ -214,18 +202,7 @@ async fn a_key_removed_from_the_jwks_stops_verifying_once_its_max_age_passes() {
 /// for them to expire: `UserSessionsRevoked` reaches every process.
 #[tokio::test]
 async fn a_demoted_admins_and_a_logged_out_users_tokens_are_refused_in_every_process() {
-    let Some(stack) = Stack::new(Engine::Sqlite, true).await else { return };
-    let users = stack
-        .spawn(&[
-            ("modules.enabled", "users"),
-            ("users.bootstrap_admin.email", "boss@example.com"),
-            ("users.bootstrap_admin.password", "a long admin passphrase"),
-        ])
-        .await;
-    let jwks = format!("{}/.well-known/jwks.json", users.address);
-    let mut settings = stack.settings(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks.as_str())]);
-    settings.auth.signing_key = None;
-    let catalog = stack.spawn_with(settings).await;
+    let Some((users, catalog)) = users_and_catalog_processes().await else { return };
     let log_in = |email: &'static str, password: &'static str| {
         users
             .request(Method::POST, "/auth/token", As::Anonymous)
@@ -292,4 +269,23 @@ async fn a_demoted_admins_and_a_logged_out_users_tokens_are_refused_in_every_pro
         .request(Method::GET, "/users/me", As::Anonymous)
         .bearer_auth(fresh["accessToken"].as_str().expect("a token"));
     assert_eq!(fresh_me.send().await.expect("sent").status(), 200, "a new log-in works");
+}
+
+/// A process hosting `users` (with the admin boss@example.com) and one hosting `catalog` that
+/// verifies tokens with the first one's JWKS only, on one broker; `None` when RabbitMQ is away.
+async fn users_and_catalog_processes() -> Option<(TestApp, TestApp)> {
+    let stack = Stack::new(Engine::Sqlite, true).await?;
+    let users = stack
+        .spawn(&[
+            ("modules.enabled", "users"),
+            ("users.bootstrap_admin.email", "boss@example.com"),
+            ("users.bootstrap_admin.password", "a long admin passphrase"),
+        ])
+        .await;
+    let jwks = format!("{}/.well-known/jwks.json", users.address);
+    // No signing key: this process can only verify, with the users process's published keys.
+    let mut settings = stack.settings(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks.as_str())]);
+    settings.auth.signing_key = None;
+    let catalog = stack.spawn_with(settings).await;
+    Some((users, catalog))
 }
