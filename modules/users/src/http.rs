@@ -238,11 +238,15 @@ pub async fn register(
         .map_err(|wait| ApiError::TooManyRequests { retry_after: wait.as_secs() })?;
     let user = users.register(email, password, name, Role::Customer).await.map_err(|e| match e {
         RegisterError::EmailTaken => ApiError::Conflict("an account with this e-mail exists already".into()),
+        // Nothing was registered: the attempt does not count.
         RegisterError::Busy => {
             attempt.give_back();
             busy()
         }
-        RegisterError::Unexpected(e) => e.into(),
+        RegisterError::Unexpected(e) => {
+            attempt.give_back();
+            e.into()
+        }
     })?;
     Ok(HttpResponse::Created().insert_header((header::LOCATION, "/users/me")).json(UserResponse::from(user)))
 }
@@ -305,11 +309,15 @@ pub async fn token(
             Ok(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(spelled(pair)))
         }
         Err(LoginError::InvalidCredentials) => Err(ApiError::Unauthorized("wrong e-mail or password".into())),
+        // The client learns nothing of the password either way: the attempt does not count.
         Err(LoginError::Busy) => {
             attempt.give_back();
             Err(busy())
         }
-        Err(LoginError::Unexpected(e)) => Err(e.into()),
+        Err(LoginError::Unexpected(e)) => {
+            attempt.give_back();
+            Err(e.into())
+        }
     }
 }
 
