@@ -45,7 +45,7 @@ pub struct Ops {
 struct OperationsApi;
 
 /// The OpenAPI document of `modules` with the operational endpoints, the security schemes and the
-/// answers any operation can give (see [`declare_common_answers`]).
+/// answers any operation can give (see `declare_common_answers`).
 pub fn openapi(modules: &[Arc<dyn Module>]) -> utoipa::openapi::OpenApi {
     let mut doc = OperationsApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -19,7 +19,7 @@ use crate::settings::{LogFormat, TelemetrySettings};
 ///
 /// Lines are formatted on the thread that logs and written by a thread of their own, in batches:
 /// a request never waits for stdout (a slow pipe or log collector), and a burst of lines costs one
-/// write instead of one each. Nothing is dropped: when [`QUEUED_LINES`] wait, loggers wait. Keep the
+/// write instead of one each. Nothing is dropped: when `QUEUED_LINES` wait, loggers wait. Keep the
 /// returned guard until the process ends; dropping it writes what is queued.
 #[must_use = "dropping the guard stops the log writer"]
 pub fn init(settings: &TelemetrySettings) -> Option<WorkerGuard> {

@@ -9,7 +9,7 @@
 //! order's address change is only requested (`OrderAddressChangeRequested`) until shipping changes
 //! the shipment's address (`ShipmentAddressChanged`) or refuses (`ShipmentAddressChangeRefused`).
 //! Prices come from the module's own copy of the catalog, kept from `Product*` events: orders
-//! never asks the catalog. `[orders]` caps the units an order may hold (see [`OrderLimits`]).
+//! never asks the catalog. `[orders]` caps the units an order may hold (see `domain::OrderLimits`).
 
 mod domain;
 mod events;

@@ -194,7 +194,7 @@ async fn bootstrap(users: &Users, email: &str, password: &str) -> Result<AdminBo
 }
 
 /// `bazaar users create-admin`: creates the admin account; refuses an e-mail that belongs to a
-/// customer (see [`Users::ensure_admin`]).
+/// customer: whoever registered it chose its password (README "Security").
 pub async fn create_admin(ctx: &ModuleContext, email: &str, password: &str) -> Result<AdminBootstrap, BootstrapError> {
     bootstrap(&users_service(ctx, &ctx.section("users")?)?, email, password).await
 }

@@ -81,7 +81,7 @@ pub enum SetRoleError {
     Unexpected(#[from] anyhow::Error),
 }
 
-/// What [`Users::ensure_admin`] did.
+/// What `create_admin` (and the start-up bootstrap) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminBootstrap {
     Created,
