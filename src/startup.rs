@@ -11,7 +11,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use kernel::auth::VerificationKey;
 use kernel::outbox::Relay;
-use kernel::{Consumer, EventBus, Inbox, JwtVerifier, Module, ModuleContext};
+use kernel::{Consumer, EventBus, Hosted, Inbox, JwtVerifier, Module, ModuleContext};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -57,121 +57,30 @@ pub async fn connect_modules(
     Ok(hosted)
 }
 
+/// A module started in this process, with its context.
+type Running = (Arc<dyn Module>, ModuleContext, Box<dyn Hosted>);
+
 impl Application {
+    /// The start-up sequence, one step a line.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
         let modules = modules::select(&settings.modules.enabled);
         let hosted = connect_modules(&settings, modules, settings.database.auto_migrate).await?;
-
-        let mut running = Vec::with_capacity(hosted.len());
-        for (module, ctx) in &hosted {
-            let started =
-                module.start(ctx.clone()).await.with_context(|| format!("failed to start {}", module.name()))?;
-            running.push((module.clone(), ctx.clone(), started));
-        }
-
-        let bus: Arc<dyn EventBus> = match settings.bus.kind {
-            BusKind::InProcess => Arc::new(InProcessBus::new(settings.bus.retry_policy())),
-            BusKind::Rabbitmq => {
-                let config = RabbitMqConfig::from_settings(&settings.bus).context("bus.rabbitmq.url is not set")?;
-                // Every consumer of the registry, hosted here or not: their queues must exist for
-                // this process's events to be routable.
-                let topology = Topology::new(&settings.bus.rabbitmq.prefix, modules::subscriptions(), &config.policy);
-                Arc::new(RabbitMqBus::new(config, topology))
-            }
-        };
-        for (module, ctx, started) in &running {
-            if let Some(handler) = started.handler() {
-                let consumer = Consumer {
-                    name: module.name(),
-                    events: module.consumes(),
-                    handler,
-                    inbox: Inbox::new(ctx.outbox.clone()),
-                };
-                bus.subscribe(consumer).await.with_context(|| format!("failed to subscribe {}", module.name()))?;
-            }
-        }
-
+        let running = start_modules(&hosted).await?;
+        let bus = choose_bus(&settings)?;
+        subscribe_consumers(bus.as_ref(), &running).await?;
         let verifier =
             verifier(&settings, running.iter().flat_map(|(_, _, s)| s.verification_keys()).collect()).await?;
         bus.listen(Arc::new(SessionRevocations(verifier.clone()))).await.context("failed to listen for revocations")?;
-
         let shutdown = CancellationToken::new();
-        let mut background = Vec::new();
-        let bus_task = bus.clone();
-        let token = shutdown.clone();
-        background.push(tokio::spawn(async move {
-            if let Err(e) = bus_task.run(token).await {
-                tracing::error!(error = %e, "the bus stopped");
-            }
-        }));
-        background.push(tokio::spawn(telemetry::upkeep(shutdown.clone())));
-        for (_, ctx, started) in &running {
-            let relay = Relay::new(
-                ctx.outbox.clone(),
-                bus.clone(),
-                settings.outbox.batch_size,
-                Duration::from_millis(settings.outbox.poll_interval_ms),
-            );
-            background.push(tokio::spawn(relay.run(shutdown.clone())));
-            background.push(tokio::spawn(kernel::housekeeping::run(
-                ctx.outbox.clone(),
-                started.purges(),
-                Duration::from_secs(settings.housekeeping.retention_hours * 3600),
-                Duration::from_secs(settings.housekeeping.interval_secs),
-                shutdown.clone(),
-            )));
-            background.extend(started.background_tasks(shutdown.clone()).into_iter().map(tokio::spawn));
-        }
-
-        let doc = http::openapi(&hosted.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
-        let openapi = http::OpenApiJson::render(&doc)?;
-        let route_table = web::Data::new(http::RouteTable::new(&doc));
-        let routes: Vec<kernel::Routes> = running.iter().map(|(_, _, started)| started.routes()).collect();
+        let background = spawn_background_work(&settings, &bus, &running, &shutdown);
         let stopping = CancellationToken::new();
-        let ops = web::Data::new(Ops { modules: hosted, bus, stopping: stopping.clone() });
-        let verifier = web::Data::new(verifier);
-        let trusted_proxies =
-            web::Data::new(kernel::client::TrustedProxies::new(settings.server.trusted_proxies.clone()));
-
-        let listener = TcpListener::bind(settings.address())
-            .with_context(|| format!("failed to bind {}:{}", settings.server.host, settings.server.port))?;
-        let port = listener.local_addr()?.port();
-        let mut server = HttpServer::new(move || {
-            let routes = routes.clone();
-            App::new()
-                .app_data(web::JsonConfig::default().limit(256 * 1024).error_handler(kernel::error::json_error))
-                .app_data(web::PathConfig::default().error_handler(kernel::error::path_error))
-                .app_data(web::QueryConfig::default().error_handler(kernel::error::query_error))
-                .app_data(verifier.clone())
-                .app_data(trusted_proxies.clone())
-                .app_data(ops.clone())
-                .wrap(ErrorHandlers::new().default_handler(http::problem_for_actix_errors))
-                .wrap(from_fn(http::observe))
-                .configure(move |cfg| routes.iter().for_each(|r| r(cfg)))
-                .service(http::health_live)
-                .service(http::health_ready)
-                .service(http::prometheus_metrics)
-                .service(http::dead_letters)
-                .service(http::replay_dead_letter)
-                .app_data(openapi.clone())
-                .route(http::OPENAPI_PATH, web::get().to(http::openapi_json))
-                .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(Config::from(http::OPENAPI_PATH)))
-                .route("/swagger-ui", web::get().to(http::swagger_redirect))
-                .app_data(route_table.clone())
-                .default_service(web::to(http::no_route))
-        })
-        .listen(listener)?
-        // Signals are ours (see `run_until_stopped`): actix only handles them under its own runtime.
-        .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_timeout_secs);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
+        let ops = Ops { modules: hosted, bus, stopping: stopping.clone() };
+        let (port, server) = bind_http(&settings, ops, &running, verifier)?;
         Ok(Self {
             port,
             modules: settings.modules.enabled.join(","),
-            server: server.run(),
+            server,
             stopping,
             shutdown_delay: Duration::from_secs(settings.server.shutdown_delay_secs),
             shutdown,
@@ -225,6 +134,135 @@ impl Application {
         }
         served.context("the HTTP server failed")
     }
+}
+
+/// Builds each hosted module once: its state is made here.
+async fn start_modules(hosted: &[(Arc<dyn Module>, ModuleContext)]) -> anyhow::Result<Vec<Running>> {
+    let mut running = Vec::with_capacity(hosted.len());
+    for (module, ctx) in hosted {
+        let started = module.start(ctx.clone()).await.with_context(|| format!("failed to start {}", module.name()))?;
+        running.push((module.clone(), ctx.clone(), started));
+    }
+    Ok(running)
+}
+
+/// The bus the settings name.
+fn choose_bus(settings: &Settings) -> anyhow::Result<Arc<dyn EventBus>> {
+    Ok(match settings.bus.kind {
+        BusKind::InProcess => Arc::new(InProcessBus::new(settings.bus.retry_policy())),
+        BusKind::Rabbitmq => {
+            let config = RabbitMqConfig::from_settings(&settings.bus).context("bus.rabbitmq.url is not set")?;
+            // Every consumer of the registry, hosted here or not: their queues must exist for
+            // this process's events to be routable.
+            let topology = Topology::new(&settings.bus.rabbitmq.prefix, modules::subscriptions(), &config.policy);
+            Arc::new(RabbitMqBus::new(config, topology))
+        }
+    })
+}
+
+/// Each hosted module that consumes events gets them through its inbox.
+async fn subscribe_consumers(bus: &dyn EventBus, running: &[Running]) -> anyhow::Result<()> {
+    for (module, ctx, started) in running {
+        if let Some(handler) = started.handler() {
+            let consumer = Consumer {
+                name: module.name(),
+                events: module.consumes(),
+                handler,
+                inbox: Inbox::new(ctx.outbox.clone()),
+            };
+            bus.subscribe(consumer).await.with_context(|| format!("failed to subscribe {}", module.name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The bus, metrics upkeep, and per module its relay, its housekeeping and its own tasks, until
+/// `shutdown`.
+fn spawn_background_work(
+    settings: &Settings,
+    bus: &Arc<dyn EventBus>,
+    running: &[Running],
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut background = Vec::new();
+    let (bus_task, token) = (bus.clone(), shutdown.clone());
+    background.push(tokio::spawn(async move {
+        if let Err(e) = bus_task.run(token).await {
+            tracing::error!(error = %e, "the bus stopped");
+        }
+    }));
+    background.push(tokio::spawn(telemetry::upkeep(shutdown.clone())));
+    for (_, ctx, started) in running {
+        let relay = Relay::new(
+            ctx.outbox.clone(),
+            bus.clone(),
+            settings.outbox.batch_size,
+            Duration::from_millis(settings.outbox.poll_interval_ms),
+        );
+        background.push(tokio::spawn(relay.run(shutdown.clone())));
+        background.push(tokio::spawn(kernel::housekeeping::run(
+            ctx.outbox.clone(),
+            started.purges(),
+            Duration::from_secs(settings.housekeeping.retention_hours * 3600),
+            Duration::from_secs(settings.housekeeping.interval_secs),
+            shutdown.clone(),
+        )));
+        background.extend(started.background_tasks(shutdown.clone()).into_iter().map(tokio::spawn));
+    }
+    background
+}
+
+/// Binds the listener and builds the HTTP server: the modules' routes, the operational ones, the
+/// OpenAPI document and Swagger UI, and problem+json for whatever matches nothing.
+fn bind_http(
+    settings: &Settings,
+    ops: Ops,
+    running: &[Running],
+    verifier: JwtVerifier,
+) -> anyhow::Result<(u16, Server)> {
+    let doc = http::openapi(&ops.modules.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
+    let openapi = http::OpenApiJson::render(&doc)?;
+    let route_table = web::Data::new(http::RouteTable::new(&doc));
+    let routes: Vec<kernel::Routes> = running.iter().map(|(_, _, started)| started.routes()).collect();
+    let ops = web::Data::new(ops);
+    let verifier = web::Data::new(verifier);
+    let trusted_proxies = web::Data::new(kernel::client::TrustedProxies::new(settings.server.trusted_proxies.clone()));
+
+    let listener = TcpListener::bind(settings.address())
+        .with_context(|| format!("failed to bind {}:{}", settings.server.host, settings.server.port))?;
+    let port = listener.local_addr()?.port();
+    let mut server = HttpServer::new(move || {
+        let routes = routes.clone();
+        App::new()
+            .app_data(web::JsonConfig::default().limit(256 * 1024).error_handler(kernel::error::json_error))
+            .app_data(web::PathConfig::default().error_handler(kernel::error::path_error))
+            .app_data(web::QueryConfig::default().error_handler(kernel::error::query_error))
+            .app_data(verifier.clone())
+            .app_data(trusted_proxies.clone())
+            .app_data(ops.clone())
+            .wrap(ErrorHandlers::new().default_handler(http::problem_for_actix_errors))
+            .wrap(from_fn(http::observe))
+            .configure(move |cfg| routes.iter().for_each(|r| r(cfg)))
+            .service(http::health_live)
+            .service(http::health_ready)
+            .service(http::prometheus_metrics)
+            .service(http::dead_letters)
+            .service(http::replay_dead_letter)
+            .app_data(openapi.clone())
+            .route(http::OPENAPI_PATH, web::get().to(http::openapi_json))
+            .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(Config::from(http::OPENAPI_PATH)))
+            .route("/swagger-ui", web::get().to(http::swagger_redirect))
+            .app_data(route_table.clone())
+            .default_service(web::to(http::no_route))
+    })
+    .listen(listener)?
+    // Signals are ours (see `run_until_stopped`): actix only handles them under its own runtime.
+    .disable_signals()
+    .shutdown_timeout(settings.server.shutdown_timeout_secs);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    Ok((port, server.run()))
 }
 
 /// Every process refuses the tokens the users module revokes (a role change, a log-out).
