@@ -121,8 +121,7 @@ impl InProcessBus {
     /// The process's listeners hear the accepted events at once (a repeat is harmless to them).
     async fn tell_listeners(&self, envelopes: &[Envelope]) {
         for listener in self.listeners.read().await.iter() {
-            let events = listener.events();
-            for envelope in envelopes.iter().filter(|e| events.iter().any(|t| e.matches(t))) {
+            for envelope in envelopes.iter().filter(|e| listener.listens_for(e)) {
                 listener.hear(envelope).await;
             }
         }

@@ -498,7 +498,7 @@ async fn listen(
             tracing::warn!("a listened-for message is not an envelope; ignored");
             continue;
         };
-        for listener in listeners.iter().filter(|l| l.events().iter().any(|t| envelope.matches(t))) {
+        for listener in listeners.iter().filter(|l| l.listens_for(&envelope)) {
             listener.hear(&envelope).await;
         }
     }

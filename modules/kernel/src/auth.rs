@@ -184,6 +184,7 @@ impl JwtVerifier {
             keys: RwLock::new(Vec::new()),
             freshness: Default::default(),
             fetching: Mutex::new(()),
+            changed: Default::default(),
         };
         Self::new(Source::Jwks(jwks), issuer, audience)
     }
@@ -289,6 +290,9 @@ struct Jwks {
     freshness: std::sync::Mutex<Freshness>,
     /// One fetch at a time; the others wait for its result.
     fetching: Mutex<()>,
+    /// Set by a fetch that changed the key set (whichever path fetched), taken by the next
+    /// [`Jwks::ensure_fresh`]: the tokens verified so far are forgotten then.
+    changed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -307,7 +311,7 @@ const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
 const JWKS_DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 const JWKS_MAX_AGE_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 
-/// What a fetch changed.
+/// Whether the key set changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fetched {
     Same,
@@ -319,17 +323,25 @@ impl Jwks {
         self.freshness.lock().map(|f| *f).unwrap_or_default()
     }
 
-    /// Fetches the keys again if the cached copy expired; says whether the set changed.
+    fn is_fresh(&self) -> bool {
+        self.freshness().until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Fetches the keys again if the cached copy expired; says whether the set changed since the
+    /// last call, by this fetch or by one an unknown `kid` made.
     async fn ensure_fresh(&self) -> Fetched {
-        if self.freshness().until.is_some_and(|until| Instant::now() < until) {
-            return Fetched::Same;
+        use std::sync::atomic::Ordering;
+        if !self.is_fresh() {
+            let _fetching = self.fetching.lock().await;
+            // Someone else may have fetched while this one waited.
+            if !self.is_fresh() {
+                self.fetch_logged().await;
+            }
         }
-        let _fetching = self.fetching.lock().await;
-        // Someone else may have fetched while this one waited.
-        if self.freshness().until.is_some_and(|until| Instant::now() < until) {
-            return Fetched::Same;
+        match self.changed.load(Ordering::Acquire) && self.changed.swap(false, Ordering::AcqRel) {
+            true => Fetched::Changed,
+            false => Fetched::Same,
         }
-        self.fetch_logged().await
     }
 
     async fn key(&self, kid: &str) -> Option<VerificationKey> {
@@ -350,18 +362,14 @@ impl Jwks {
         self.keys.read().await.iter().find(|k| k.kid.as_deref() == Some(kid)).cloned()
     }
 
-    async fn fetch_logged(&self) -> Fetched {
-        match self.fetch().await {
-            Ok(fetched) => fetched,
-            Err(e) => {
-                tracing::warn!(url = %self.shown, error = %e, "cannot fetch the JWKS; keeping the keys held");
-                Fetched::Same
-            }
+    async fn fetch_logged(&self) {
+        if let Err(e) = self.fetch().await {
+            tracing::warn!(url = %self.shown, error = %e, "cannot fetch the JWKS; keeping the keys held");
         }
     }
 
     /// Fetches the keys; the caller holds `fetching`.
-    async fn fetch(&self) -> Result<Fetched, reqwest::Error> {
+    async fn fetch(&self) -> Result<(), reqwest::Error> {
         let now = Instant::now();
         if let Ok(mut freshness) = self.freshness.lock() {
             // Until this fetch succeeds, ask again only after the minimum interval.
@@ -384,7 +392,10 @@ impl Jwks {
         let changed = kids(&held) != kids(&keys);
         tracing::info!(url = %self.shown, keys = keys.len(), max_age_secs = max_age.as_secs(), changed, "fetched the JWKS");
         *held = keys;
-        Ok(if changed { Fetched::Changed } else { Fetched::Same })
+        if changed {
+            self.changed.store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(())
     }
 }
 

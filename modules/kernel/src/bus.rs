@@ -116,6 +116,11 @@ pub trait Listener: Send + Sync + 'static {
     fn events(&self) -> Vec<EventType>;
 
     async fn hear(&self, envelope: &Envelope);
+
+    /// Whether `envelope` is one of its [`events`](Self::events).
+    fn listens_for(&self, envelope: &Envelope) -> bool {
+        self.events().iter().any(|t| envelope.matches(t))
+    }
 }
 
 /// One module's subscription: the events it wants, how it handles them, and its inbox.
