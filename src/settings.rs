@@ -5,22 +5,18 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use kernel::settings::{Checks, Sections, config_error};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+pub use kernel::settings::SettingsError;
 
 use crate::modules;
 
-/// Secrets are serialised for the hosted modules' context only; [`Settings::redacted`] hides them.
-fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(secret.expose_secret())
-}
-
-fn expose_optional<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(secret) => expose(secret, serializer),
-        None => serializer.serialize_none(),
-    }
-}
+/// The sections the composition root reads itself; every other section belongs to a module
+/// ([`kernel::Module::settings`]).
+const ROOT_SECTIONS: [&str; 9] =
+    ["server", "database", "modules", "bus", "outbox", "housekeeping", "auth", "telemetry", "environment"];
 
 /// The settings shipped in the binary: a process runs even without a `config/` folder.
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -63,9 +59,10 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub housekeeping: HousekeepingSettings,
     pub auth: AuthSettings,
-    pub users: UsersSettings,
-    pub orders: OrdersSettings,
     pub telemetry: TelemetrySettings,
+    /// The layers as loaded, where the modules' sections are read from ([`Self::sections_of`]).
+    #[serde(skip)]
+    layered: Option<config::Config>,
 }
 
 fn development() -> Environment {
@@ -96,10 +93,20 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModulesSettings {
+    /// The modules this process hosts (unset: every registered module), less `disabled`.
+    #[serde(default = "every_module")]
     pub enabled: Vec<String>,
+    /// Modules this process does not host although `enabled` names them: a process that hosts
+    /// "everything else" names the others here, so a new module joins it by itself.
+    #[serde(default)]
+    pub disabled: Vec<String>,
     /// `[modules.<name>]` tables.
     #[serde(flatten)]
     pub overrides: BTreeMap<String, ModuleOverrides>,
+}
+
+fn every_module() -> Vec<String> {
+    modules::names().map(str::to_owned).collect()
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -126,7 +133,7 @@ pub struct BusSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RabbitMqSettings {
     /// `amqp://user:password@host:5672/vhost`; a secret, shown with its password redacted.
-    #[serde(serialize_with = "expose_optional")]
+    #[serde(serialize_with = "serialize_url")]
     pub url: Option<SecretString>,
     /// Names the exchange `<prefix>.events` and the queues `<prefix>.<module>[.retry.<delay>|.dead]`.
     pub prefix: String,
@@ -166,47 +173,16 @@ pub struct HousekeepingSettings {
     pub interval_secs: u64,
 }
 
+/// How every process verifies access tokens. The `[auth]` keys that sign them (the signing key,
+/// the token lifetimes) are the users module's, declared by it and given to it alone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthSettings {
     pub issuer: String,
     pub audience: String,
-    pub access_token_ttl_secs: u64,
-    pub refresh_token_ttl_days: u64,
-    /// The users module's Ed25519 private key (PKCS#8 PEM). Serialised only for the hosted
-    /// modules' context; `Debug` and `bazaar config` show it redacted.
-    #[serde(serialize_with = "expose_optional")]
-    pub signing_key: Option<SecretString>,
-    pub signing_key_file: String,
-    pub previous_public_key: Option<String>,
     /// Verification where `users` is not hosted: a PEM public key…
     pub public_key: Option<String>,
     /// …or the users module's JWKS.
     pub jwks_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UsersSettings {
-    pub failed_logins_per_minute: u32,
-    pub failed_logins_per_minute_per_address: u32,
-    pub failed_logins_per_hour_per_account: u32,
-    pub registrations_per_hour_per_address: u32,
-    pub password_hash_concurrency: usize,
-    pub password_hash_queue: usize,
-    pub bootstrap_admin: Option<BootstrapAdmin>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BootstrapAdmin {
-    pub email: String,
-    #[serde(serialize_with = "expose")]
-    pub password: SecretString,
-}
-
-/// What one order may hold (the orders module checks it: `orders::limits_error`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OrdersSettings {
-    pub max_quantity_per_line: u32,
-    pub max_quantity_per_order: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,17 +198,11 @@ pub struct TelemetrySettings {
     pub filter: String,
 }
 
-/// A setting that stops start-up: `invalid setting `key`: message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid setting `{key}`: {message}")]
-pub struct SettingsError {
-    pub key: String,
-    pub message: String,
-}
-
-impl SettingsError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { key: key.into(), message: message.into() }
+/// A URL with its password shown as `***`: what `Debug`-like output may show of a broker URL.
+fn serialize_url<S: serde::Serializer>(url: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_str(&redact_url(url.expose_secret())),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -273,6 +243,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("modules.enabled")
+                    .with_list_parse_key("modules.disabled")
                     .with_list_parse_key("server.trusted_proxies")
                     .try_parsing(true),
             );
@@ -281,13 +252,41 @@ impl Settings {
             builder = builder.set_override(key, value).map_err(config_error)?;
         }
         let layered = builder.build().map_err(config_error)?;
-        let mut settings: Settings = layered.try_deserialize().map_err(config_error)?;
+        let mut settings: Settings = layered.clone().try_deserialize().map_err(config_error)?;
         settings.environment = environment;
         settings.validate()?;
+        let present: BTreeMap<String, serde::de::IgnoredAny> =
+            layered.clone().try_deserialize().map_err(config_error)?;
+        let registry = modules::all();
+        let declared: Vec<&str> =
+            registry.iter().flat_map(|m| m.settings()).map(|spec| spec.key()).chain(ROOT_SECTIONS).collect();
+        // A section nobody declares would be dropped silently: a typo, or a module not built in.
+        if let Some(unknown) = present.keys().find(|key| !declared.contains(&key.as_str())) {
+            return Err(SettingsError::new(
+                unknown.as_str(),
+                "is no section of Bazaar's nor of a registered module's (`bazaar modules` lists them)",
+            ));
+        }
+        settings.layered = Some(layered);
+        for module in modules::select(&settings.modules.enabled) {
+            settings.sections_of(module.as_ref())?;
+        }
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), SettingsError> {
+    /// The sections `module` declares, parsed and checked by its own types (each one's defaults
+    /// where the settings were not loaded from layers).
+    pub fn sections_of(&self, module: &dyn kernel::Module) -> Result<Sections, SettingsError> {
+        let mut sections = Sections::default();
+        let Some(layered) = &self.layered else { return Ok(sections) };
+        let checks = Checks { production: self.environment == Environment::Production };
+        for spec in module.settings() {
+            sections.insert(spec.key(), spec.parse(layered, checks)?);
+        }
+        Ok(sections)
+    }
+
+    fn validate(&mut self) -> Result<(), SettingsError> {
         if self.server.port > u32::from(u16::MAX) {
             return Err(SettingsError::new(
                 "server.port",
@@ -356,10 +355,6 @@ impl Settings {
             return Err(SettingsError::new("outbox.batch_size", "must be at least 1"));
         }
         self.validate_auth()?;
-        let (per_line, per_order) = (self.orders.max_quantity_per_line, self.orders.max_quantity_per_order);
-        if let Some((key, message)) = orders::limits_error(per_line, per_order) {
-            return Err(SettingsError::new(key, message));
-        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.filter) {
             return Err(SettingsError::new("telemetry.filter", e.to_string()));
         }
@@ -368,16 +363,9 @@ impl Settings {
 
     fn validate_auth(&self) -> Result<(), SettingsError> {
         let auth = &self.auth;
-        if let Some(message) = auth.signing_key.as_ref().and_then(|k| users::signing_key_error(k.expose_secret())) {
-            return Err(SettingsError::new("auth.signing_key", message));
-        }
-        for (key, pem) in
-            [("auth.public_key", &auth.public_key), ("auth.previous_public_key", &auth.previous_public_key)]
-        {
-            if let Some(pem) = pem {
-                kernel::auth::VerificationKey::from_public_pem(pem)
-                    .map_err(|e| SettingsError::new(key, e.to_string()))?;
-            }
+        if let Some(pem) = &auth.public_key {
+            kernel::auth::VerificationKey::from_public_pem(pem)
+                .map_err(|e| SettingsError::new("auth.public_key", e.to_string()))?;
         }
         if let Some(url) = &auth.jwks_url {
             match url::Url::parse(url) {
@@ -385,30 +373,21 @@ impl Settings {
                 _ => return Err(SettingsError::new("auth.jwks_url", format!("'{url}' is not an http(s) URL"))),
             }
         }
-        if auth.access_token_ttl_secs == 0 || auth.refresh_token_ttl_days == 0 {
-            return Err(SettingsError::new("auth.access_token_ttl_secs", "token lifetimes must be positive"));
-        }
-        let hosts_users = self.modules.enabled.iter().any(|m| m == "users");
-        if self.environment == Environment::Production {
-            if hosts_users && auth.signing_key.is_none() {
-                return Err(SettingsError::new("auth.signing_key", "is required in production where users is hosted"));
-            }
-            if !hosts_users && auth.public_key.is_none() && auth.jwks_url.is_none() {
-                return Err(SettingsError::new(
-                    "auth.jwks_url",
-                    "(or auth.public_key) is required in production where users is hosted elsewhere",
-                ));
-            }
-        }
-        if let Some(admin) = &self.users.bootstrap_admin
-            && (admin.email.trim().is_empty() || admin.password.expose_secret().is_empty())
+        let hosts_users = self.modules.enabled.iter().any(|m| m == users::NAME);
+        if self.environment == Environment::Production
+            && !hosts_users
+            && auth.public_key.is_none()
+            && auth.jwks_url.is_none()
         {
-            return Err(SettingsError::new("users.bootstrap_admin", "needs an email and a password"));
+            return Err(SettingsError::new(
+                "auth.jwks_url",
+                "(or auth.public_key) is required in production where users is hosted elsewhere",
+            ));
         }
         Ok(())
     }
 
-    fn validate_modules(&self) -> Result<(), SettingsError> {
+    fn validate_modules(&mut self) -> Result<(), SettingsError> {
         let known: Vec<&str> = modules::names().collect();
         let unknown = |name: &str| format!("unknown module '{name}' (known: {})", known.join(", "));
         if self.modules.enabled.is_empty() {
@@ -426,6 +405,15 @@ impl Settings {
             if !known.contains(&name.as_str()) {
                 return Err(SettingsError::new(format!("modules.{name}"), unknown(name)));
             }
+        }
+        if let Some(name) = self.modules.disabled.iter().find(|name| !known.contains(&name.as_str())) {
+            return Err(SettingsError::new("modules.disabled", unknown(name)));
+        }
+        let disabled = std::mem::take(&mut self.modules.disabled);
+        self.modules.enabled.retain(|name| !disabled.contains(name));
+        self.modules.disabled = disabled;
+        if self.modules.enabled.is_empty() {
+            return Err(SettingsError::new("modules.disabled", "leaves no module to host"));
         }
         Ok(())
     }
@@ -447,16 +435,7 @@ impl Settings {
     /// The effective settings with every secret hidden, for `bazaar config`.
     pub fn redacted(&self) -> serde_json::Value {
         let mut copy = self.clone();
-        if copy.auth.signing_key.is_some() {
-            copy.auth.signing_key = Some(SecretString::from("***"));
-        }
-        if let Some(admin) = &mut copy.users.bootstrap_admin {
-            admin.password = SecretString::from("***");
-        }
         copy.database.url = redact_url(&copy.database.url);
-        if let Some(url) = &copy.bus.rabbitmq.url {
-            copy.bus.rabbitmq.url = Some(SecretString::from(redact_url(url.expose_secret())));
-        }
         copy.auth.jwks_url = copy.auth.jwks_url.as_deref().map(redact_url);
         for overrides in copy.modules.overrides.values_mut() {
             overrides.database_url = overrides.database_url.as_deref().map(redact_url);
@@ -465,16 +444,21 @@ impl Settings {
         let urls: BTreeMap<String, String> =
             self.modules.enabled.iter().map(|m| (m.clone(), redact_url(&self.database_url(m)))).collect();
         value["database"]["effective_urls"] = serde_json::json!(urls);
+        // Each hosted module's sections as the module shows them (its secrets as `***`); a shared
+        // section adds the module's keys to the root's.
+        for module in modules::select(&self.modules.enabled) {
+            let sections = self.sections_of(module.as_ref()).unwrap_or_default();
+            for (key, shown) in sections.shown() {
+                match (value.get_mut(key), shown) {
+                    (Some(serde_json::Value::Object(root)), serde_json::Value::Object(fields)) => {
+                        root.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                    _ => value[key] = shown.clone(),
+                }
+            }
+        }
         value
     }
-}
-
-fn config_error(e: config::ConfigError) -> SettingsError {
-    // The config crate names the key in its message ("... for key `server.port`").
-    let message = e.to_string().replace('\n', " ");
-    let key =
-        message.split("for key `").nth(1).and_then(|rest| rest.split('`').next()).unwrap_or("settings").to_owned();
-    SettingsError { key, message }
 }
 
 fn validate_database_url(raw: &str) -> Result<(), String> {
@@ -541,6 +525,52 @@ mod tests {
             assert_eq!(&error.key, key, "{vars:?}: {error}");
             assert!(!error.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_process_hosts_every_registered_module_less_the_disabled_ones() {
+        let all = load(&[], Environment::Development).expect("defaults are valid");
+        assert_eq!(all.modules.enabled, every_module(), "unset: every registered module");
+        let rest = load(&[("BAZAAR__MODULES__DISABLED", "users,catalog,orders")], Environment::Development)
+            .expect_err("the in-process bus needs them all");
+        assert_eq!(rest.key, "bus.kind");
+        let rest = load(
+            &[
+                ("BAZAAR__MODULES__DISABLED", "users,catalog,orders"),
+                ("BAZAAR__BUS__KIND", "rabbitmq"),
+                ("BAZAAR__BUS__RABBITMQ__URL", "amqp://localhost"),
+            ],
+            Environment::Development,
+        )
+        .expect("valid");
+        assert_eq!(rest.modules.enabled, ["inventory", "shipping"]);
+        let error = load(&[("BAZAAR__MODULES__DISABLED", "nope")], Environment::Development).expect_err("unknown");
+        assert_eq!(error.key, "modules.disabled");
+    }
+
+    #[test]
+    fn a_section_no_module_declares_is_refused_and_a_module_gets_only_its_own() {
+        let error = load(&[("BAZAAR__ORDRES__MAX_QUANTITY_PER_LINE", "5")], Environment::Development)
+            .expect_err("a typo is not dropped silently");
+        assert_eq!(error.key, "ordres", "{error}");
+
+        let settings = load(
+            &[
+                ("BAZAAR__USERS__BOOTSTRAP_ADMIN__EMAIL", "root@example.com"),
+                ("BAZAAR__USERS__BOOTSTRAP_ADMIN__PASSWORD", "sw0rdfish-sw0rdfish"),
+            ],
+            Environment::Development,
+        )
+        .expect("valid");
+        let registry = modules::all();
+        let shown = |name: &str| {
+            let module = registry.iter().find(|m| m.name() == name).expect("registered");
+            let sections = settings.sections_of(module.as_ref()).expect("valid");
+            sections.shown().map(|(key, _)| key).collect::<Vec<_>>()
+        };
+        assert_eq!(shown("users"), ["auth", "users"], "users reads its own section and the signing half of [auth]");
+        assert_eq!(shown("orders"), ["orders"]);
+        assert!(shown("catalog").is_empty(), "catalog declares nothing and gets nothing");
     }
 
     #[test]

@@ -40,7 +40,6 @@ pub async fn connect_modules(
     modules: Vec<Arc<dyn Module>>,
     migrate: bool,
 ) -> anyhow::Result<Vec<(Arc<dyn Module>, ModuleContext)>> {
-    let settings_value = Arc::new(serde_json::to_value(settings).context("failed to serialise the settings")?);
     let mut hosted = Vec::with_capacity(modules.len());
     for module in modules {
         let name = module.name();
@@ -52,7 +51,8 @@ pub async fn connect_modules(
             module.migrate(&db).await.with_context(|| format!("failed to migrate the {name} module"))?;
             tracing::info!(module = name, "migrations applied");
         }
-        hosted.push((module, ModuleContext::new(name, db, settings_value.clone())));
+        let sections = settings.sections_of(module.as_ref())?;
+        hosted.push((module, ModuleContext::new(name, db, sections)));
     }
     Ok(hosted)
 }

@@ -283,9 +283,8 @@ async fn users_and_catalog_processes() -> Option<(TestApp, TestApp)> {
         ])
         .await;
     let jwks = format!("{}/.well-known/jwks.json", users.address);
-    // No signing key: this process can only verify, with the users process's published keys.
-    let mut settings = stack.settings(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks.as_str())]);
-    settings.auth.signing_key = None;
-    let catalog = stack.spawn_with(settings).await;
+    // Without users, the signing key is nobody's here: this process only verifies, with the users
+    // process's published keys.
+    let catalog = stack.spawn(&[("modules.enabled", "catalog"), ("auth.jwks_url", jwks.as_str())]).await;
     Some((users, catalog))
 }

@@ -151,7 +151,7 @@ impl TestApp {
     pub async fn consumer(&self, module: &str) -> (Inbox, Arc<dyn EventHandler>, Vec<contracts::EventType>) {
         let registered = bazaar::modules::all().into_iter().find(|m| m.name() == module).expect("a module");
         let db = kernel::db::connect(&self.url_of(module), 2).await.expect("the module's database");
-        let ctx = ModuleContext::new(registered.name(), db, Arc::new(json!({})));
+        let ctx = ModuleContext::new(registered.name(), db, Default::default());
         let hosted = registered.start(ctx.clone()).await.expect("the module starts");
         (Inbox::new(ctx.outbox), hosted.handler().expect("an event handler"), registered.consumes())
     }

@@ -29,12 +29,19 @@ pub use service::Catalog;
 )]
 struct CatalogApi;
 
+/// The module's name: its settings section, its tables' prefix, its queue.
+pub const NAME: &str = "catalog";
+
 pub struct CatalogModule;
 
 #[async_trait]
 impl Module for CatalogModule {
     fn name(&self) -> &'static str {
-        "catalog"
+        NAME
+    }
+
+    fn path_prefixes(&self) -> &'static [&'static str] {
+        &["/products"]
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

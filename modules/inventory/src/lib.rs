@@ -37,12 +37,19 @@ use crate::events::InventoryEvents;
 )]
 struct InventoryApi;
 
+/// The module's name: its settings section, its tables' prefix, its queue.
+pub const NAME: &str = "inventory";
+
 pub struct InventoryModule;
 
 #[async_trait]
 impl Module for InventoryModule {
     fn name(&self) -> &'static str {
-        "inventory"
+        NAME
+    }
+
+    fn path_prefixes(&self) -> &'static [&'static str] {
+        &["/inventory"]
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

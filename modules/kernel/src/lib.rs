@@ -12,7 +12,8 @@
 //! - [`housekeeping`]: purging what the outbox and inbox no longer need;
 //! - [`pagination`]: cursor pages;
 //! - [`openapi`]: JSON Schemas of what the parsers accept, for request fields;
-//! - [`module`]: the [`Module`] trait the composition root hosts.
+//! - [`module`]: the [`Module`] trait the composition root hosts;
+//! - [`settings`]: a module's typed settings section ([`settings::Section`]).
 
 pub mod auth;
 pub mod bus;
@@ -27,6 +28,7 @@ pub mod openapi;
 pub mod outbox;
 pub mod pagination;
 pub mod redact;
+pub mod settings;
 
 pub use auth::{Admin, JwtVerifier, Principal, Role};
 pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError, Listener};

@@ -9,40 +9,49 @@ use sea_orm::{DatabaseConnection, DbErr};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::VerificationKey;
+use crate::settings::{Section, SectionSpec, Sections};
 use crate::{EventHandler, Outbox};
 
 /// Registers a module's HTTP routes on one actix worker's app; built once, called per worker.
 pub type Routes = Arc<dyn Fn(&mut actix_web::web::ServiceConfig) + Send + Sync>;
 
 /// What a hosted module gets from the composition root: its own pool, its own outbox, and the
-/// effective settings (a module reads its own section, and the shared ones it needs).
+/// settings sections it declared ([`Module::settings`]) — no other module's.
 #[derive(Clone)]
 pub struct ModuleContext {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
-    pub settings: Arc<serde_json::Value>,
+    sections: Sections,
 }
 
 impl ModuleContext {
-    pub fn new(name: &'static str, db: DatabaseConnection, settings: Arc<serde_json::Value>) -> Self {
-        Self { outbox: Outbox::new(name, db.clone()), db, settings }
+    pub fn new(name: &'static str, db: DatabaseConnection, sections: Sections) -> Self {
+        Self { outbox: Outbox::new(name, db.clone()), db, sections }
     }
 
-    /// Deserialises the settings section `key` (`"users"`, `"auth"`), absent fields defaulted.
-    pub fn section<T: serde::de::DeserializeOwned + Default>(&self, key: &str) -> anyhow::Result<T> {
-        match self.settings.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(T::default()),
-            Some(value) => serde_json::from_value(value.clone())
-                .map_err(|e| anyhow::anyhow!("invalid settings section `{key}`: {e}")),
-        }
+    /// The section `T`, parsed and checked when the settings were loaded (its defaults if the
+    /// module did not declare it).
+    pub fn section<T: Section>(&self) -> Arc<T> {
+        self.sections.get::<T>()
     }
 }
 
 /// A bounded context, as the registry knows it: what it is, whether or not this process hosts it.
 #[async_trait]
 pub trait Module: Send + Sync + 'static {
-    /// The module's name: its key in settings, its table prefix, its queue name.
+    /// The module's name: its key in settings, its table prefix, its queue name. Each module
+    /// crate declares it once, as its `NAME` constant.
     fn name(&self) -> &'static str;
+
+    /// The HTTP path prefixes it serves (`/orders`): a gateway or an Ingress routes them to the
+    /// process hosting it. Every route of [`openapi`](Self::openapi) starts with one of them.
+    fn path_prefixes(&self) -> &'static [&'static str];
+
+    /// The settings sections it reads: its own (`[<name>]`), and a shared one it needs. Only the
+    /// modules that declare a section receive it, secrets included.
+    fn settings(&self) -> Vec<SectionSpec> {
+        Vec::new()
+    }
 
     /// The module's part of the OpenAPI document.
     fn openapi(&self) -> utoipa::openapi::OpenApi;

@@ -28,17 +28,20 @@ use contracts::orders::{
 };
 use contracts::{EventType, IntegrationEvent};
 use kernel::housekeeping::Purge;
+use kernel::settings::{Checks, Section, SectionSpec, SettingsError};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use crate::domain::OrderLimits;
 use crate::service::Orders;
 
-/// The module's `[orders]` section.
-#[derive(Debug, Deserialize)]
+/// The module's `[orders]` section: what one order may hold. An order beyond either limit is a
+/// 422. Until unpaid orders expire, they keep one order from reserving a whole stock; a wholesale
+/// shop raises them.
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(default)]
 struct OrdersSection {
     /// Units of one product in one order, its lines of that product together (at most 1000).
@@ -53,6 +56,21 @@ impl Default for OrdersSection {
     }
 }
 
+impl OrdersSection {
+    fn limits(&self) -> Result<OrderLimits, SettingsError> {
+        OrderLimits::new(self.max_quantity_per_line, self.max_quantity_per_order)
+            .map_err(|(key, message)| SettingsError::new(key, message))
+    }
+}
+
+impl Section for OrdersSection {
+    const KEY: &'static str = NAME;
+
+    fn check(&self, _checks: Checks) -> Result<(), SettingsError> {
+        self.limits().map(drop)
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     paths(http::place_order, http::get_order, http::list_orders, http::change_address, http::cancel_order),
@@ -60,17 +78,19 @@ impl Default for OrdersSection {
 )]
 struct OrdersApi;
 
-/// What is wrong with the `[orders]` limits, as `(key, message)`; `None` if they are valid.
-pub fn limits_error(max_quantity_per_line: u32, max_quantity_per_order: u32) -> Option<(&'static str, String)> {
-    OrderLimits::new(max_quantity_per_line, max_quantity_per_order).err()
-}
+/// The module's name: its settings section, its tables' prefix, its queue.
+pub const NAME: &str = "orders";
 
 pub struct OrdersModule;
 
 #[async_trait]
 impl Module for OrdersModule {
     fn name(&self) -> &'static str {
-        "orders"
+        NAME
+    }
+
+    fn path_prefixes(&self) -> &'static [&'static str] {
+        &["/orders"]
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
@@ -88,6 +108,10 @@ impl Module for OrdersModule {
         ]
     }
 
+    fn settings(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<OrdersSection>()]
+    }
+
     fn consumes(&self) -> Vec<EventType> {
         events::consumed()
     }
@@ -97,9 +121,7 @@ impl Module for OrdersModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
-        let section: OrdersSection = ctx.section("orders")?;
-        let limits = OrderLimits::new(section.max_quantity_per_line, section.max_quantity_per_order)
-            .map_err(|(key, message)| anyhow::anyhow!("invalid setting `{key}`: {message}"))?;
+        let limits = ctx.section::<OrdersSection>().limits()?;
         Ok(Box::new(HostedOrders {
             orders: web::Data::new(Orders::new(ctx.db, ctx.outbox.clone(), limits)),
             outbox: ctx.outbox,

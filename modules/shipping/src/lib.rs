@@ -39,12 +39,19 @@ use crate::service::Shipments;
 )]
 struct ShippingApi;
 
+/// The module's name: its settings section, its tables' prefix, its queue.
+pub const NAME: &str = "shipping";
+
 pub struct ShippingModule;
 
 #[async_trait]
 impl Module for ShippingModule {
     fn name(&self) -> &'static str {
-        "shipping"
+        NAME
+    }
+
+    fn path_prefixes(&self) -> &'static [&'static str] {
+        &["/shipments"]
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

@@ -23,10 +23,12 @@ use contracts::users::{UserRegistered, UserSessionsRevoked};
 use contracts::{EventType, IntegrationEvent};
 use kernel::auth::VerificationKey;
 use kernel::housekeeping::Purge;
+use kernel::settings::{Checks, Section, SectionSpec, SettingsError};
 use kernel::{Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
-use serde::Deserialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 pub use keys::signing_key_error;
@@ -46,13 +48,18 @@ use crate::throttle::{Limit, Throttles};
 )]
 struct UsersApi;
 
-/// The settings the module reads: the shared `[auth]` section…
-#[derive(Debug, Deserialize)]
+/// The settings the module reads: the shared `[auth]` section (the root verifies tokens with its
+/// `issuer` and `audience`; the signing key is the users module's alone)…
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(default)]
 struct AuthSection {
     issuer: String,
     audience: String,
-    signing_key: Option<String>,
+    /// The Ed25519 private key access tokens are signed with (PKCS#8 PEM). Unset outside
+    /// production, a key is generated once into `signing_key_file`.
+    #[serde(serialize_with = "kernel::settings::redacted_optional")]
+    signing_key: Option<SecretString>,
+    /// During a key rotation: the public key of the previous signing key, still accepted.
     previous_public_key: Option<String>,
     signing_key_file: PathBuf,
     access_token_ttl_secs: i64,
@@ -73,17 +80,53 @@ impl Default for AuthSection {
     }
 }
 
-/// …and its own `[users]` section (config/default.toml says what each limit is for).
-#[derive(Debug, Deserialize)]
+impl Section for AuthSection {
+    const KEY: &'static str = "auth";
+
+    fn check(&self, checks: Checks) -> Result<(), SettingsError> {
+        match &self.signing_key {
+            Some(pem) => {
+                if let Some(message) = signing_key_error(pem.expose_secret()) {
+                    return Err(SettingsError::new("auth.signing_key", message));
+                }
+            }
+            None if checks.production => {
+                return Err(SettingsError::new("auth.signing_key", "is required in production where users is hosted"));
+            }
+            None => {}
+        }
+        if let Some(pem) = &self.previous_public_key {
+            VerificationKey::from_public_pem(pem)
+                .map_err(|e| SettingsError::new("auth.previous_public_key", e.to_string()))?;
+        }
+        if self.access_token_ttl_secs <= 0 {
+            return Err(SettingsError::new("auth.access_token_ttl_secs", "must be positive"));
+        }
+        if self.refresh_token_ttl_days <= 0 {
+            return Err(SettingsError::new("auth.refresh_token_ttl_days", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// …and its own `[users]` section. Log-in attempts are counted before the password is checked (a
+/// success gives its place back); past a limit the answer is 429 with `Retry-After`.
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(default)]
 struct UsersSection {
+    /// Creates this admin at start-up unless the account exists (for installs without a shell).
     bootstrap_admin: Option<BootstrapAdmin>,
+    /// Per account from one client address.
     failed_logins_per_minute: u32,
+    /// Per client address, whatever the account (many people may share one address).
     failed_logins_per_minute_per_address: u32,
+    /// Per account from all addresses together, against guessing spread over many addresses.
     failed_logins_per_hour_per_account: u32,
+    /// Registrations per client address (`server.trusted_proxies` says where it comes from).
     registrations_per_hour_per_address: u32,
-    /// 0: one per core.
+    /// Password hashes (argon2id, 19 MiB each) running at once; 0: one per core.
     password_hash_concurrency: usize,
+    /// Requests that may wait for a hash; beyond that the answer is 503 + `Retry-After`.
     password_hash_queue: usize,
 }
 
@@ -101,18 +144,39 @@ impl Default for UsersSection {
     }
 }
 
-#[derive(Debug, Deserialize)]
+impl Section for UsersSection {
+    const KEY: &'static str = NAME;
+
+    fn check(&self, _checks: Checks) -> Result<(), SettingsError> {
+        match &self.bootstrap_admin {
+            Some(admin) if admin.email.trim().is_empty() || admin.password.expose_secret().is_empty() => {
+                Err(SettingsError::new("users.bootstrap_admin", "needs an email and a password"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 struct BootstrapAdmin {
     email: String,
-    password: String,
+    #[serde(serialize_with = "kernel::settings::redacted")]
+    password: SecretString,
 }
+
+/// The module's name: its settings section, its tables' prefix, its queue.
+pub const NAME: &str = "users";
 
 pub struct UsersModule;
 
 #[async_trait]
 impl Module for UsersModule {
     fn name(&self) -> &'static str {
-        "users"
+        NAME
+    }
+
+    fn path_prefixes(&self) -> &'static [&'static str] {
+        &["/users", "/auth", "/.well-known"]
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
@@ -123,15 +187,19 @@ impl Module for UsersModule {
         vec![UserRegistered::event_type(), UserSessionsRevoked::event_type()]
     }
 
+    fn settings(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<UsersSection>(), SectionSpec::of::<AuthSection>()]
+    }
+
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
         migrations::users::Migrator::up(db, None).await
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
-        let section: UsersSection = ctx.section("users")?;
+        let section = ctx.section::<UsersSection>();
         let users = users_service(&ctx, &section)?;
-        if let Some(admin) = section.bootstrap_admin {
-            match bootstrap(&users, &admin.email, &admin.password).await {
+        if let Some(admin) = &section.bootstrap_admin {
+            match bootstrap(&users, &admin.email, admin.password.expose_secret()).await {
                 Ok(outcome) => tracing::info!(?outcome, "users.bootstrap_admin applied"),
                 // Serving goes on without that admin: refusing to start would let whoever registered
                 // the e-mail keep every replica down.
@@ -151,14 +219,14 @@ impl Module for UsersModule {
 }
 
 fn users_service(ctx: &ModuleContext, section: &UsersSection) -> anyhow::Result<Users> {
-    let auth: AuthSection = ctx.section("auth")?;
+    let auth = ctx.section::<AuthSection>();
     let keys = match &auth.signing_key {
-        Some(pem) => SigningKeys::from_pem(pem, auth.previous_public_key.as_deref())?,
+        Some(pem) => SigningKeys::from_pem(pem.expose_secret(), auth.previous_public_key.as_deref())?,
         None => SigningKeys::load_or_generate(&auth.signing_key_file)?,
     };
     let policy = TokenPolicy {
-        issuer: auth.issuer,
-        audience: auth.audience,
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
         access_ttl: chrono::Duration::seconds(auth.access_token_ttl_secs),
         refresh_ttl: chrono::Duration::days(auth.refresh_token_ttl_days),
     };
@@ -196,7 +264,7 @@ async fn bootstrap(users: &Users, email: &str, password: &str) -> Result<AdminBo
 /// `bazaar users create-admin`: creates the admin account; refuses an e-mail that belongs to a
 /// customer: whoever registered it chose its password (README "Security").
 pub async fn create_admin(ctx: &ModuleContext, email: &str, password: &str) -> Result<AdminBootstrap, BootstrapError> {
-    bootstrap(&users_service(ctx, &ctx.section("users")?)?, email, password).await
+    bootstrap(&users_service(ctx, &ctx.section::<UsersSection>())?, email, password).await
 }
 
 struct HostedUsers {
