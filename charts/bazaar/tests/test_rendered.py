@@ -139,6 +139,13 @@ class TheRegistry(unittest.TestCase):
                 self.assertRegex(p, r"^/[^/]", f"{module}: {p}")
                 self.assertNotIn(p, ["/swagger-ui", "/api-docs", "/health", "/metrics"], f"{module}: {p} is the process's own")
 
+    def test_every_route_of_a_module_lies_under_its_prefixes_so_the_ingress_reaches_it(self):
+        for module in REGISTRY:
+            for route in module["routes"]:
+                path = route.split(" ", 1)[1]
+                self.assertTrue(any(path == p or path.startswith(p + "/") for p in module["path_prefixes"]),
+                                f"{module['name']}: {route} is under none of {module['path_prefixes']}")
+
     def with_new_module(self):
         """A copy of the chart whose files/modules.json has one module more, and nothing else changed."""
         tmp = tempfile.TemporaryDirectory()
