@@ -113,13 +113,19 @@ that it is), one object per module in registry order. Everything the chart knows
 comes from here: a new module needs no edit of the chart.
 */}}
 {{- define "bazaar.registry" -}}
-{{- $registry := .Files.Get "files/modules.json" | fromJsonArray }}
+{{- $regenerate := "write it with `bazaar modules --format json > charts/bazaar/files/modules.json`" }}
+{{- $text := .Files.Get "files/modules.json" }}
+{{- if not $text }}
+{{- fail (printf "files/modules.json: missing or empty; %s" $regenerate) }}
+{{- end }}
+{{- $registry := $text | fromJsonArray }}
 {{- if not $registry }}
-{{- fail "files/modules.json: missing or empty; write it with `bazaar modules --format json > charts/bazaar/files/modules.json`" }}
+{{- fail (printf "files/modules.json: names no module; %s" $regenerate) }}
 {{- end }}
 {{- range $registry }}
+{{- /* fromJsonArray returns the parser's error as the list's one element. */}}
 {{- if not (and (kindIs "map" .) (kindIs "string" .name) (kindIs "slice" .path_prefixes)) }}
-{{- fail (printf "files/modules.json: %v is not a module of `bazaar modules --format json` (name, path_prefixes…)" .) }}
+{{- fail (printf "files/modules.json: not what `bazaar modules --format json` prints (%v); %s" . $regenerate) }}
 {{- end }}
 {{- end }}
 {{- toJson $registry }}

@@ -155,6 +155,17 @@ class TheRegistry(unittest.TestCase):
         (chart / "files" / "modules.json").write_text(json.dumps(REGISTRY + [NEW_MODULE], indent=2) + "\n")
         return chart
 
+    def test_a_missing_or_broken_registry_file_is_named_with_the_command_that_writes_it(self):
+        for text in [None, "", "[]", '[{"name": "users"']:
+            chart = self.with_new_module()
+            if text is None:
+                (chart / "files" / "modules.json").unlink()
+            else:
+                (chart / "files" / "modules.json").write_text(text)
+            error = render_error(chart=chart)
+            self.assertIn("files/modules.json", error)
+            self.assertIn("bazaar modules --format json > charts/bazaar/files/modules.json", error)
+
     def test_a_new_module_joins_the_monolith_with_its_routes(self):
         r = render(chart=self.with_new_module())
         [d] = r.deployments()
