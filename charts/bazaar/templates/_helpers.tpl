@@ -107,26 +107,103 @@ app.kubernetes.io/component: {{ .key }}
 {{- end }}
 {{- end }}
 
-{{/* The modules and the path prefixes each one serves. */}}
-{{- define "bazaar.modulePrefixes" -}}
-users: [/users, /auth, /.well-known]
-catalog: [/products]
-inventory: [/inventory]
-orders: [/orders]
-shipping: [/shipments]
+{{/*
+The module registry: files/modules.json, the output of `bazaar modules --format json` (CI checks
+that it is), one object per module in registry order. Everything the chart knows of the modules
+comes from here: a new module needs no edit of the chart.
+*/}}
+{{- define "bazaar.registry" -}}
+{{- $regenerate := "write it with `bazaar modules --format json > charts/bazaar/files/modules.json`" }}
+{{- $text := .Files.Get "files/modules.json" }}
+{{- if not $text }}
+{{- fail (printf "files/modules.json: missing or empty; %s" $regenerate) }}
+{{- end }}
+{{- $registry := $text | fromJsonArray }}
+{{- if not $registry }}
+{{- fail (printf "files/modules.json: names no module; %s" $regenerate) }}
+{{- end }}
+{{- range $registry }}
+{{- /* fromJsonArray returns the parser's error as the list's one element. */}}
+{{- if not (and (kindIs "map" .) (kindIs "string" .name) (kindIs "slice" .path_prefixes)) }}
+{{- fail (printf "files/modules.json: not what `bazaar modules --format json` prints (%v); %s" . $regenerate) }}
+{{- end }}
+{{- end }}
+{{- toJson $registry }}
 {{- end }}
 
+{{/* The registry's module names, in registry order, as JSON. */}}
 {{- define "bazaar.moduleNames" -}}
-{{- list "users" "catalog" "inventory" "orders" "shipping" | toJson }}
+{{- $names := list }}
+{{- range include "bazaar.registry" . | fromJsonArray }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- toJson $names }}
 {{- end }}
 
-{{/* deploymentDefaults under each entry of `deployments` (but null or disabled ones), as JSON: key -> settings. */}}
-{{- define "bazaar.deployments" -}}
-{{- $all := dict }}
+{{/* module -> the path prefixes it serves, as JSON. */}}
+{{- define "bazaar.modulePrefixes" -}}
+{{- $prefixes := dict }}
+{{- range include "bazaar.registry" . | fromJsonArray }}
+{{- $_ := set $prefixes .name .path_prefixes }}
+{{- end }}
+{{- toJson $prefixes }}
+{{- end }}
+
+{{/*
+The modules a Deployment's entry names, "*" standing for every module no other Deployment names
+(in registry order, after the entry's own names): (dict "modules" $entry.modules "others" $named "root" $),
+`others` being the modules the other Deployments name. As JSON.
+*/}}
+{{- define "bazaar.resolveModules" -}}
+{{- $own := list }}
+{{- $rest := false }}
+{{- range .modules }}
+{{- if eq (toString .) "*" }}
+{{- $rest = true }}
+{{- else }}
+{{- $own = append $own . }}
+{{- end }}
+{{- end }}
+{{- if $rest }}
+{{- range include "bazaar.moduleNames" .root | fromJsonArray }}
+{{- if not (or (has . $own) (has . $.others)) }}
+{{- $own = append $own . }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $own }}
+{{- end }}
+
+{{/* The enabled entries of `deployments` (not null, not enabled: false), as JSON: key -> entry. */}}
+{{- define "bazaar.enabledEntries" -}}
+{{- $entries := dict }}
 {{- range $key, $entry := .Values.deployments }}
 {{- if and $entry (dig "enabled" true $entry) }}
-{{- $_ := set $all $key (mergeOverwrite (deepCopy $.Values.deploymentDefaults) (deepCopy $entry)) }}
+{{- $_ := set $entries $key $entry }}
 {{- end }}
+{{- end }}
+{{- toJson $entries }}
+{{- end }}
+
+{{/*
+deploymentDefaults under each enabled entry of `deployments`, as JSON: key -> settings, with
+`modules` resolved to module names ("*" replaced).
+*/}}
+{{- define "bazaar.deployments" -}}
+{{- $entries := include "bazaar.enabledEntries" . | fromJson }}
+{{- $all := dict }}
+{{- range $key, $entry := $entries }}
+{{- $others := list }}
+{{- range $other, $o := $entries }}
+{{- if ne $other $key }}
+{{- range $o.modules }}
+{{- $others = append $others (toString .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $d := mergeOverwrite (deepCopy $.Values.deploymentDefaults) (deepCopy $entry) }}
+{{- $_ := set $d "modules" (include "bazaar.resolveModules" (dict "modules" ($entry.modules | default list) "others" $others "root" $) | fromJsonArray) }}
+{{- $_ := set $all $key $d }}
 {{- end }}
 {{- toJson $all }}
 {{- end }}
@@ -134,11 +211,9 @@ shipping: [/shipments]
 {{/* module -> the key of the Deployment hosting it, as JSON. */}}
 {{- define "bazaar.hosts" -}}
 {{- $hosts := dict }}
-{{- range $key, $entry := .Values.deployments }}
-{{- if and $entry (dig "enabled" true $entry) }}
-{{- range $entry.modules }}
+{{- range $key, $d := include "bazaar.deployments" . | fromJson }}
+{{- range $d.modules }}
 {{- $_ := set $hosts . $key }}
-{{- end }}
 {{- end }}
 {{- end }}
 {{- toJson $hosts }}
@@ -160,24 +235,32 @@ it does express, again, for `--skip-schema-validation`).
 */}}
 {{- define "bazaar.validate" -}}
 {{- $known := include "bazaar.moduleNames" . | fromJsonArray }}
+{{- $entries := include "bazaar.enabledEntries" . | fromJson }}
 {{- $deployments := include "bazaar.deployments" . | fromJson }}
 {{- $seen := dict }}
+{{- $rest := "" }}
 {{- if not $deployments }}
 {{- fail "deployments: name at least one Deployment and its modules" }}
 {{- end }}
-{{- range $key, $d := $deployments }}
+{{- range $key, $entry := $entries }}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $key) }}
 {{- fail (printf "deployments.%s: a Deployment key is a DNS label (lower-case letters, digits and '-')" $key) }}
 {{- end }}
 {{- if or (eq $key "migrate") (hasSuffix "-canary" $key) }}
 {{- fail (printf "deployments.%s: 'migrate' and names ending in '-canary' are the chart's own" $key) }}
 {{- end }}
-{{- if not $d.modules }}
+{{- if not $entry.modules }}
 {{- fail (printf "deployments.%s.modules: names no module" $key) }}
 {{- end }}
-{{- range $d.modules }}
+{{- range $entry.modules }}
+{{- if eq (toString .) "*" }}
+{{- if and $rest (ne $rest $key) }}
+{{- fail (printf "deployments: both '%s' and '%s' host \"*\" (every module no other Deployment names); one Deployment at most may" $rest $key) }}
+{{- end }}
+{{- $rest = $key }}
+{{- else }}
 {{- if not (has . $known) }}
-{{- fail (printf "deployments.%s.modules: unknown module '%s' (known: %s)" $key . (join ", " $known)) }}
+{{- fail (printf "deployments.%s.modules: unknown module '%s' (known, from files/modules.json: %s; \"*\": every module no other Deployment names)" $key . (join ", " $known)) }}
 {{- end }}
 {{- if hasKey $seen . }}
 {{- fail (printf "deployments: module '%s' is hosted by both '%s' and '%s'; a module is hosted by exactly one Deployment" . (get $seen .) $key) }}
@@ -185,9 +268,13 @@ it does express, again, for `--skip-schema-validation`).
 {{- $_ := set $seen . $key }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if and $rest (not (get $deployments $rest).modules) }}
+{{- fail (printf "deployments.%s.modules: \"*\" (every module no other Deployment names) is left with none: the other Deployments name them all; leave %s out or name fewer modules elsewhere" $rest $rest) }}
+{{- end }}
 {{- range $known }}
-{{- if not (hasKey $seen .) }}
-{{- fail (printf "deployments: no Deployment hosts module '%s'; every module is hosted by exactly one" .) }}
+{{- if not (or (hasKey $seen .) $rest) }}
+{{- fail (printf "deployments: no Deployment hosts module '%s'; every module is hosted by exactly one (name it, or give one Deployment modules: [\"*\"])" .) }}
 {{- end }}
 {{- end }}
 {{- /* SIGKILL must not come before the delay and the drain are over (env may override either). */}}

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -18,14 +19,11 @@ import yaml
 CHART = Path(__file__).resolve().parent.parent
 REPO = CHART.parent.parent
 HELM = os.environ.get("HELM", "helm")
-MODULES = ["users", "catalog", "inventory", "orders", "shipping"]
-PREFIXES = {
-    "users": ["/users", "/auth", "/.well-known"],
-    "catalog": ["/products"],
-    "inventory": ["/inventory"],
-    "orders": ["/orders"],
-    "shipping": ["/shipments"],
-}
+# The module registry as `bazaar modules --format json` prints it (CI checks the copy is current):
+# what the chart derives from it is checked against it, not against a second list here.
+REGISTRY = json.loads((CHART / "files" / "modules.json").read_text())
+MODULES = [m["name"] for m in REGISTRY]
+PREFIXES = {m["name"]: m["path_prefixes"] for m in REGISTRY}
 SPLIT = str(CHART / "values-split.yaml")
 # values-split.yaml's CHANGE-ME URLs refuse to render: an install gives the real ones, as these do.
 SPLIT_URLS = str(CHART / "tests" / "values" / "split-urls.yaml")
@@ -34,9 +32,9 @@ THREE = str(CHART / "tests" / "values" / "three-processes-existing-secret.yaml")
 ONE_ON_POSTGRES = str(CHART / "tests" / "values" / "one-deployment-on-postgres.yaml")
 
 
-def helm_template(values_files, values, release, namespace):
+def helm_template(values_files, values, release, namespace, chart=CHART):
     """`helm template` with the files, then `values` (a dict) on top: the CompletedProcess."""
-    args = [HELM, "template", release, str(CHART), "--namespace", namespace]
+    args = [HELM, "template", release, str(chart), "--namespace", namespace]
     for f in values_files:
         args += ["-f", f]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as extra:
@@ -47,16 +45,16 @@ def helm_template(values_files, values, release, namespace):
         return subprocess.run(args, capture_output=True, text=True)
 
 
-def render(*values_files, values=None, release="shop", namespace="shop"):
-    result = helm_template(values_files, values, release, namespace)
+def render(*values_files, values=None, release="shop", namespace="shop", chart=CHART):
+    result = helm_template(values_files, values, release, namespace, chart)
     if result.returncode != 0:
         raise AssertionError(f"helm template failed: {result.stderr}")
     return Rendering([o for o in yaml.safe_load_all(result.stdout) if o])
 
 
-def render_error(*values_files, values=None, release="shop", namespace="shop"):
+def render_error(*values_files, values=None, release="shop", namespace="shop", chart=CHART):
     """What `helm template` says when it refuses the values (and fails the test if it renders)."""
-    result = helm_template(values_files, values, release, namespace)
+    result = helm_template(values_files, values, release, namespace, chart)
     if result.returncode == 0:
         raise AssertionError("rendered; expected a refusal")
     return result.stderr
@@ -113,6 +111,118 @@ def metric_names_in_source():
     return set(re.findall(r'pub const \w+: &str = "([a-z_]+)";', text))
 
 
+# A module as `bazaar modules --format json` would describe one added to the registry.
+NEW_MODULE = {"name": "payments", "path_prefixes": ["/payments", "/webhooks/payments"],
+              "publishes": ["payments.PaymentCaptured.v1"], "consumes": ["orders.OrderPlaced.v1"],
+              "routes": ["POST /payments", "POST /webhooks/payments"], "settings": []}
+
+
+def ingress_routes(r):
+    """path -> the Deployments its backend Service reaches."""
+    [ingress] = r.of("Ingress")
+    return {p["path"]: r.pods_of_service(r.one("Service", p["backend"]["service"]["name"]))
+            for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+
+
+class TheRegistry(unittest.TestCase):
+    """files/modules.json is the chart's only list of modules: a module added to the registry is
+    hosted, routed, migrated and validated without an edit of the chart."""
+
+    def test_the_registry_names_each_module_once_and_gives_each_prefix_to_one_module(self):
+        self.assertTrue(MODULES)
+        self.assertEqual(len(MODULES), len(set(MODULES)))
+        prefixes = [p for ps in PREFIXES.values() for p in ps]
+        self.assertEqual(len(prefixes), len(set(prefixes)), "two modules claim a prefix")
+        for module, ps in PREFIXES.items():
+            self.assertTrue(ps, f"{module} serves no path")
+            for p in ps:
+                self.assertRegex(p, r"^/[^/]", f"{module}: {p}")
+                self.assertNotIn(p, ["/swagger-ui", "/api-docs", "/health", "/metrics"], f"{module}: {p} is the process's own")
+
+    def test_every_route_of_a_module_lies_under_its_prefixes_so_the_ingress_reaches_it(self):
+        for module in REGISTRY:
+            for route in module["routes"]:
+                path = route.split(" ", 1)[1]
+                self.assertTrue(any(path == p or path.startswith(p + "/") for p in module["path_prefixes"]),
+                                f"{module['name']}: {route} is under none of {module['path_prefixes']}")
+
+    def with_new_module(self):
+        """A copy of the chart whose files/modules.json has one module more, and nothing else changed."""
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        chart = Path(tmp.name) / "bazaar"
+        shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("tests"))
+        (chart / "files" / "modules.json").write_text(json.dumps(REGISTRY + [NEW_MODULE], indent=2) + "\n")
+        return chart
+
+    def test_a_missing_or_broken_registry_file_is_named_with_the_command_that_writes_it(self):
+        for text in [None, "", "[]", '[{"name": "users"']:
+            chart = self.with_new_module()
+            if text is None:
+                (chart / "files" / "modules.json").unlink()
+            else:
+                (chart / "files" / "modules.json").write_text(text)
+            error = render_error(chart=chart)
+            self.assertIn("files/modules.json", error)
+            self.assertIn("bazaar modules --format json > charts/bazaar/files/modules.json", error)
+
+    def test_a_new_module_joins_the_monolith_with_its_routes(self):
+        r = render(chart=self.with_new_module())
+        [d] = r.deployments()
+        self.assertEqual(hosted(d), MODULES + ["payments"])
+        routes = ingress_routes(r)
+        for p in NEW_MODULE["path_prefixes"]:
+            self.assertEqual(routes[p], [d])
+
+    def test_a_new_module_joins_the_star_deployment_of_the_split_with_its_routes_and_migration(self):
+        r = render(SPLIT, SPLIT_URLS, chart=self.with_new_module())
+        [rest] = [d for d in r.deployments() if "payments" in hosted(d)]
+        self.assertEqual(rest["metadata"]["name"], "shop-bazaar-others")
+        self.assertEqual(hosted(rest)[-1], "payments")
+        routes = ingress_routes(r)
+        for p in NEW_MODULE["path_prefixes"]:
+            self.assertEqual(routes[p], [rest])
+        job = r.one("Job", "shop-bazaar-migrate-payments")
+        self.assertEqual(container(job)["args"], ["migrate", "--modules", "payments"])
+        self.assertEqual(env(job)["BAZAAR__DATABASE__URL"], ("secret", "shop-bazaar-migrations", "database-url"))
+
+    def test_a_new_module_may_have_a_database_of_its_own(self):
+        r = render(SPLIT, SPLIT_URLS, chart=self.with_new_module(),
+                   values={"database": {"modules": {"payments": "postgres://bazaar:secret@payments-db:5432/payments"}}})
+        for workload in [r.one("Job", "shop-bazaar-migrate-payments"), r.one("Deployment", "shop-bazaar-others")]:
+            self.assertEqual(env(workload)["BAZAAR__MODULES__PAYMENTS__DATABASE_URL"][2], "payments-database-url")
+
+    def test_a_new_module_is_hosted_nowhere_when_no_deployment_says_star(self):
+        error = render_error(THREE, chart=self.with_new_module(),
+                             values={"deployments": {"others": {"modules": [m for m in MODULES if m not in ("users", "catalog", "orders")]}}})
+        self.assertIn("no Deployment hosts module 'payments'", error)
+
+    def test_a_module_left_out_of_every_deployment_is_named(self):
+        error = render_error(values={"deployments": {"monolith": {"modules": MODULES[:-1]}}})
+        self.assertIn(f"no Deployment hosts module '{MODULES[-1]}'", error)
+
+    def test_star_after_names_hosts_those_then_every_module_no_other_deployment_names(self):
+        r = render(THREE, values={"deployments": {"others": {"modules": [MODULES[-1], "*"]}}})
+        others = r.one("Deployment", "shop-bazaar-others")
+        self.assertEqual(hosted(others), [MODULES[-1]] + [m for m in MODULES[:-1] if m not in ("users", "catalog", "orders")])
+
+    def test_two_deployments_saying_star_do_not_render(self):
+        error = render_error(THREE, values={"deployments": {"orders": {"modules": ["orders", "*"]}}})
+        self.assertIn('host "*"', error)
+
+    def test_a_star_left_with_no_module_does_not_render(self):
+        error = render_error(THREE, values={"deployments": {"users-catalog": {"modules": MODULES}, "orders": None}})
+        self.assertIn('deployments.others.modules: "*" (every module no other Deployment names) is left with none', error)
+
+    def test_unknown_names_are_refused_with_the_registrys_names(self):
+        for values in [{"deployments": {"monolith": {"modules": ["*", "no-such-module"]}}},
+                       {"database": {"kind": "external", "url": "postgres://p/{module}", "modules": {"no-such-module": "postgres://p/x"}}},
+                       {"database": {"existingSecretModules": ["no-such-module"]}, "existingSecret": "s"}]:
+            error = render_error(values=values)
+            self.assertIn("unknown module 'no-such-module'", error)
+            self.assertIn(", ".join(MODULES), error)
+
+
 class TheSplit(unittest.TestCase):
     """values-split.yaml: one Deployment per module over RabbitMQ."""
 
@@ -134,9 +244,13 @@ class TheSplit(unittest.TestCase):
         hosted_modules = [m for d in self.r.deployments() for m in hosted(d)]
         self.assertEqual(sorted(hosted_modules), sorted(MODULES))
 
-    def test_each_deployment_hosts_the_modules_its_values_name(self):
-        wanted = {f"shop-bazaar-{key}": entry["modules"]
-                  for key, entry in self.values["deployments"].items() if entry.get("enabled", True)}
+    def test_each_deployment_hosts_the_modules_its_values_name_and_the_star_one_every_other(self):
+        entries = {key: entry["modules"] for key, entry in self.values["deployments"].items() if entry.get("enabled", True)}
+        [rest] = [key for key, modules in entries.items() if modules == ["*"]]
+        named = [m for modules in entries.values() for m in modules if m != "*"]
+        wanted = {f"shop-bazaar-{key}": modules for key, modules in entries.items() if key != rest}
+        wanted[f"shop-bazaar-{rest}"] = [m for m in MODULES if m not in named]
+        self.assertTrue(wanted[f"shop-bazaar-{rest}"], "values-split.yaml's \"*\" Deployment hosts a module today")
         got = {d["metadata"]["name"]: hosted(d) for d in self.r.deployments()}
         self.assertEqual(got, wanted)
 
@@ -396,7 +510,7 @@ class OtherGroupings(unittest.TestCase):
         self.assertEqual({d["metadata"]["name"]: hosted(d) for d in r.deployments()}, {
             "shop-bazaar-users-catalog": ["users", "catalog"],
             "shop-bazaar-orders": ["orders"],
-            "shop-bazaar-inventory-shipping": ["inventory", "shipping"],
+            "shop-bazaar-others": [m for m in MODULES if m not in ("users", "catalog", "orders")],
         })
         self.assertEqual([s["metadata"]["name"] for s in r.of("Secret")], [], "the operator's Secret is used")
         for d in r.deployments():
@@ -463,7 +577,7 @@ class TheExistingSecret(unittest.TestCase):
             e = env(workload)
             self.assertEqual(e["BAZAAR__MODULES__ORDERS__DATABASE_URL"], ("secret", "bazaar-secrets", "orders-database-url"))
             self.assertNotIn("BAZAAR__DATABASE__URL", e, "orders does not use the template")
-        for name in ["shop-bazaar-users-catalog", "shop-bazaar-inventory-shipping"]:
+        for name in ["shop-bazaar-users-catalog", "shop-bazaar-others"]:
             e = env(r.one("Deployment", name))
             self.assertEqual(e["BAZAAR__DATABASE__URL"], ("secret", "bazaar-secrets", "database-url"))
             self.assertEqual([k for k in e if k.startswith("BAZAAR__MODULES__") and k.endswith("__DATABASE_URL")], [])
