@@ -13,7 +13,8 @@
 //! - [`pagination`]: cursor pages;
 //! - [`openapi`]: JSON Schemas of what the parsers accept, for request fields;
 //! - [`module`]: the [`Module`] trait the composition root hosts;
-//! - [`settings`]: a module's typed settings section ([`settings::Section`]).
+//! - [`settings`]: a module's typed settings section ([`settings::Section`]);
+//! - [`routing`]: the events a module consumes and who handles each ([`routing::EventRoutes`]).
 
 pub mod auth;
 pub mod bus;
@@ -28,6 +29,7 @@ pub mod openapi;
 pub mod outbox;
 pub mod pagination;
 pub mod redact;
+pub mod routing;
 pub mod settings;
 
 pub use auth::{Admin, JwtVerifier, Principal, Role};
@@ -39,6 +41,7 @@ pub use inbox::Inbox;
 pub use module::{Hosted, Module, ModuleContext, Routes};
 pub use outbox::Outbox;
 pub use pagination::{Page, after_cursor, page_limit};
+pub use routing::{EventRoutes, Handles};
 /// For [`uuid_id!`].
 pub use uuid;
 
