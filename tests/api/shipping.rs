@@ -158,14 +158,7 @@ impl TestApp {
 
     /// Every event `module` published, in order.
     pub async fn published(&self, module: &str) -> Vec<Envelope> {
-        let db = self.db(module).await;
-        let select = format!("SELECT payload FROM {module}_outbox ORDER BY seq");
-        db.query_all_raw(Statement::from_string(db.get_database_backend(), select))
-            .await
-            .expect("the outbox")
-            .into_iter()
-            .map(|row| serde_json::from_str(&row.try_get::<String>("", "payload").expect("a payload")).expect("JSON"))
-            .collect()
+        kernel::testing::published(&self.db(module).await, module).await
     }
 
     /// Waits until every module's outbox is sent and every queued event handled; none may be dead.

@@ -31,6 +31,8 @@ pub mod pagination;
 pub mod redact;
 pub mod routing;
 pub mod settings;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use auth::{Admin, JwtVerifier, Principal, Role};
 pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError, Listener};
