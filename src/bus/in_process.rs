@@ -3,7 +3,7 @@
 //! `publish` writes the envelope into the inbox table of every subscribed consumer (its durable
 //! queue, in the consumer module's own database) and returns once all have it; a worker per
 //! consumer then hands batches of queued events, oldest first, to the consumer's
-//! [`Pipeline`](kernel::Pipeline), which handles them and decides what becomes of each failure
+//! [`Pipeline`], which handles them and decides what becomes of each failure
 //! (see `kernel::delivery` for what it guarantees on every bus), and carries out its decisions
 //! in the queue ([`Inbox::settle`](kernel::Inbox::settle)): a retry waits in its row until due, a
 //! dead letter moves to the consumer's dead-letter table. So an event the relay saw accepted is

@@ -16,7 +16,7 @@
 //! connection or an unroutable return (`mandatory`).
 //!
 //! Consuming: each hosted module's worker hands a batch of ready deliveries (up to the prefetch)
-//! to the module's [`Pipeline`](kernel::Pipeline), which handles them and decides what becomes of
+//! to the module's [`Pipeline`], which handles them and decides what becomes of
 //! each (see `kernel::delivery` for what it guarantees on every bus); the worker only carries that
 //! out. A retry is re-published to the retry queue of its delay with the next attempt in a header,
 //! a dead letter to the dead-letter queue with its error, each with a confirm, and only then is
