@@ -15,13 +15,18 @@
 //! once the broker acked it, so the outbox row stays pending on a nack, a timeout, a lost
 //! connection or an unroutable return (`mandatory`).
 //!
-//! Consuming: each hosted module's handler runs through its inbox, a batch of ready deliveries per
-//! transaction; deliveries are acked only after that transaction committed. A failure of the
-//! handler's own is re-published to the next retry queue (or, after `max_attempts` or when it
-//! cannot be decoded, to the dead-letter queue) with a confirm, and only then acked. A failure of
-//! the infrastructure (the batch's transaction does not commit, or a handler meets a transient
-//! database error) costs no attempt: the worker keeps those deliveries unacked and tries them
-//! again with backoff for as long as it lasts. A redelivery finds its inbox row.
+//! Consuming: each hosted module's worker hands a batch of ready deliveries (up to the prefetch)
+//! to the module's [`Pipeline`], which handles them and decides what becomes of
+//! each (see `kernel::delivery` for what it guarantees on every bus); the worker only carries that
+//! out. A retry is re-published to the retry queue of its delay with the next attempt in a header,
+//! a dead letter to the dead-letter queue with its error, each with a confirm, and only then is
+//! the batch acked. While the infrastructure fails, the pipeline holds the deliveries concerned
+//! unacked: not nack-requeued (that would come straight back with no wait, and a quorum queue
+//! counts every return against its delivery limit), nor sent to a retry queue (that is an
+//! attempt). Were the channel lost meanwhile they would be delivered again, and the consumer gets
+//! no more than its prefetch in the meantime. (The broker's `consumer_timeout`, 30 min by default,
+//! closes a channel that holds a delivery longer: they are then redelivered.) A redelivery finds
+//! its inbox row.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,8 +35,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use contracts::EventType;
 use futures::{FutureExt, StreamExt};
-use kernel::bus::{RetryPolicy, Verdict, backoff, metric};
-use kernel::{BusError, Consumer, Envelope, EventBus, HandlerError, Listener};
+use kernel::bus::{RetryPolicy, backoff, metric};
+use kernel::{BusError, Consumer, Disposition, Envelope, EventBus, Listener, Pipeline, Received};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -43,7 +48,6 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use crate::settings::{BusSettings, redact_url};
 
@@ -59,7 +63,7 @@ pub struct Topology {
     prefix: String,
     /// Every consuming module of the registry and the events it consumes.
     consumers: BTreeMap<String, Vec<EventType>>,
-    /// The delay before attempt `n + 2` is `retry_delays[n]`.
+    /// The delays of the retry schedule, shortest first: one retry queue each.
     retry_delays: Vec<Duration>,
 }
 
@@ -69,9 +73,7 @@ impl Topology {
         consumers: impl IntoIterator<Item = (String, Vec<EventType>)>,
         policy: &RetryPolicy,
     ) -> Self {
-        let retry_delays = (1..policy.max_attempts)
-            .map(|attempt| policy.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(policy.max_delay))
-            .collect();
+        let retry_delays = policy.retry_delays();
         Self {
             prefix: prefix.to_owned(),
             consumers: consumers.into_iter().filter(|(_, events)| !events.is_empty()).collect(),
@@ -93,6 +95,14 @@ impl Topology {
 
     fn retry_queue(&self, module: &str, delay: Duration) -> String {
         format!("{}.{module}.retry.{}ms", self.prefix, delay.as_millis())
+    }
+
+    /// Where a retry due after `delay` waits: the retry queue of that delay (the policy's
+    /// schedule declares one per delay), else of the longest declared delay under it, else the
+    /// module's queue itself.
+    fn retry_queue_after(&self, module: &str, delay: Duration) -> String {
+        let declared = self.retry_delays.iter().rev().find(|d| **d <= delay).or(self.retry_delays.first());
+        declared.map_or_else(|| self.queue(module), |d| self.retry_queue(module, *d))
     }
 
     /// Every queue of the topology, for tests and tear-down.
@@ -240,6 +250,8 @@ impl RabbitMqBus {
     /// One connection's life: consumers run until the connection fails or `shutdown`.
     async fn session(&self, link: Arc<Link>, shutdown: &CancellationToken) {
         let lost = CancellationToken::new();
+        // Cancelled when the session ends, whatever ends it: the pipelines release what they hold.
+        let stop = CancellationToken::new();
         let mut events = link.connection.events_listener();
         let (watcher, watched) = (lost.clone(), link.clone());
         let watch = tokio::spawn(async move {
@@ -273,16 +285,16 @@ impl RabbitMqBus {
         for consumer in self.consumers.read().await.iter().cloned() {
             let worker = Worker {
                 link: link.clone(),
-                consumer,
+                pipeline: Pipeline::new(consumer, self.config.policy),
                 topology: self.topology.clone(),
-                policy: self.config.policy,
                 prefetch: self.config.prefetch,
                 confirm_timeout: self.config.confirm_timeout,
+                stop: stop.clone(),
             };
             let (lost, shutdown) = (lost.clone(), shutdown.clone());
             tracker.spawn(async move {
                 if let Err(e) = worker.run(&lost, &shutdown).await {
-                    tracing::warn!(consumer = worker.consumer.name, error = %e, "consumer stopped");
+                    tracing::warn!(consumer = worker.pipeline.consumer().name, error = %e, "consumer stopped");
                     lost.cancel();
                 }
             });
@@ -303,6 +315,7 @@ impl RabbitMqBus {
             _ = shutdown.cancelled() => {}
             _ = lost.cancelled() => {}
         }
+        stop.cancel();
         *self.link.write().await = None;
         self.set_connected(false);
         // Consumers finish the batch in hand (ack included), then stop.
@@ -526,14 +539,15 @@ fn properties(envelope: &Envelope) -> BasicProperties {
 /// One hosted module's consumer on one connection.
 struct Worker {
     link: Arc<Link>,
-    consumer: Consumer,
+    pipeline: Pipeline,
     topology: Topology,
-    policy: RetryPolicy,
     prefetch: u16,
     confirm_timeout: Duration,
+    /// Cancelled when the session ends: the pipeline then releases what it holds.
+    stop: CancellationToken,
 }
 
-/// Whether a batch was seen through (handled, or re-published and acked), or left unacked.
+/// Whether a batch was seen through (handled, or re-published and acked), or partly left unacked.
 #[derive(Debug, PartialEq, Eq)]
 enum Handled {
     Done,
@@ -541,24 +555,16 @@ enum Handled {
     Interrupted,
 }
 
-/// A delivery and what became of it.
-struct Failed {
-    delivery: Delivery,
-    envelope: Option<Envelope>,
-    error: HandlerError,
-    verdict: Verdict,
-}
-
 impl Worker {
     async fn run(&self, lost: &CancellationToken, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let name = self.pipeline.consumer().name;
         let channel = self.link.connection.create_channel().await?;
         channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        let tag =
-            format!("{}.{}.{}", self.topology.queue(self.consumer.name), std::process::id(), uuid::Uuid::new_v4());
+        let tag = format!("{}.{}.{}", self.topology.queue(name), std::process::id(), uuid::Uuid::new_v4());
         let mut deliveries = channel
             .basic_consume(
-                self.topology.queue(self.consumer.name).into(),
+                self.topology.queue(name).into(),
                 tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -578,8 +584,8 @@ impl Worker {
                     _ => break,
                 }
             }
-            if self.handle(&channel, batch, lost, shutdown).await? == Handled::Interrupted {
-                // The batch is not acked: it goes back to the queue with the channel.
+            if self.handle(&channel, batch).await? == Handled::Interrupted {
+                // What was not settled is not acked: it goes back to the queue with the channel.
                 if lost.is_cancelled() {
                     return Ok(());
                 }
@@ -592,147 +598,61 @@ impl Worker {
         Ok(())
     }
 
-    /// Handles a batch in one inbox transaction; re-publishes the failures; then acks the batch.
-    ///
-    /// While the infrastructure fails (the transaction does not commit, or a handler meets a
-    /// transient database error), the deliveries concerned stay unacked and are tried again here,
-    /// with backoff, until they are handled or a handler fails on its own. Not nack-requeued: that
-    /// would come straight back with no wait, and a quorum queue counts every return against its
-    /// delivery limit. Not re-published to a retry queue: that is an attempt. Holding them is
-    /// safe: were the channel lost meanwhile they would be delivered again, and the consumer gets
-    /// no more than its prefetch in the meantime. (The broker's `consumer_timeout`, 30 min by
-    /// default, closes a channel that holds a delivery longer: they are then redelivered.)
-    async fn handle(
-        &self,
-        channel: &Channel,
-        batch: Vec<Delivery>,
-        lost: &CancellationToken,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<Handled> {
+    /// Hands a batch to the pipeline and carries out its decisions: a retry or a dead letter is
+    /// re-published (confirmed) before its original is acked; a released delivery is left unacked.
+    async fn handle(&self, channel: &Channel, batch: Vec<Delivery>) -> anyhow::Result<Handled> {
         let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else { return Ok(Handled::Done) };
-        let consumer = &self.consumer;
-        let mut decoded = Vec::with_capacity(batch.len());
-        let mut failures = Vec::new();
-        for delivery in batch {
-            match serde_json::from_slice::<Envelope>(&delivery.data) {
-                Ok(envelope) => decoded.push((delivery, envelope)),
-                Err(e) => {
-                    let error = HandlerError::Malformed(format!("the envelope does not decode: {e}"));
-                    let verdict = self.policy.verdict(&error, attempt_of(&delivery), 0);
-                    failures.push(Failed { delivery, envelope: None, error, verdict });
+        let received: Vec<Received> =
+            batch.iter().map(|d| Received { payload: &d.data, attempt: attempt_of(d) }).collect();
+        let dispositions = self.pipeline.deliver(&received, &self.stop).await;
+        let name = self.pipeline.consumer().name;
+        let mut settled = Vec::with_capacity(batch.len());
+        for (delivery, disposition) in batch.iter().zip(&dispositions) {
+            let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+            match disposition {
+                Disposition::Done => {}
+                Disposition::Retry { attempts, delay, .. } => {
+                    headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempts + 1));
+                    let queue = self.topology.retry_queue_after(name, *delay);
+                    self.republish(channel, delivery, &queue, headers).await?;
                 }
-            }
-        }
-        // Transient failures in a row, for the backoff.
-        let mut outage = 0;
-        let mut pending = decoded;
-        while !pending.is_empty() {
-            let envelopes: Vec<Envelope> = pending.iter().map(|(_, e)| e.clone()).collect();
-            let span = tracing::info_span!(
-                "bus.consume",
-                consumer = consumer.name,
-                events = envelopes.len(),
-                trace_id = tracing::field::Empty
-            );
-            if let Some(trace_id) = envelopes.first().and_then(|e| e.trace_id()) {
-                span.record("trace_id", trace_id);
-            }
-            let outcomes = consumer
-                .inbox
-                .process_batch(consumer.name, &envelopes, consumer.handler.as_ref())
-                .instrument(span)
-                .await;
-            let mut again = Vec::new();
-            match outcomes {
-                Ok(outcomes) => {
-                    for ((delivery, envelope), outcome) in std::mem::take(&mut pending).into_iter().zip(outcomes) {
-                        let Err(error) = outcome else { continue };
-                        match self.policy.verdict(&error, attempt_of(&delivery), outage + 1) {
-                            Verdict::Wait(_) => {
-                                tracing::warn!(consumer = consumer.name, event.id = %envelope.id, error = %format!("{error:#}"), "handler failed on the infrastructure; will retry without counting an attempt");
-                                metrics::counter!(metric::WAITED, "module" => consumer.name).increment(1);
-                                again.push((delivery, envelope));
-                            }
-                            verdict => failures.push(Failed { delivery, envelope: Some(envelope), error, verdict }),
-                        }
-                    }
+                Disposition::DeadLetter { attempts, error } => {
+                    headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(*attempts));
+                    headers.insert(ERROR.into(), AMQPValue::LongString(LongString::from(error.as_str())));
+                    headers.insert(CONSUMER.into(), AMQPValue::LongString(name.into()));
+                    let queue = self.topology.dead_letter_queue(name);
+                    self.republish(channel, delivery, &queue, headers).await?;
                 }
-                // Nothing committed, whatever the cause (the database is failing; no event is to
-                // blame): the whole batch is tried again, no attempt counted.
-                Err(e) => {
-                    tracing::warn!(consumer = consumer.name, error = %e, events = pending.len(), "a batch failed to commit; will retry");
-                    again = std::mem::take(&mut pending);
-                }
+                Disposition::Release => continue,
             }
-            if again.is_empty() {
-                break;
-            }
-            outage += 1;
-            tokio::select! {
-                _ = tokio::time::sleep(self.policy.outage_delay(outage)) => {}
-                _ = lost.cancelled() => return Ok(Handled::Interrupted),
-                _ = shutdown.cancelled() => return Ok(Handled::Interrupted),
-            }
-            pending = again;
+            settled.push(delivery.delivery_tag);
         }
-        for failed in failures {
-            self.reroute(channel, failed).await?;
+        if settled.len() == batch.len() {
+            channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
+            return Ok(Handled::Done);
         }
-        channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
-        Ok(Handled::Done)
+        for tag in settled {
+            channel.basic_ack(tag, BasicAckOptions::default()).await?;
+        }
+        Ok(Handled::Interrupted)
     }
 
-    /// Sends a failed delivery to its next retry queue, or to the dead-letter queue, and waits for
-    /// the broker's confirm: only then may the original be acked.
-    async fn reroute(&self, channel: &Channel, failed: Failed) -> anyhow::Result<()> {
-        let name = self.consumer.name;
-        let attempt = attempt_of(&failed.delivery);
-        let event_id = failed.envelope.as_ref().map(|e| e.id.to_string()).unwrap_or_default();
-        let mut headers = failed.delivery.properties.headers().clone().unwrap_or_default();
-        let error = match &failed.error {
-            HandlerError::Failed(e) => format!("{e:#}"),
-            malformed => malformed.to_string(),
-        };
-        let queue = match failed.verdict {
-            // Transient failures are retried in `handle`; were one to come here, it goes back to
-            // the queue with its attempt unchanged.
-            Verdict::Wait(_) => {
-                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
-                self.topology.queue(name)
-            }
-            Verdict::Retry { attempts, .. } => {
-                // The retry queues' delays are fixed by their TTLs: the one after `attempts`.
-                let delay =
-                    self.topology.retry_delays[(attempts as usize - 1).min(self.topology.retry_delays.len() - 1)];
-                tracing::warn!(
-                    consumer = name,
-                    event.id = event_id,
-                    attempt,
-                    retry_in_ms = delay.as_millis() as u64,
-                    error,
-                    "handler failed; will retry"
-                );
-                metrics::counter!(metric::FAILED, "module" => name).increment(1);
-                metrics::counter!(metric::RETRIED, "module" => name).increment(1);
-                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempts + 1));
-                self.topology.retry_queue(name, delay)
-            }
-            Verdict::DeadLetter { .. } => {
-                tracing::error!(consumer = name, event.id = event_id, attempts = attempt, error, "event dead-lettered");
-                metrics::counter!(metric::DEAD_LETTERED, "module" => name).increment(1);
-                headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
-                headers.insert(ERROR.into(), AMQPValue::LongString(LongString::from(error.as_str())));
-                headers.insert(CONSUMER.into(), AMQPValue::LongString(name.into()));
-                self.topology.dead_letter_queue(name)
-            }
-        };
-        let properties = failed.delivery.properties.clone().with_headers(headers);
+    /// Sends a copy of `delivery` with `headers` to `queue` and waits for the broker's confirm:
+    /// only then may the original be acked.
+    async fn republish(
+        &self,
+        channel: &Channel,
+        delivery: &Delivery,
+        queue: &str,
+        headers: FieldTable,
+    ) -> anyhow::Result<()> {
+        let properties = delivery.properties.clone().with_headers(headers);
         let confirm = channel
             .basic_publish(
                 ShortString::from(""),
-                queue.as_str().into(),
+                queue.into(),
                 BasicPublishOptions { mandatory: true, ..Default::default() },
-                &failed.delivery.data,
+                &delivery.data,
                 properties,
             )
             .await?;

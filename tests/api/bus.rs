@@ -54,6 +54,8 @@ on_every_bus!(
     a_transient_database_error_is_retried_for_as_long_as_it_lasts_without_using_up_attempts,
     after_n_failures_an_event_is_dead_lettered_and_the_rest_keeps_flowing,
     an_event_whose_data_does_not_decode_is_dead_lettered_at_once,
+    a_transient_failure_holds_back_the_events_behind_it,
+    a_batch_with_every_kind_of_failure_ends_the_same_on_every_bus,
 );
 
 mod rabbitmq_only {
@@ -757,4 +759,155 @@ async fn a_message_that_is_not_an_envelope_goes_to_the_dead_letter_queue() {
     assert_eq!(dead[0].0, "this is not JSON");
     assert!(dead[0].2.contains("does not decode"), "{}", dead[0].2);
     assert_eq!(recorder.calls.load(Ordering::SeqCst), 0, "the handler never saw it");
+}
+
+/// How a [`Scripted`] handler fails.
+#[derive(Debug, Clone, Copy)]
+enum Fail {
+    /// The database unreachable: the infrastructure's failure, not the handler's.
+    Transient,
+    /// The handler's own refusal.
+    Own,
+}
+
+/// A consumer that fails as scripted per sku (the envelope's `data.sku`), then records an effect
+/// in `<module>_effects`; it remembers every call and, in order, the calls that succeeded.
+struct Scripted {
+    module: &'static str,
+    /// The next failures of each sku, first first; then it succeeds.
+    script: std::sync::Mutex<std::collections::HashMap<&'static str, Vec<Fail>>>,
+    /// Skus that fail every time.
+    always: Vec<(&'static str, Fail)>,
+    calls: std::sync::Mutex<Vec<String>>,
+    succeeded: std::sync::Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new(module: &'static str, script: &[(&'static str, &[Fail])], always: &[(&'static str, Fail)]) -> Self {
+        Self {
+            module,
+            script: std::sync::Mutex::new(script.iter().map(|(sku, fails)| (*sku, fails.to_vec())).collect()),
+            always: always.to_vec(),
+            calls: Default::default(),
+            succeeded: Default::default(),
+        }
+    }
+
+    fn calls_for(&self, sku: &str) -> usize {
+        self.calls.lock().expect("not poisoned").iter().filter(|s| *s == sku).count()
+    }
+
+    /// The skus whose handling succeeded, in order, keeping only `among`.
+    fn succeeded_among(&self, among: &[&str]) -> Vec<String> {
+        let succeeded = self.succeeded.lock().expect("not poisoned");
+        succeeded.iter().filter(|s| among.contains(&s.as_str())).cloned().collect()
+    }
+}
+
+#[async_trait]
+impl EventHandler for Scripted {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
+        let sku = envelope.data["sku"].as_str().unwrap_or_default().to_owned();
+        self.calls.lock().expect("not poisoned").push(sku.clone());
+        let event: ProductDiscontinued = envelope.decode()?;
+        let scripted = self
+            .script
+            .lock()
+            .expect("not poisoned")
+            .get_mut(sku.as_str())
+            .and_then(|fails| (!fails.is_empty()).then(|| fails.remove(0)));
+        let fail = scripted.or_else(|| self.always.iter().find(|(s, _)| *s == sku).map(|(_, f)| *f));
+        match fail {
+            Some(Fail::Transient) => {
+                let unreachable = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+                return Err(HandlerError::Failed(
+                    anyhow::Error::new(unreachable).context(format!("{sku} met an outage")),
+                ));
+            }
+            Some(Fail::Own) => return Err(HandlerError::Failed(anyhow::anyhow!("{sku} failed on its own"))),
+            None => {}
+        }
+        let insert = Query::insert()
+            .into_table(Alias::new(format!("{}_effects", self.module)))
+            .columns(["event_id", "sku"])
+            .values_panic([envelope.id.to_string().into(), event.sku.into()])
+            .to_owned();
+        txn.execute(&insert).await?;
+        self.succeeded.lock().expect("not poisoned").push(sku);
+        Ok(())
+    }
+}
+
+/// A transient failure is held by the pipeline, on every bus, and what was published after it waits
+/// for it: the in-process bus once let later events overtake it (it put the event aside in its
+/// queue), the RabbitMQ bus did not (it held the delivery).
+async fn a_transient_failure_holds_back_the_events_behind_it(engine: Engine, carrier: Carrier) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let scripted = Arc::new(Scripted::new("consumer", &[("HELD", &[Fail::Transient; 8])], &[]));
+    let consumers = vec![consumer("consumer", &consumer_db, scripted.clone())];
+    let _running = buses.start(&producer, consumers.clone(), policy(3)).await;
+    commit_event(&producer, &event("HELD")).await;
+    eventually(10, || async { (scripted.calls_for("HELD") >= 1).then_some(()) }).await;
+    commit_event(&producer, &event("AFTER")).await;
+    for sku in ["HELD", "AFTER"] {
+        eventually(10, || async { (effects(&consumer_db, "consumer", sku).await == 1).then_some(()) }).await;
+    }
+    assert_eq!(scripted.succeeded_among(&["HELD", "AFTER"]), ["HELD", "AFTER"], "nothing overtook the held event");
+    assert_eq!(scripted.calls_for("HELD"), 9, "8 transient failures on attempt 1 of 3, then handled");
+    assert_eq!(scripted.calls_for("AFTER"), 1);
+    assert!(buses.dead_letters(&consumers[0]).await.is_empty());
+}
+
+/// One transaction commits six events that fare differently; whichever bus carries them, each
+/// ends the same: the same calls, the same effects, the same dead letters with the same attempts,
+/// and the transient failure reorders nothing.
+async fn a_batch_with_every_kind_of_failure_ends_the_same_on_every_bus(engine: Engine, carrier: Carrier) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some((database, buses)) = setup(engine, carrier, dir.path()).await else { return };
+    let producer = Outbox::new(PRODUCER, module_db(&database, PRODUCER).await);
+    let consumer_db = module_db(&database, "consumer").await;
+    let scripted = Arc::new(Scripted::new(
+        "consumer",
+        &[("RETRIED", &[Fail::Own]), ("HELD", &[Fail::Transient; 3])],
+        &[("POISON", Fail::Own)],
+    ));
+    let consumers = vec![consumer("consumer", &consumer_db, scripted.clone())];
+    let _running = buses.start(&producer, consumers.clone(), policy(3)).await;
+
+    let mut broken = event("BROKEN");
+    broken.data = serde_json::json!({"productId": 42, "sku": "BROKEN"});
+    let batch = [event("FIRST"), event("RETRIED"), event("POISON"), broken, event("HELD"), event("LAST")];
+    let txn = kernel::db::begin_write(producer.db()).await.expect("a transaction");
+    for envelope in &batch {
+        producer.enqueue(&txn, envelope).await.expect("enqueued");
+    }
+    producer.commit(txn).await.expect("committed");
+
+    for sku in ["FIRST", "RETRIED", "HELD", "LAST"] {
+        eventually(10, || async { (effects(&consumer_db, "consumer", sku).await == 1).then_some(()) }).await;
+    }
+    let mut dead = eventually(10, || async {
+        let dead = buses.dead_letters(&consumers[0]).await;
+        (dead.len() >= 2).then_some(dead)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    dead.sort_by_key(|(payload, ..)| !payload.contains("POISON"));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let (poison, broken) = (&dead[0], &dead[1]);
+    assert!(
+        poison.0.contains("POISON") && poison.1 == 3 && poison.2.contains("POISON failed on its own"),
+        "{poison:?}"
+    );
+    assert!(broken.0.contains("BROKEN") && broken.1 == 1 && broken.2.contains("malformed event"), "{broken:?}");
+    let calls = ["FIRST", "RETRIED", "POISON", "BROKEN", "HELD", "LAST"].map(|sku| scripted.calls_for(sku));
+    assert_eq!(calls, [1, 2, 3, 1, 4, 1], "calls of FIRST, RETRIED, POISON, BROKEN, HELD, LAST");
+    for (sku, expected) in [("FIRST", 1), ("RETRIED", 1), ("POISON", 0), ("BROKEN", 0), ("HELD", 1), ("LAST", 1)] {
+        assert_eq!(effects(&consumer_db, "consumer", sku).await, expected, "{sku}");
+    }
+    assert_eq!(scripted.succeeded_among(&["FIRST", "HELD", "LAST"]), ["FIRST", "HELD", "LAST"]);
 }

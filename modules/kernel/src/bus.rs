@@ -2,8 +2,10 @@
 //!
 //! Publishing goes through a module's [`Outbox`](crate::Outbox): the event is written in the same
 //! transaction as the state change and the relay hands it to [`EventBus::publish`]. Consuming goes
-//! through a [`Consumer`]: the bus delivers each envelope to [`Inbox::process`](crate::Inbox::process),
-//! which runs the module's [`EventHandler`] at most once per event, whatever the bus redelivers.
+//! through a [`Consumer`]: the bus hands what it received to the consumer's
+//! [`Pipeline`](crate::delivery::Pipeline), which decodes it, runs the module's [`EventHandler`]
+//! through the inbox at most once per event, whatever the bus redelivers, and decides what becomes
+//! of a failure; the bus only carries out that decision.
 
 use std::sync::Arc;
 
@@ -145,13 +147,16 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
-/// What becomes of an event whose delivery failed: the one decision both buses follow.
+/// What becomes of an event whose handling failed, as the [delivery pipeline](crate::delivery)
+/// decides it for every bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// The infrastructure failed, not the handler: deliver it again after this wait, its attempts
-    /// untouched, for as long as the failure lasts.
-    Wait(std::time::Duration),
-    /// The handler failed: deliver it again after `delay`; `attempts` have failed so far.
+    /// The infrastructure failed, not the handler: try it again after a wait
+    /// ([`outage_delay`](RetryPolicy::outage_delay)), its attempts untouched, for as long as the
+    /// failure lasts.
+    Wait,
+    /// The handler failed: deliver it again after `delay` (the [retry
+    /// schedule](RetryPolicy::retry_delay)); `attempts` have failed so far.
     Retry { attempts: u32, delay: std::time::Duration },
     /// Give up: to the dead letters, after `attempts` (at once if it can never be handled).
     DeadLetter { attempts: u32 },
@@ -171,10 +176,18 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before attempt `attempt + 1`: exponential from `base_delay`, capped, with jitter
-    /// so that many failing consumers do not retry in lockstep.
-    pub fn delay(&self, attempt: u32) -> std::time::Duration {
-        backoff(attempt, self.base_delay, self.max_delay)
+    /// The wait after `attempts` failed attempts before the next: exponential from `base_delay`,
+    /// capped at `max_delay`, without jitter. One schedule for every bus: a broker's retry queues
+    /// are declared with exactly these delays as their TTLs ([`retry_delays`](Self::retry_delays)).
+    pub fn retry_delay(&self, attempts: u32) -> std::time::Duration {
+        self.base_delay.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(self.max_delay)
+    }
+
+    /// Every wait a retry can take under this policy, shortest first, each once.
+    pub fn retry_delays(&self) -> Vec<std::time::Duration> {
+        let mut delays: Vec<_> = (1..self.max_attempts).map(|attempts| self.retry_delay(attempts)).collect();
+        delays.dedup();
+        delays
     }
 
     pub fn exhausted(&self, attempts: u32) -> bool {
@@ -188,13 +201,13 @@ impl RetryPolicy {
     }
 
     /// What to do with an event whose attempt number `attempt` (the first is 1) failed with
-    /// `error`; `outage` counts the transient failures in a row so far, this one included.
-    pub fn verdict(&self, error: &HandlerError, attempt: u32, outage: u32) -> Verdict {
+    /// `error`.
+    pub fn verdict(&self, error: &HandlerError, attempt: u32) -> Verdict {
         match error {
             HandlerError::Malformed(_) => Verdict::DeadLetter { attempts: attempt },
-            e if e.is_transient() => Verdict::Wait(self.outage_delay(outage)),
+            e if e.is_transient() => Verdict::Wait,
             _ if self.exhausted(attempt) => Verdict::DeadLetter { attempts: attempt },
-            _ => Verdict::Retry { attempts: attempt, delay: self.delay(attempt) },
+            _ => Verdict::Retry { attempts: attempt, delay: self.retry_delay(attempt) },
         }
     }
 }
@@ -218,13 +231,19 @@ pub fn backoff(attempt: u32, base: std::time::Duration, max: std::time::Duration
     half + std::time::Duration::from_millis(jitter)
 }
 
-/// Metric names, shared by the buses, the relay and `/metrics`.
+/// Metric names, shared by the buses, the relay and `/metrics`. What a consumer's deliveries
+/// become (consumed, failed, retried, waited, dead-lettered) is recorded once, by the
+/// [delivery pipeline](crate::delivery), labelled `module` (the consuming module), on every bus.
 pub mod metric {
+    /// Envelopes a bus accepted from a module's relay.
     pub const PUBLISHED: &str = "bazaar_bus_published_total";
+    /// Events a consumer handled (duplicates not counted).
     pub const CONSUMED: &str = "bazaar_bus_consumed_total";
+    /// Handler failures that send an event back for another try: [`RETRIED`] plus [`WAITED`].
     pub const FAILED: &str = "bazaar_bus_failed_total";
+    /// Events given up on.
     pub const DEAD_LETTERED: &str = "bazaar_bus_dead_lettered_total";
-    /// Handler failures sent back for another attempt (broker buses).
+    /// Handler failures of the handler's own, sent back for another attempt (one used up).
     pub const RETRIED: &str = "bazaar_bus_retried_total";
     /// Messages handed to a broker, and those it confirmed, by publishing module.
     pub const BROKER_PUBLISHED: &str = "bazaar_bus_broker_published_total";
@@ -265,17 +284,32 @@ mod tests {
                 sea_orm::ConnAcquireErr::Timeout,
             )))
         };
+        for attempt in 1..50 {
+            assert_eq!(policy.verdict(&unreachable(), attempt), Verdict::Wait);
+        }
         for outage in 1..50 {
-            match policy.verdict(&unreachable(), 3, outage) {
-                Verdict::Wait(delay) => assert!(delay <= OUTAGE_MAX_DELAY, "{delay:?}"),
-                other => panic!("{other:?}"),
-            }
+            let delay = policy.outage_delay(outage);
+            assert!(delay <= OUTAGE_MAX_DELAY, "{delay:?}");
         }
         let own = || HandlerError::Failed(anyhow::anyhow!("the order is unknown"));
-        assert!(matches!(policy.verdict(&own(), 1, 0), Verdict::Retry { attempts: 1, .. }));
-        assert_eq!(policy.verdict(&own(), 3, 0), Verdict::DeadLetter { attempts: 3 });
+        assert_eq!(policy.verdict(&own(), 1), Verdict::Retry { attempts: 1, delay: policy.retry_delay(1) });
+        assert_eq!(policy.verdict(&own(), 3), Verdict::DeadLetter { attempts: 3 });
         let malformed = HandlerError::Malformed("no orderId".into());
-        assert_eq!(policy.verdict(&malformed, 1, 0), Verdict::DeadLetter { attempts: 1 });
+        assert_eq!(policy.verdict(&malformed, 1), Verdict::DeadLetter { attempts: 1 });
+    }
+
+    #[test]
+    fn the_retry_schedule_doubles_from_the_base_delay_up_to_the_cap_and_names_each_delay_once() {
+        let policy = RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+        };
+        let delays: Vec<u64> = (1..6).map(|n| policy.retry_delay(n).as_millis() as u64).collect();
+        assert_eq!(delays, [100, 200, 400, 500, 500]);
+        let declared: Vec<u64> = policy.retry_delays().iter().map(|d| d.as_millis() as u64).collect();
+        assert_eq!(declared, [100, 200, 400, 500]);
+        assert!(RetryPolicy { max_attempts: 1, ..policy }.retry_delays().is_empty());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The inbox: each consumed event has its effect at most once, and failing ones end in a
 //! dead-letter table instead of blocking the rest.
 //!
-//! [`Inbox::process`] records `(consumer, event id)` in the same transaction as the handler's
-//! effect, so a redelivered event finds its row and does nothing. The in-process bus also uses the
-//! inbox table as the consumer's durable queue ([`Inbox::enqueue`], [`Inbox::due`]): an event
-//! accepted for a consumer survives a crash before it is handled.
+//! The inbox records `(consumer, event id)` in the same transaction as the handler's effect, so a
+//! redelivered event finds its row and does nothing; the [delivery pipeline](crate::delivery) runs
+//! every bus's deliveries through it ([`Inbox::process`] does the same for one envelope). The
+//! in-process bus also uses the inbox table as the consumer's durable queue ([`Inbox::enqueue`],
+//! [`Inbox::due`], and [`Inbox::settle`] to carry out what the pipeline decided): an event accepted
+//! for a consumer survives a crash before it is handled.
 
 use std::sync::Arc;
 
@@ -14,8 +16,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::bus::metric;
 use crate::db::{self, KernelTables};
+use crate::delivery::Disposition;
 use crate::{Envelope, EventHandler, HandlerError, Outbox};
 
 /// One module's inbox and dead-letter table.
@@ -83,11 +85,13 @@ impl Inbox {
         outcomes.pop().unwrap_or(Ok(Processed::Duplicate))
     }
 
-    /// Handles several queued events in one transaction, each in a savepoint of its own: one that
-    /// fails is rolled back alone and reported, the others commit together. One commit for many
-    /// events is what lets a single-writer SQLite keep up under load. If the commit itself fails,
-    /// nothing was handled and every event stays queued.
-    pub async fn process_batch(
+    /// Handles several events in one transaction, each in a savepoint of its own: one that fails
+    /// is rolled back alone and reported, the others commit together. One commit for many events
+    /// is what lets a single-writer SQLite keep up under load. If the commit itself fails, nothing
+    /// was handled. A [transient](HandlerError::is_transient) failure ends the batch there: the
+    /// outcomes are one shorter than `envelopes` per event not tried, so that the events behind it
+    /// wait with it and keep their order.
+    pub(crate) async fn process_batch(
         &self,
         consumer: &str,
         envelopes: &[Envelope],
@@ -98,7 +102,7 @@ impl Inbox {
         let mut outcomes = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             let savepoint = txn.begin().await?;
-            let outcome = async {
+            let outcome: Result<Processed, HandlerError> = async {
                 if !self.claim(&savepoint, consumer, envelope).await? {
                     return Ok(Processed::Duplicate);
                 }
@@ -115,11 +119,13 @@ impl Inbox {
                 Ok(Processed::Handled) => savepoint.commit().await?,
                 _ => savepoint.rollback().await?,
             }
+            let transient = matches!(&outcome, Err(e) if e.is_transient());
             outcomes.push(outcome);
+            if transient {
+                break;
+            }
         }
         self.outbox.commit(txn).await?;
-        let handled = outcomes.iter().filter(|o| matches!(o, Ok(Processed::Handled))).count();
-        metrics::counter!(metric::CONSUMED, "module" => self.module).increment(handled as u64);
         Ok(outcomes)
     }
 
@@ -256,8 +262,23 @@ impl Inbox {
         }
     }
 
+    /// Carries out, for an event of this inbox's queue (in-process bus), what the delivery
+    /// pipeline decided: a retry is scheduled (`attempts` recorded, due after its delay), a dead
+    /// letter moves to the dead-letter table; `Done` was recorded by the claim, and a released
+    /// event stays as it is. On an error nothing changed: the event is delivered again.
+    pub async fn settle(&self, consumer: &str, queued: &Queued, disposition: &Disposition) -> Result<(), DbErr> {
+        match disposition {
+            Disposition::Done | Disposition::Release => Ok(()),
+            Disposition::Retry { attempts, delay, error } => {
+                let at = db::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
+                self.schedule_retry(consumer, &queued.event_id, *attempts, at, error).await
+            }
+            Disposition::DeadLetter { attempts, error } => self.dead_letter(consumer, queued, *attempts, error).await,
+        }
+    }
+
     /// Records a failed attempt and when to try again.
-    pub async fn schedule_retry(
+    async fn schedule_retry(
         &self,
         consumer: &str,
         event_id: &str,
@@ -274,12 +295,11 @@ impl Inbox {
             .and_where(Expr::col("event_id").eq(event_id))
             .to_owned();
         self.db.execute(&update).await?;
-        metrics::counter!(metric::FAILED, "module" => self.module).increment(1);
         Ok(())
     }
 
     /// Gives up on a queued event: it moves to the dead-letter table, in one transaction.
-    pub async fn dead_letter(&self, consumer: &str, queued: &Queued, attempts: u32, error: &str) -> Result<(), DbErr> {
+    async fn dead_letter(&self, consumer: &str, queued: &Queued, attempts: u32, error: &str) -> Result<(), DbErr> {
         let txn = crate::db::begin_write(&self.db).await?;
         let update = Query::update()
             .table(Alias::new(&*self.table))
@@ -292,9 +312,7 @@ impl Inbox {
         txn.execute(&update).await?;
         let event = serde_json::from_str::<Envelope>(&queued.payload).map(|e| e.event).unwrap_or_default();
         self.record_dead_letter(&txn, consumer, &queued.event_id, &event, &queued.payload, attempts, error).await?;
-        txn.commit().await?;
-        tracing::error!(consumer, event.id = %queued.event_id, attempts, error, "event dead-lettered");
-        Ok(())
+        txn.commit().await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -322,7 +340,6 @@ impl Inbox {
             ])
             .to_owned();
         conn.execute(&insert).await?;
-        metrics::counter!(metric::DEAD_LETTERED, "module" => self.module).increment(1);
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! Bazaar's shared kernel: what every module needs and no module owns.
 //!
-//! - [`bus`]: the [`EventBus`] trait modules talk through, and the handler side of it, with the
-//!   one decision both buses follow on a failure (`RetryPolicy::verdict`);
+//! - [`bus`]: the [`EventBus`] trait modules talk through, and the handler side of it;
+//! - [`delivery`]: the one delivery pipeline every bus hands its deliveries to: decode, batch,
+//!   inbox, handler, and the retry-or-dead-letter decision the bus then carries out;
 //! - [`db`]: a module's connections, and which database errors are transient ([`db::is_transient`]);
 //! - [`envelope`]: the [`Envelope`] every integration event travels in;
 //! - [`outbox`] and [`inbox`]: the transactional outbox with its relay, and the inbox that makes
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod bus;
 pub mod client;
 pub mod db;
+pub mod delivery;
 pub mod envelope;
 pub mod error;
 pub mod housekeeping;
@@ -37,6 +39,7 @@ pub mod testing;
 pub use auth::{Admin, JwtVerifier, Principal, Role};
 pub use bus::{BusError, Consumer, EventBus, EventHandler, HandlerError, Listener};
 pub use client::ClientAddr;
+pub use delivery::{Disposition, Pipeline, Received};
 pub use envelope::Envelope;
 pub use error::{ApiError, FieldError};
 pub use inbox::Inbox;
