@@ -245,7 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let url = format!("sqlite://{}/orders.db?mode=rwc", dir.path().display());
         let db = kernel::db::connect(&url, 5).await.expect("a database");
-        migrations::orders::Migrator::up(&db, None).await.expect("migrated");
+        migrations::Migrator::up(&db, None).await.expect("migrated");
         (dir, db)
     }
 

@@ -5,7 +5,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use crate::instant_null;
+use migrations_kernel::instant_null;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

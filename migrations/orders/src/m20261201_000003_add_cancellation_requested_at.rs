@@ -2,7 +2,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::instant_null;
+use migrations_kernel::instant_null;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

@@ -1,8 +1,10 @@
-//! The inventory module's schema.
+//! The inventory module's schema: its Migrator, with its own history table (`inventory_seaql_migrations`),
+//! starting with the kernel's tables. Only the inventory module depends on this crate.
 
 use sea_orm_migration::prelude::*;
 
-use crate::kernel::KernelTables;
+use migrations_kernel::KernelTables;
+pub use migrations_kernel::MigratorTrait;
 
 mod m20261126_000002_create_stock;
 

@@ -1,8 +1,10 @@
-//! The orders module's schema.
+//! The orders module's schema: its Migrator, with its own history table (`orders_seaql_migrations`),
+//! starting with the kernel's tables. Only the orders module depends on this crate.
 
 use sea_orm_migration::prelude::*;
 
-use crate::kernel::KernelTables;
+use migrations_kernel::KernelTables;
+pub use migrations_kernel::MigratorTrait;
 
 mod m20261126_000002_create_orders;
 mod m20261201_000003_add_cancellation_requested_at;

@@ -1,8 +1,10 @@
-//! The shipping module's schema.
+//! The shipping module's schema: its Migrator, with its own history table (`shipping_seaql_migrations`),
+//! starting with the kernel's tables. Only the shipping module depends on this crate.
 
 use sea_orm_migration::prelude::*;
 
-use crate::kernel::KernelTables;
+use migrations_kernel::KernelTables;
+pub use migrations_kernel::MigratorTrait;
 
 mod m20261201_000002_create_shipments;
 mod m20261208_000003_create_address_requests;

@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use crate::{instant, instant_null};
+use migrations_kernel::{instant, instant_null};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

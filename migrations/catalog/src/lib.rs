@@ -1,8 +1,10 @@
-//! The catalog module's schema.
+//! The catalog module's schema: its Migrator, with its own history table (`catalog_seaql_migrations`),
+//! starting with the kernel's tables. Only the catalog module depends on this crate.
 
 use sea_orm_migration::prelude::*;
 
-use crate::kernel::KernelTables;
+use migrations_kernel::KernelTables;
+pub use migrations_kernel::MigratorTrait;
 
 mod m20261126_000002_create_products;
 mod m20261227_000003_add_product_version;

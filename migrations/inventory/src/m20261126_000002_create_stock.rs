@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use crate::instant;
+use migrations_kernel::instant;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

@@ -1,17 +1,16 @@
-//! One sea-orm Migrator per Bazaar module, each with its own history table
+//! What every module's migrations share: the kernel's tables and the column helpers.
+//!
+//! Each module's schema is a crate of its own (`migrations/<module>`, `bazaar-<module>-migrations`)
+//! that only that module depends on, with a sea-orm Migrator and its own history table
 //! (`<module>_seaql_migrations`), so modules that share a database never see each other's history
 //! and a module moved to a database of its own takes its history with it.
 //!
-//! Every module's history starts with [`kernel::KernelTables`]: its outbox, inbox and dead letters.
+//! Every module's history starts with [`KernelTables`]: its outbox, inbox and dead letters.
 
-pub mod catalog;
-pub mod inventory;
-pub mod kernel;
-pub mod orders;
-pub mod shipping;
-pub mod users;
+mod tables;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
+pub use tables::KernelTables;
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
