@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bazaar::bus::{RabbitMqBus, RabbitMqConfig, Topology};
+use catalog_contracts::ProductDiscontinued;
 use clap::Parser;
 use contracts::IntegrationEvent;
-use contracts::catalog::ProductDiscontinued;
 use kernel::bus::RetryPolicy;
 use kernel::outbox::Relay;
 use kernel::{Envelope, EventBus, Outbox};

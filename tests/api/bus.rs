@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bazaar::bus::{InProcessBus, RabbitMqBus, RabbitMqConfig, Topology};
+use catalog_contracts::ProductDiscontinued;
 use contracts::IntegrationEvent;
-use contracts::catalog::ProductDiscontinued;
 use kernel::bus::RetryPolicy;
 use kernel::inbox::Processed;
 use kernel::outbox::Relay;

@@ -2,7 +2,7 @@
 //! its event; the row is locked meanwhile, so versions never repeat.
 
 use anyhow::Context;
-use contracts::catalog::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
+use catalog_contracts::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use kernel::Outbox;
 use sea_orm::DatabaseConnection;
 

@@ -10,15 +10,15 @@
 //! `ShipmentDispatched` ships it even while `cancelling` — the dispatch won that race.
 
 use async_trait::async_trait;
-use contracts::catalog::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
-use contracts::inventory::{StockReservationFailed, StockReserved};
-use contracts::orders::{self as events, OrderLine as LineEvent};
-use contracts::shipping::{
+use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
+use contracts::{EventType, IntegrationEvent};
+use inventory_contracts::{StockReservationFailed, StockReserved};
+use kernel::{Envelope, EventHandler, HandlerError, Outbox};
+use orders_contracts::{self as events, OrderLine as LineEvent};
+use sea_orm::DatabaseTransaction;
+use shipping_contracts::{
     ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentDelivered, ShipmentDispatched,
 };
-use contracts::{EventType, IntegrationEvent};
-use kernel::{Envelope, EventHandler, HandlerError, Outbox};
-use sea_orm::DatabaseTransaction;
 
 use crate::domain::{Money, Order, OrderEvent, OrderId, OrderStatus, ShippingAddress};
 use crate::persistence::{self, ProductCopy};
@@ -230,10 +230,10 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contracts::catalog::Price;
-    use contracts::orders::OrderCancellationRequested;
+    use catalog_contracts::Price;
     use kernel::{Principal, Role};
     use migrations::MigratorTrait;
+    use orders_contracts::OrderCancellationRequested;
     use sea_orm::sea_query::{Alias, Order as SortOrder, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;

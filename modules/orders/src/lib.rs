@@ -22,14 +22,14 @@ use std::sync::Arc;
 use actix_web::web;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contracts::orders::{
-    OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated,
-    OrderRejected,
-};
 use contracts::{EventType, IntegrationEvent};
 use kernel::housekeeping::Purge;
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
 use migrations::MigratorTrait;
+use orders_contracts::{
+    OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated,
+    OrderRejected,
+};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Deserialize;
 use utoipa::OpenApi;

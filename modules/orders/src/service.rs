@@ -1,9 +1,9 @@
 //! The orders module's use cases. Each write is one transaction: the order and its event.
 
 use anyhow::Context;
-use contracts::catalog::Price;
-use contracts::orders::{self as events, OrderItem};
+use catalog_contracts::Price;
 use kernel::{Outbox, Principal};
+use orders_contracts::{self as events, OrderItem};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 

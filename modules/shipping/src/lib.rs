@@ -19,14 +19,14 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
-use contracts::shipping::{
-    ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentCreated, ShipmentDelivered,
-    ShipmentDispatched,
-};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
+use shipping_contracts::{
+    ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentCreated, ShipmentDelivered,
+    ShipmentDispatched,
+};
 use utoipa::OpenApi;
 
 use crate::events::ShippingEvents;

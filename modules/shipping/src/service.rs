@@ -3,10 +3,10 @@
 //! hands the event handler, so it commits once, together with the events it causes.
 
 use anyhow::Context;
-use contracts::orders::OrderItem;
-use contracts::shipping::{ShipmentDelivered, ShipmentDispatched};
 use kernel::{Outbox, Principal};
+use orders_contracts::OrderItem;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use shipping_contracts::{ShipmentDelivered, ShipmentDispatched};
 use uuid::Uuid;
 
 use crate::domain::{

@@ -19,7 +19,6 @@ use std::time::Duration;
 use actix_web::web;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contracts::users::{UserRegistered, UserSessionsRevoked};
 use contracts::{EventType, IntegrationEvent};
 use kernel::auth::VerificationKey;
 use kernel::housekeeping::Purge;
@@ -27,6 +26,7 @@ use kernel::{Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Deserialize;
+use users_contracts::{UserRegistered, UserSessionsRevoked};
 use utoipa::OpenApi;
 
 pub use keys::signing_key_error;

@@ -6,11 +6,11 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
-use contracts::users::{UserRegistered, UserSessionsRevoked};
 use kernel::Outbox;
 use kernel::auth::Claims;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use sha2::{Digest, Sha256};
+use users_contracts::{UserRegistered, UserSessionsRevoked};
 use uuid::Uuid;
 
 use crate::domain::{Email, Password, Role, User, UserId, UserName};

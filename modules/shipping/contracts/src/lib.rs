@@ -3,10 +3,19 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::IntegrationEvent;
-use crate::orders::{OrderItem, ShippingAddress};
+use contracts::{IntegrationEvent, Publisher};
 
-const SOURCE: &str = "shipping";
+/// A shipment's items and address are the order's, in the orders module's words: shipping conforms
+/// to them (it consumes orders' events anyway). A shared validated `Address` is meant to replace
+/// `ShippingAddress` in every contract.
+pub use orders_contracts::{OrderItem, ShippingAddress};
+
+/// The shipping module, as the publisher of these events.
+pub enum Shipping {}
+
+impl Publisher for Shipping {
+    const NAME: &'static str = "shipping";
+}
 
 /// A confirmed order has a shipment, `pending` until an admin dispatches it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,9 +29,9 @@ pub struct ShipmentCreated {
 }
 
 impl IntegrationEvent for ShipmentCreated {
+    type Publisher = Shipping;
     const NAME: &'static str = "ShipmentCreated";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// The order's parcel left the warehouse: its reserved units leave stock.
@@ -37,9 +46,9 @@ pub struct ShipmentDispatched {
 }
 
 impl IntegrationEvent for ShipmentDispatched {
+    type Publisher = Shipping;
     const NAME: &'static str = "ShipmentDispatched";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// The parcel reached the customer.
@@ -51,9 +60,9 @@ pub struct ShipmentDelivered {
 }
 
 impl IntegrationEvent for ShipmentDelivered {
+    type Publisher = Shipping;
     const NAME: &'static str = "ShipmentDelivered";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// The shipment will never be dispatched: the order may end, and its stock be released.
@@ -66,9 +75,9 @@ pub struct ShipmentCancelled {
 }
 
 impl IntegrationEvent for ShipmentCancelled {
+    type Publisher = Shipping;
     const NAME: &'static str = "ShipmentCancelled";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// The shipment will go to a new address, as the customer asked: the order shows it too.
@@ -81,9 +90,9 @@ pub struct ShipmentAddressChanged {
 }
 
 impl IntegrationEvent for ShipmentAddressChanged {
+    type Publisher = Shipping;
     const NAME: &'static str = "ShipmentAddressChanged";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// Too late to change the address: the shipment was dispatched, delivered or cancelled.
@@ -96,7 +105,7 @@ pub struct ShipmentAddressChangeRefused {
 }
 
 impl IntegrationEvent for ShipmentAddressChangeRefused {
+    type Publisher = Shipping;
     const NAME: &'static str = "ShipmentAddressChangeRefused";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }

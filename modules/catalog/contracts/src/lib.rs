@@ -10,9 +10,14 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::IntegrationEvent;
+use contracts::{IntegrationEvent, Publisher};
 
-const SOURCE: &str = "catalog";
+/// The catalog module, as the publisher of these events.
+pub enum Catalog {}
+
+impl Publisher for Catalog {
+    const NAME: &'static str = "catalog";
+}
 
 /// A price in integer minor units of an ISO 4217 currency (`{"amount": 1999, "currency": "EUR"}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,9 +49,9 @@ pub struct ProductSnapshot {
 pub struct ProductCreated(pub ProductSnapshot);
 
 impl IntegrationEvent for ProductCreated {
+    type Publisher = Catalog;
     const NAME: &'static str = "ProductCreated";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,9 +59,9 @@ impl IntegrationEvent for ProductCreated {
 pub struct ProductUpdated(pub ProductSnapshot);
 
 impl IntegrationEvent for ProductUpdated {
+    type Publisher = Catalog;
     const NAME: &'static str = "ProductUpdated";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,9 +76,9 @@ pub struct ProductDiscontinued {
 }
 
 impl IntegrationEvent for ProductDiscontinued {
+    type Publisher = Catalog;
     const NAME: &'static str = "ProductDiscontinued";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 #[cfg(test)]

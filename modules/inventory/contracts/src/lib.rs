@@ -3,10 +3,18 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::IntegrationEvent;
-use crate::orders::OrderItem;
+use contracts::{IntegrationEvent, Publisher};
 
-const SOURCE: &str = "inventory";
+/// Reserved items are the order's items, in the orders module's words: inventory conforms to them
+/// (it consumes orders' events anyway).
+pub use orders_contracts::OrderItem;
+
+/// The inventory module, as the publisher of these events.
+pub enum Inventory {}
+
+impl Publisher for Inventory {
+    const NAME: &'static str = "inventory";
+}
 
 /// Every item of the order is reserved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,9 +25,9 @@ pub struct StockReserved {
 }
 
 impl IntegrationEvent for StockReserved {
+    type Publisher = Inventory;
     const NAME: &'static str = "StockReserved";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// A line that could not be reserved.
@@ -40,9 +48,9 @@ pub struct StockReservationFailed {
 }
 
 impl IntegrationEvent for StockReservationFailed {
+    type Publisher = Inventory;
     const NAME: &'static str = "StockReservationFailed";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// The order's reservation is released (the order was cancelled).
@@ -54,7 +62,7 @@ pub struct StockReleased {
 }
 
 impl IntegrationEvent for StockReleased {
+    type Publisher = Inventory;
     const NAME: &'static str = "StockReleased";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }

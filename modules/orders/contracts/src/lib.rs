@@ -3,10 +3,18 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::IntegrationEvent;
-use crate::catalog::Price;
+use contracts::{IntegrationEvent, Publisher};
 
-const SOURCE: &str = "orders";
+/// Prices are the catalog's, in its words: orders conforms to them (it consumes catalog's events
+/// anyway). A shared validated `Money` is meant to replace this type in every contract.
+pub use catalog_contracts::Price;
+
+/// The orders module, as the publisher of these events.
+pub enum Orders {}
+
+impl Publisher for Orders {
+    const NAME: &'static str = "orders";
+}
 
 /// A product and how many of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,9 +58,9 @@ pub struct OrderCreated {
 }
 
 impl IntegrationEvent for OrderCreated {
+    type Publisher = Orders;
     const NAME: &'static str = "OrderCreated";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// Stock is reserved: the order will ship. Carries what shipping needs.
@@ -67,9 +75,9 @@ pub struct OrderConfirmed {
 }
 
 impl IntegrationEvent for OrderConfirmed {
+    type Publisher = Orders;
     const NAME: &'static str = "OrderConfirmed";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// Stock could not be reserved; nothing is reserved for the order.
@@ -82,9 +90,9 @@ pub struct OrderRejected {
 }
 
 impl IntegrationEvent for OrderRejected {
+    type Publisher = Orders;
     const NAME: &'static str = "OrderRejected";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// The customer asked to cancel a confirmed order. Shipping decides: it cancels the shipment
@@ -97,9 +105,9 @@ pub struct OrderCancellationRequested {
 }
 
 impl IntegrationEvent for OrderCancellationRequested {
+    type Publisher = Orders;
     const NAME: &'static str = "OrderCancellationRequested";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// The customer asked to change the shipping address of a confirmed order. Shipping decides: a
@@ -114,9 +122,9 @@ pub struct OrderAddressChangeRequested {
 }
 
 impl IntegrationEvent for OrderAddressChangeRequested {
+    type Publisher = Orders;
     const NAME: &'static str = "OrderAddressChangeRequested";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }
 
 /// The order ended before shipping; whatever was reserved for it is released.
@@ -129,7 +137,7 @@ pub struct OrderCancelled {
 }
 
 impl IntegrationEvent for OrderCancelled {
+    type Publisher = Orders;
     const NAME: &'static str = "OrderCancelled";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = SOURCE;
 }

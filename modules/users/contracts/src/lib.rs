@@ -3,7 +3,14 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::IntegrationEvent;
+use contracts::{IntegrationEvent, Publisher};
+
+/// The users module, as the publisher of these events.
+pub enum Users {}
+
+impl Publisher for Users {
+    const NAME: &'static str = "users";
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -16,9 +23,9 @@ pub struct UserRegistered {
 }
 
 impl IntegrationEvent for UserRegistered {
+    type Publisher = Users;
     const NAME: &'static str = "UserRegistered";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = "users";
 }
 
 /// The user's access tokens issued before `notBefore` must be refused: their role changed, or
@@ -35,7 +42,7 @@ pub struct UserSessionsRevoked {
 }
 
 impl IntegrationEvent for UserSessionsRevoked {
+    type Publisher = Users;
     const NAME: &'static str = "UserSessionsRevoked";
     const VERSION: u32 = 1;
-    const SOURCE: &'static str = "users";
 }
