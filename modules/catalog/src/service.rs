@@ -12,7 +12,7 @@ use crate::persistence::{self, ProductFilter};
 #[derive(Clone)]
 pub struct Catalog {
     db: DatabaseConnection,
-    outbox: Outbox,
+    outbox: Outbox<catalog_contracts::Catalog>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum DiscontinueProductError {
 
 impl Catalog {
     pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+        Self { db, outbox: outbox.bind() }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(product.sku = %details.sku.as_str()))]

@@ -15,12 +15,12 @@ use crate::domain::{Lines, OrderId, ProductId};
 use crate::service::{self, ReserveOutcome};
 
 pub struct InventoryEvents {
-    outbox: Outbox,
+    outbox: Outbox<inventory_contracts::Inventory>,
 }
 
 impl InventoryEvents {
     pub fn new(outbox: Outbox) -> Self {
-        Self { outbox }
+        Self { outbox: outbox.bind() }
     }
 
     /// Opens the product's stock row if it has none. The product's version does not matter here:

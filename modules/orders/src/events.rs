@@ -40,7 +40,13 @@ pub fn consumed() -> Vec<EventType> {
 }
 
 pub struct OrdersHandler {
-    pub outbox: Outbox,
+    outbox: Outbox<events::Orders>,
+}
+
+impl OrdersHandler {
+    pub fn new(outbox: Outbox) -> Self {
+        Self { outbox: outbox.bind() }
+    }
 }
 
 #[async_trait]
@@ -293,7 +299,7 @@ mod tests {
     async fn deliver<E: IntegrationEvent>(db: &DatabaseConnection, event: &E) -> Result<(), HandlerError> {
         let envelope = Envelope::new(event).expect("serialises");
         let txn = kernel::db::begin_write(db).await.expect("a transaction");
-        let handled = OrdersHandler { outbox: outbox(db) }.handle(&txn, &envelope).await;
+        let handled = OrdersHandler::new(outbox(db)).handle(&txn, &envelope).await;
         txn.commit().await.expect("committed");
         handled
     }

@@ -126,7 +126,7 @@ impl Hosted for HostedOrders {
     }
 
     fn handler(&self) -> Option<Arc<dyn EventHandler>> {
-        Some(Arc::new(events::OrdersHandler { outbox: self.outbox.clone() }))
+        Some(Arc::new(events::OrdersHandler::new(self.outbox.clone())))
     }
 
     fn purges(&self) -> Vec<Arc<dyn Purge>> {

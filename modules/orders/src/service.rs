@@ -16,7 +16,7 @@ use crate::persistence::{self, ProductCopy};
 #[derive(Clone)]
 pub struct Orders {
     db: DatabaseConnection,
-    outbox: Outbox,
+    outbox: Outbox<events::Orders>,
     limits: OrderLimits,
 }
 
@@ -81,7 +81,7 @@ pub enum ChangeOrderError {
 
 impl Orders {
     pub fn new(db: DatabaseConnection, outbox: Outbox, limits: OrderLimits) -> Self {
-        Self { db, outbox, limits }
+        Self { db, outbox: outbox.bind(), limits }
     }
 
     /// Forgets the `Idempotency-Key`s remembered before `cutoff` (housekeeping).

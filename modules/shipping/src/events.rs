@@ -42,12 +42,12 @@ pub fn consumed() -> Vec<EventType> {
 }
 
 pub struct ShippingEvents {
-    outbox: Outbox,
+    outbox: Outbox<shipping_contracts::Shipping>,
 }
 
 impl ShippingEvents {
     pub fn new(outbox: Outbox) -> Self {
-        Self { outbox }
+        Self { outbox: outbox.bind() }
     }
 
     #[tracing::instrument(skip_all, fields(order.id = %event.order_id))]

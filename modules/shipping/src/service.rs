@@ -17,7 +17,7 @@ use crate::persistence::{self, Filter};
 #[derive(Clone)]
 pub struct Shipments {
     db: DatabaseConnection,
-    outbox: Outbox,
+    outbox: Outbox<shipping_contracts::Shipping>,
 }
 
 /// A validated request to dispatch a shipment.
@@ -39,7 +39,7 @@ pub enum ChangeShipmentError {
 
 impl Shipments {
     pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+        Self { db, outbox: outbox.bind() }
     }
 
     /// The shipment, if `who` may see it: its order's owner or an admin. Anyone else is told it

@@ -30,7 +30,7 @@ pub struct TokenPolicy {
 #[derive(Clone)]
 pub struct Users {
     db: DatabaseConnection,
-    outbox: Outbox,
+    outbox: Outbox<users_contracts::Users>,
     keys: Arc<SigningKeys>,
     policy: TokenPolicy,
     hasher: Arc<PasswordHasher>,
@@ -107,7 +107,7 @@ impl Users {
         policy: TokenPolicy,
         hasher: Arc<PasswordHasher>,
     ) -> Self {
-        Self { db, outbox, keys, policy, hasher }
+        Self { db, outbox: outbox.bind(), keys, policy, hasher }
     }
 
     pub fn keys(&self) -> &SigningKeys {
