@@ -272,11 +272,11 @@ struct SessionRevocations(JwtVerifier);
 impl kernel::Listener for SessionRevocations {
     fn events(&self) -> Vec<contracts::EventType> {
         use contracts::IntegrationEvent;
-        vec![contracts::users::UserSessionsRevoked::event_type()]
+        vec![users_contracts::UserSessionsRevoked::event_type()]
     }
 
     async fn hear(&self, envelope: &kernel::Envelope) {
-        match envelope.decode::<contracts::users::UserSessionsRevoked>() {
+        match envelope.decode::<users_contracts::UserSessionsRevoked>() {
             Ok(revoked) => {
                 tracing::info!(user.id = %revoked.user_id, reason = revoked.reason, "sessions revoked");
                 self.0.revoke(revoked.user_id, revoked.not_before);

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bazaar::bus::{RabbitMqBus, RabbitMqConfig, Topology};
+use catalog_contracts::ProductDiscontinued;
 use clap::Parser;
 use contracts::IntegrationEvent;
-use contracts::catalog::ProductDiscontinued;
 use kernel::bus::RetryPolicy;
 use kernel::outbox::Relay;
 use kernel::{Envelope, EventBus, Outbox};
@@ -166,8 +166,8 @@ async fn relay_rate(
 ) -> anyhow::Result<f64> {
     let url = format!("sqlite://{}/relay-{round}.db?mode=rwc", dir.display());
     let db = kernel::db::connect(&url, 5).await?;
-    let manager = migrations::SchemaManager::new(&db);
-    migrations::MigrationTrait::up(&migrations::kernel::KernelTables::new(MODULE), &manager)
+    let manager = migrations_kernel::SchemaManager::new(&db);
+    migrations_kernel::MigrationTrait::up(&migrations_kernel::KernelTables::new(MODULE), &manager)
         .await
         .context("kernel tables")?;
     let outbox = Outbox::new(MODULE, db.clone());

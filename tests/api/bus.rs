@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bazaar::bus::{InProcessBus, RabbitMqBus, RabbitMqConfig, Topology};
+use catalog_contracts::ProductDiscontinued;
 use contracts::IntegrationEvent;
-use contracts::catalog::ProductDiscontinued;
 use kernel::bus::RetryPolicy;
 use kernel::inbox::Processed;
 use kernel::outbox::Relay;
@@ -96,8 +96,8 @@ const PRODUCER: &str = "producer";
 async fn module_db(database: &TestDatabase, module: &'static str) -> DatabaseConnection {
     crate::helpers::init_logs();
     let db = kernel::db::connect(&database.url_for(module), 5).await.expect("a database");
-    let manager = migrations::SchemaManager::new(&db);
-    migrations::MigrationTrait::up(&migrations::kernel::KernelTables::new(module), &manager)
+    let manager = migrations_kernel::SchemaManager::new(&db);
+    migrations_kernel::MigrationTrait::up(&migrations_kernel::KernelTables::new(module), &manager)
         .await
         .expect("kernel tables");
     let effects = Table::create()

@@ -128,7 +128,7 @@ async fn admins_see_dead_letters_and_queue_them_again() {
     use crate::helpers::{As, assert_problem};
     use reqwest::Method;
     let app = spawn_app().await;
-    let mut broken = kernel::Envelope::new(&contracts::orders::OrderCreated {
+    let mut broken = kernel::Envelope::new(&orders_contracts::OrderCreated {
         order_id: uuid::Uuid::now_v7(),
         user_id: uuid::Uuid::now_v7(),
         items: vec![],

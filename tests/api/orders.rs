@@ -347,10 +347,10 @@ async fn a_dispatched_shipment_takes_its_reserved_units_out_of_stock() {
 
     // A ShipmentDispatched delivered straight to inventory's queue, twice, as a redelivering bus would.
     let product_id: uuid::Uuid = product["id"].as_str().expect("an id").parse().expect("a UUID");
-    let dispatched = contracts::shipping::ShipmentDispatched {
+    let dispatched = shipping_contracts::ShipmentDispatched {
         shipment_id: uuid::Uuid::now_v7(),
         order_id: order["id"].as_str().expect("an id").parse().expect("a UUID"),
-        items: vec![contracts::orders::OrderItem { product_id, quantity: 3 }],
+        items: vec![orders_contracts::OrderItem { product_id, quantity: 3 }],
         carrier: "DHL".into(),
         tracking_number: "JD0001".into(),
     };

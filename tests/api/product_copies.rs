@@ -74,9 +74,9 @@ async fn an_older_product_update_delivered_late_does_not_undo_a_newer_one(engine
     app.quiet().await;
 
     // ProductCreated and the first ProductUpdated arrive again, after the newest one.
-    let updates = app.catalog_events::<contracts::catalog::ProductUpdated>().await;
+    let updates = app.catalog_events::<catalog_contracts::ProductUpdated>().await;
     assert_eq!(updates.len(), 2);
-    let created = app.catalog_events::<contracts::catalog::ProductCreated>().await;
+    let created = app.catalog_events::<catalog_contracts::ProductCreated>().await;
     app.deliver_late_to_orders(&[updates[0].clone(), created[0].clone()]).await;
 
     assert_eq!(copy_of(&app, "COPY-1").await, newest, "the copy keeps the newest version");
@@ -97,8 +97,8 @@ async fn a_discontinuation_is_not_undone_by_an_older_update_delivered_late(engin
     settles(discontinued.clone(), || copy_of(&app, "COPY-2")).await;
     app.quiet().await;
 
-    let updates = app.catalog_events::<contracts::catalog::ProductUpdated>().await;
-    let created = app.catalog_events::<contracts::catalog::ProductCreated>().await;
+    let updates = app.catalog_events::<catalog_contracts::ProductUpdated>().await;
+    let created = app.catalog_events::<catalog_contracts::ProductCreated>().await;
     app.deliver_late_to_orders(&[updates[0].clone(), created[0].clone()]).await;
 
     assert_eq!(copy_of(&app, "COPY-2").await, discontinued, "still discontinued");

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
-use contracts::orders::{OrderAddressChangeRequested, OrderCancellationRequested, ShippingAddress};
-use contracts::shipping::{ShipmentAddressChangeRefused, ShipmentCancelled};
 use kernel::inbox::Processed;
 use kernel::{Envelope, EventHandler, Inbox, ModuleContext};
+use orders_contracts::{OrderAddressChangeRequested, OrderCancellationRequested, ShippingAddress};
 use reqwest::{Method, Response};
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, JsonValue, Statement};
 use serde_json::{Value, json};
+use shipping_contracts::{ShipmentAddressChangeRefused, ShipmentCancelled};
 use uuid::Uuid;
 
 use crate::engines::{Engine, on_every_engine};

@@ -1,7 +1,7 @@
 //! The catalog module: products with their sku, name, description, price and status.
 //!
 //! Admins create, revise and discontinue products; anyone reads them. Every change publishes
-//! `ProductCreated`, `ProductUpdated` or `ProductDiscontinued` (see `contracts::catalog`) through
+//! `ProductCreated`, `ProductUpdated` or `ProductDiscontinued` (see `catalog_contracts`) through
 //! the module's outbox. It consumes nothing. This crate is the template the other modules follow.
 
 mod domain;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
-use contracts::catalog::{ProductCreated, ProductDiscontinued, ProductUpdated};
+use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductUpdated};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
@@ -53,7 +53,7 @@ impl Module for CatalogModule {
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
-        migrations::catalog::Migrator::up(db, None).await
+        migrations::Migrator::up(db, None).await
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {

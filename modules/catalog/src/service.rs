@@ -2,7 +2,7 @@
 //! its event; the row is locked meanwhile, so versions never repeat.
 
 use anyhow::Context;
-use contracts::catalog::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
+use catalog_contracts::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use kernel::Outbox;
 use sea_orm::DatabaseConnection;
 
@@ -12,7 +12,7 @@ use crate::persistence::{self, ProductFilter};
 #[derive(Clone)]
 pub struct Catalog {
     db: DatabaseConnection,
-    outbox: Outbox,
+    outbox: Outbox<catalog_contracts::Catalog>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum DiscontinueProductError {
 
 impl Catalog {
     pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+        Self { db, outbox: outbox.bind() }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(product.sku = %details.sku.as_str()))]

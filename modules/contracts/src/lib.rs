@@ -1,24 +1,30 @@
-//! Bazaar's published language: the integration events that modules exchange over the bus.
+//! What Bazaar's published language is made of: [`IntegrationEvent`], its [`Publisher`] and its
+//! [`EventType`] on the bus. The events themselves live with the module that publishes them, one
+//! crate each (`modules/<module>/contracts`, `<module>_contracts`), so a module depends on exactly
+//! the events it publishes and the ones it consumes.
 //!
-//! One file per publishing module. An event's name, version and source are part of its type, so
-//! a consumer names exactly the version it understands; a breaking change gets a new version.
-
-pub mod catalog;
-pub mod inventory;
-pub mod orders;
-pub mod shipping;
-pub mod users;
+//! An event's name, version and publisher are part of its type, so a consumer names exactly the
+//! version it understands; a breaking change gets a new version.
 
 use serde::{Serialize, de::DeserializeOwned};
 
+/// The module that publishes a set of events: each contracts crate declares one
+/// (`pub enum Orders {}`), and a module's outbox publishes only its own publisher's events.
+pub trait Publisher: 'static {
+    /// The module's name, the `source` of its events.
+    const NAME: &'static str;
+}
+
 /// An event one module publishes for others to consume.
 pub trait IntegrationEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The module that publishes it.
+    type Publisher: Publisher;
     /// The event's name, as it appears in the envelope's `event` field.
     const NAME: &'static str;
     /// The schema version of `data`.
     const VERSION: u32;
-    /// The module that publishes it.
-    const SOURCE: &'static str;
+    /// The module that publishes it, by name: always its [`Publisher`]'s (do not override).
+    const SOURCE: &'static str = <Self::Publisher as Publisher>::NAME;
 
     /// The event's identity on the bus.
     fn event_type() -> EventType {
@@ -71,9 +77,30 @@ fn kebab_case(name: &str) -> String {
 mod tests {
     use super::*;
 
+    enum Catalog {}
+
+    impl Publisher for Catalog {
+        const NAME: &'static str = "catalog";
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct ProductDiscontinued {}
+
+    impl IntegrationEvent for ProductDiscontinued {
+        type Publisher = Catalog;
+        const NAME: &'static str = "ProductDiscontinued";
+        const VERSION: u32 = 1;
+    }
+
     #[test]
     fn routing_keys_are_kebab_case_with_the_version() {
         assert_eq!(routing_key("orders", "OrderCreated", 1), "orders.order-created.v1");
-        assert_eq!(catalog::ProductDiscontinued::event_type().routing_key(), "catalog.product-discontinued.v1");
+        assert_eq!(ProductDiscontinued::event_type().routing_key(), "catalog.product-discontinued.v1");
+    }
+
+    #[test]
+    fn an_events_source_is_its_publishers_name() {
+        assert_eq!(ProductDiscontinued::SOURCE, "catalog");
+        assert_eq!(ProductDiscontinued::event_type().source, "catalog");
     }
 }

@@ -4,23 +4,23 @@
 //! the event was handled; what is published goes to the outbox in that same transaction.
 
 use async_trait::async_trait;
-use contracts::catalog::ProductCreated;
-use contracts::inventory::{Shortage, StockReleased, StockReservationFailed, StockReserved};
-use contracts::orders::{OrderCancelled, OrderCreated, OrderItem};
-use contracts::shipping::ShipmentDispatched;
+use catalog_contracts::ProductCreated;
+use inventory_contracts::{Shortage, StockReleased, StockReservationFailed, StockReserved};
 use kernel::{Envelope, EventHandler, HandlerError, Outbox};
+use orders_contracts::{OrderCancelled, OrderCreated, OrderItem};
 use sea_orm::DatabaseTransaction;
+use shipping_contracts::ShipmentDispatched;
 
 use crate::domain::{Lines, OrderId, ProductId};
 use crate::service::{self, ReserveOutcome};
 
 pub struct InventoryEvents {
-    outbox: Outbox,
+    outbox: Outbox<inventory_contracts::Inventory>,
 }
 
 impl InventoryEvents {
     pub fn new(outbox: Outbox) -> Self {
-        Self { outbox }
+        Self { outbox: outbox.bind() }
     }
 
     /// Opens the product's stock row if it has none. The product's version does not matter here:
@@ -121,8 +121,8 @@ fn items(lines: &Lines) -> Vec<OrderItem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use catalog_contracts::{Price, ProductSnapshot};
     use contracts::IntegrationEvent;
-    use contracts::catalog::{Price, ProductSnapshot};
     use sea_orm::sea_query::{Alias, Order, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;

@@ -16,14 +16,14 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
-use contracts::catalog::ProductCreated;
-use contracts::inventory::{StockReleased, StockReservationFailed, StockReserved};
-use contracts::orders::{OrderCancelled, OrderCreated};
-use contracts::shipping::ShipmentDispatched;
+use catalog_contracts::ProductCreated;
 use contracts::{EventType, IntegrationEvent};
+use inventory_contracts::{StockReleased, StockReservationFailed, StockReserved};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
+use orders_contracts::{OrderCancelled, OrderCreated};
 use sea_orm::{DatabaseConnection, DbErr};
+use shipping_contracts::ShipmentDispatched;
 use utoipa::OpenApi;
 
 pub use service::Inventory;
@@ -70,7 +70,7 @@ impl Module for InventoryModule {
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
-        migrations::inventory::Migrator::up(db, None).await
+        migrations::Migrator::up(db, None).await
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {

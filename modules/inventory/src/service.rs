@@ -198,7 +198,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let url = format!("sqlite://{}/inventory.db?mode=rwc", dir.path().display());
         let db = kernel::db::connect(&url, 5).await.expect("a database");
-        migrations::inventory::Migrator::up(&db, None).await.expect("migrated");
+        migrations::Migrator::up(&db, None).await.expect("migrated");
         (dir, db)
     }
 

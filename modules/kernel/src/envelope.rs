@@ -104,7 +104,27 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contracts::catalog::ProductDiscontinued;
+
+    // The kernel knows no module's events: a stand-in with the catalog's wire format.
+    enum Catalog {}
+
+    impl contracts::Publisher for Catalog {
+        const NAME: &'static str = "catalog";
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ProductDiscontinued {
+        product_id: Uuid,
+        sku: String,
+        version: u64,
+    }
+
+    impl IntegrationEvent for ProductDiscontinued {
+        type Publisher = Catalog;
+        const NAME: &'static str = "ProductDiscontinued";
+        const VERSION: u32 = 1;
+    }
 
     #[test]
     fn an_envelope_round_trips_through_json_in_camel_case() {

@@ -107,19 +107,25 @@ mod tests {
         n: u32,
     }
 
+    enum Tests {}
+
+    impl contracts::Publisher for Tests {
+        const NAME: &'static str = "tests";
+    }
+
     impl IntegrationEvent for Pinged {
+        type Publisher = Tests;
         const NAME: &'static str = "Pinged";
         const VERSION: u32 = 1;
-        const SOURCE: &'static str = "tests";
     }
 
     #[derive(Debug, Serialize, Deserialize)]
     struct Ponged {}
 
     impl IntegrationEvent for Ponged {
+        type Publisher = Tests;
         const NAME: &'static str = "Ponged";
         const VERSION: u32 = 1;
-        const SOURCE: &'static str = "tests";
     }
 
     #[derive(Default)]

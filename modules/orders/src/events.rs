@@ -10,15 +10,15 @@
 //! `ShipmentDispatched` ships it even while `cancelling` — the dispatch won that race.
 
 use async_trait::async_trait;
-use contracts::catalog::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
-use contracts::inventory::{StockReservationFailed, StockReserved};
-use contracts::orders::{self as events, OrderLine as LineEvent};
-use contracts::shipping::{
+use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
+use contracts::{EventType, IntegrationEvent};
+use inventory_contracts::{StockReservationFailed, StockReserved};
+use kernel::{Envelope, EventHandler, HandlerError, Outbox};
+use orders_contracts::{self as events, OrderLine as LineEvent};
+use sea_orm::DatabaseTransaction;
+use shipping_contracts::{
     ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentDelivered, ShipmentDispatched,
 };
-use contracts::{EventType, IntegrationEvent};
-use kernel::{Envelope, EventHandler, HandlerError, Outbox};
-use sea_orm::DatabaseTransaction;
 
 use crate::domain::{Money, Order, OrderEvent, OrderId, OrderStatus, ShippingAddress};
 use crate::persistence::{self, ProductCopy};
@@ -40,7 +40,13 @@ pub fn consumed() -> Vec<EventType> {
 }
 
 pub struct OrdersHandler {
-    pub outbox: Outbox,
+    outbox: Outbox<events::Orders>,
+}
+
+impl OrdersHandler {
+    pub fn new(outbox: Outbox) -> Self {
+        Self { outbox: outbox.bind() }
+    }
 }
 
 #[async_trait]
@@ -230,10 +236,10 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contracts::catalog::Price;
-    use contracts::orders::OrderCancellationRequested;
+    use catalog_contracts::Price;
     use kernel::{Principal, Role};
     use migrations::MigratorTrait;
+    use orders_contracts::OrderCancellationRequested;
     use sea_orm::sea_query::{Alias, Order as SortOrder, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;
@@ -245,7 +251,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let url = format!("sqlite://{}/orders.db?mode=rwc", dir.path().display());
         let db = kernel::db::connect(&url, 5).await.expect("a database");
-        migrations::orders::Migrator::up(&db, None).await.expect("migrated");
+        migrations::Migrator::up(&db, None).await.expect("migrated");
         (dir, db)
     }
 
@@ -293,7 +299,7 @@ mod tests {
     async fn deliver<E: IntegrationEvent>(db: &DatabaseConnection, event: &E) -> Result<(), HandlerError> {
         let envelope = Envelope::new(event).expect("serialises");
         let txn = kernel::db::begin_write(db).await.expect("a transaction");
-        let handled = OrdersHandler { outbox: outbox(db) }.handle(&txn, &envelope).await;
+        let handled = OrdersHandler::new(outbox(db)).handle(&txn, &envelope).await;
         txn.commit().await.expect("committed");
         handled
     }

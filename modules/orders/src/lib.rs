@@ -22,15 +22,15 @@ use std::sync::Arc;
 use actix_web::web;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contracts::orders::{
-    OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated,
-    OrderRejected,
-};
 use contracts::{EventType, IntegrationEvent};
 use kernel::housekeeping::Purge;
 use kernel::settings::{Checks, Section, SectionSpec, SettingsError};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
 use migrations::MigratorTrait;
+use orders_contracts::{
+    OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated,
+    OrderRejected,
+};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
@@ -117,7 +117,7 @@ impl Module for OrdersModule {
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
-        migrations::orders::Migrator::up(db, None).await
+        migrations::Migrator::up(db, None).await
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
@@ -148,7 +148,7 @@ impl Hosted for HostedOrders {
     }
 
     fn handler(&self) -> Option<Arc<dyn EventHandler>> {
-        Some(Arc::new(events::OrdersHandler { outbox: self.outbox.clone() }))
+        Some(Arc::new(events::OrdersHandler::new(self.outbox.clone())))
     }
 
     fn purges(&self) -> Vec<Arc<dyn Purge>> {

@@ -1,9 +1,9 @@
 //! The orders module's use cases. Each write is one transaction: the order and its event.
 
 use anyhow::Context;
-use contracts::catalog::Price;
-use contracts::orders::{self as events, OrderItem};
+use catalog_contracts::Price;
 use kernel::{Outbox, Principal};
+use orders_contracts::{self as events, OrderItem};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ use crate::persistence::{self, ProductCopy};
 #[derive(Clone)]
 pub struct Orders {
     db: DatabaseConnection,
-    outbox: Outbox,
+    outbox: Outbox<events::Orders>,
     limits: OrderLimits,
 }
 
@@ -81,7 +81,7 @@ pub enum ChangeOrderError {
 
 impl Orders {
     pub fn new(db: DatabaseConnection, outbox: Outbox, limits: OrderLimits) -> Self {
-        Self { db, outbox, limits }
+        Self { db, outbox: outbox.bind(), limits }
     }
 
     /// Forgets the `Idempotency-Key`s remembered before `cutoff` (housekeeping).

@@ -17,13 +17,13 @@
 //! follows, as if the request had come second.
 
 use async_trait::async_trait;
-use contracts::orders::{
-    OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, ShippingAddress,
-};
-use contracts::shipping::{ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentCreated};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{Envelope, EventHandler, HandlerError, Outbox};
+use orders_contracts::{
+    OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, ShippingAddress,
+};
 use sea_orm::DatabaseTransaction;
+use shipping_contracts::{ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentCreated};
 
 use crate::domain::{Address, Line, OrderId, Shipment, ShipmentStatus};
 use crate::service::{self, AddressOutcome, CancelOutcome, items};
@@ -42,12 +42,12 @@ pub fn consumed() -> Vec<EventType> {
 }
 
 pub struct ShippingEvents {
-    outbox: Outbox,
+    outbox: Outbox<shipping_contracts::Shipping>,
 }
 
 impl ShippingEvents {
     pub fn new(outbox: Outbox) -> Self {
-        Self { outbox }
+        Self { outbox: outbox.bind() }
     }
 
     #[tracing::instrument(skip_all, fields(order.id = %event.order_id))]
@@ -210,11 +210,10 @@ fn contract_address(a: Address) -> ShippingAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contracts::catalog::Price;
-    use contracts::orders::{OrderItem, OrderLine};
-    use contracts::shipping::ShipmentDispatched;
+    use orders_contracts::{OrderItem, OrderLine, Price};
     use sea_orm::sea_query::{Alias, Order, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};
+    use shipping_contracts::ShipmentDispatched;
     use uuid::Uuid;
 
     use crate::domain::{Carrier, TrackingNumber};

@@ -19,14 +19,14 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
-use contracts::shipping::{
-    ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentCreated, ShipmentDelivered,
-    ShipmentDispatched,
-};
 use contracts::{EventType, IntegrationEvent};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
+use shipping_contracts::{
+    ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentCreated, ShipmentDelivered,
+    ShipmentDispatched,
+};
 use utoipa::OpenApi;
 
 use crate::events::ShippingEvents;
@@ -74,7 +74,7 @@ impl Module for ShippingModule {
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
-        migrations::shipping::Migrator::up(db, None).await
+        migrations::Migrator::up(db, None).await
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {

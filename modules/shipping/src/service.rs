@@ -3,10 +3,10 @@
 //! hands the event handler, so it commits once, together with the events it causes.
 
 use anyhow::Context;
-use contracts::orders::OrderItem;
-use contracts::shipping::{ShipmentDelivered, ShipmentDispatched};
 use kernel::{Outbox, Principal};
+use orders_contracts::OrderItem;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use shipping_contracts::{ShipmentDelivered, ShipmentDispatched};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -17,7 +17,7 @@ use crate::persistence::{self, Filter};
 #[derive(Clone)]
 pub struct Shipments {
     db: DatabaseConnection,
-    outbox: Outbox,
+    outbox: Outbox<shipping_contracts::Shipping>,
 }
 
 /// A validated request to dispatch a shipment.
@@ -39,7 +39,7 @@ pub enum ChangeShipmentError {
 
 impl Shipments {
     pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+        Self { db, outbox: outbox.bind() }
     }
 
     /// The shipment, if `who` may see it: its order's owner or an admin. Anyone else is told it
@@ -286,7 +286,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let url = format!("sqlite://{}/shipping.db?mode=rwc", dir.path().display());
         let db = kernel::db::connect(&url, 5).await.expect("a database");
-        migrations::shipping::Migrator::up(&db, None).await.expect("migrated");
+        migrations::Migrator::up(&db, None).await.expect("migrated");
         (dir, db)
     }
 }

@@ -19,7 +19,6 @@ use std::time::Duration;
 use actix_web::web;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contracts::users::{UserRegistered, UserSessionsRevoked};
 use contracts::{EventType, IntegrationEvent};
 use kernel::auth::VerificationKey;
 use kernel::housekeeping::Purge;
@@ -29,6 +28,7 @@ use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use users_contracts::{UserRegistered, UserSessionsRevoked};
 use utoipa::OpenApi;
 
 pub use keys::signing_key_error;
@@ -192,7 +192,7 @@ impl Module for UsersModule {
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
-        migrations::users::Migrator::up(db, None).await
+        migrations::Migrator::up(db, None).await
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {

@@ -6,11 +6,11 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
-use contracts::users::{UserRegistered, UserSessionsRevoked};
 use kernel::Outbox;
 use kernel::auth::Claims;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use sha2::{Digest, Sha256};
+use users_contracts::{UserRegistered, UserSessionsRevoked};
 use uuid::Uuid;
 
 use crate::domain::{Email, Password, Role, User, UserId, UserName};
@@ -30,7 +30,7 @@ pub struct TokenPolicy {
 #[derive(Clone)]
 pub struct Users {
     db: DatabaseConnection,
-    outbox: Outbox,
+    outbox: Outbox<users_contracts::Users>,
     keys: Arc<SigningKeys>,
     policy: TokenPolicy,
     hasher: Arc<PasswordHasher>,
@@ -107,7 +107,7 @@ impl Users {
         policy: TokenPolicy,
         hasher: Arc<PasswordHasher>,
     ) -> Self {
-        Self { db, outbox, keys, policy, hasher }
+        Self { db, outbox: outbox.bind(), keys, policy, hasher }
     }
 
     pub fn keys(&self) -> &SigningKeys {

@@ -1,0 +1,143 @@
+//! Events published by the orders module.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use contracts::{IntegrationEvent, Publisher};
+
+/// Prices are the catalog's, in its words: orders conforms to them (it consumes catalog's events
+/// anyway). A shared validated `Money` is meant to replace this type in every contract.
+pub use catalog_contracts::Price;
+
+/// The orders module, as the publisher of these events.
+pub enum Orders {}
+
+impl Publisher for Orders {
+    const NAME: &'static str = "orders";
+}
+
+/// A product and how many of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub product_id: Uuid,
+    pub quantity: u32,
+}
+
+/// An order line as the customer saw it, prices frozen at order time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: Price,
+    pub line_total: Price,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShippingAddress {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+/// A customer placed an order; inventory reserves its items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCreated {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<OrderItem>,
+}
+
+impl IntegrationEvent for OrderCreated {
+    type Publisher = Orders;
+    const NAME: &'static str = "OrderCreated";
+    const VERSION: u32 = 1;
+}
+
+/// Stock is reserved: the order will ship. Carries what shipping needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderConfirmed {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub lines: Vec<OrderLine>,
+    pub shipping_address: ShippingAddress,
+    pub total: Price,
+}
+
+impl IntegrationEvent for OrderConfirmed {
+    type Publisher = Orders;
+    const NAME: &'static str = "OrderConfirmed";
+    const VERSION: u32 = 1;
+}
+
+/// Stock could not be reserved; nothing is reserved for the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRejected {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub reason: String,
+}
+
+impl IntegrationEvent for OrderRejected {
+    type Publisher = Orders;
+    const NAME: &'static str = "OrderRejected";
+    const VERSION: u32 = 1;
+}
+
+/// The customer asked to cancel a confirmed order. Shipping decides: it cancels the shipment
+/// unless it was dispatched already (`ShipmentCancelled`, or nothing and the order ships).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancellationRequested {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+}
+
+impl IntegrationEvent for OrderCancellationRequested {
+    type Publisher = Orders;
+    const NAME: &'static str = "OrderCancellationRequested";
+    const VERSION: u32 = 1;
+}
+
+/// The customer asked to change the shipping address of a confirmed order. Shipping decides: a
+/// pending shipment takes it (`ShipmentAddressChanged`), a dispatched or cancelled one refuses
+/// (`ShipmentAddressChangeRefused`); before the shipment exists, it is kept for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAddressChangeRequested {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub shipping_address: ShippingAddress,
+}
+
+impl IntegrationEvent for OrderAddressChangeRequested {
+    type Publisher = Orders;
+    const NAME: &'static str = "OrderAddressChangeRequested";
+    const VERSION: u32 = 1;
+}
+
+/// The order ended before shipping; whatever was reserved for it is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<OrderItem>,
+}
+
+impl IntegrationEvent for OrderCancelled {
+    type Publisher = Orders;
+    const NAME: &'static str = "OrderCancelled";
+    const VERSION: u32 = 1;
+}
