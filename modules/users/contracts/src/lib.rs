@@ -46,3 +46,36 @@ impl IntegrationEvent for UserSessionsRevoked {
     const NAME: &'static str = "UserSessionsRevoked";
     const VERSION: u32 = 1;
 }
+
+/// The JSON of every event, byte for byte: consumers on other versions decode it.
+#[cfg(test)]
+mod wire {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// `event` encodes to exactly `json`, and `json` decodes to `event`.
+    fn pinned<E: IntegrationEvent + PartialEq + std::fmt::Debug>(event: E, json: &str) {
+        assert_eq!(serde_json::to_string(&event).expect("encodes"), json);
+        assert_eq!(serde_json::from_str::<E>(json).expect("decodes"), event);
+    }
+
+    #[test]
+    fn every_event_keeps_its_wire_format() {
+        pinned(
+            UserRegistered {
+                user_id: id(1),
+                email: "ada@example.com".into(),
+                name: "Ada".into(),
+                role: "customer".into(),
+            },
+            r#"{"userId":"00000000-0000-0000-0000-000000000001","email":"ada@example.com","name":"Ada","role":"customer"}"#,
+        );
+        pinned(
+            UserSessionsRevoked { user_id: id(1), not_before: 1_700_000_000, reason: "role-changed".into() },
+            r#"{"userId":"00000000-0000-0000-0000-000000000001","notBefore":1700000000,"reason":"role-changed"}"#,
+        );
+    }
+}
