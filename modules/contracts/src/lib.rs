@@ -5,6 +5,10 @@
 //!
 //! An event's name, version and publisher are part of its type, so a consumer names exactly the
 //! version it understands; a breaking change gets a new version.
+//!
+//! [`schema`] holds the JSON Schemas of what the parsers accept, for request fields.
+
+pub mod schema;
 
 use serde::{Serialize, de::DeserializeOwned};
 
