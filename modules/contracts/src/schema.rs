@@ -1,4 +1,4 @@
-//! JSON Schemas of what the parsers accept, for request fields
+//! JSON Schemas of what the parsers accept, for the vocabulary's types and for request fields
 //! (`#[schema(schema_with = contracts::schema::text::<200>)]`, or through `kernel::openapi`): the
 //! OpenAPI document then states exactly what the server takes, which schemathesis checks both ways
 //! in CI.
