@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use contracts::{IntegrationEvent, Publisher};
+use contracts::{IntegrationEvent, Publisher, Role};
 
 /// The users module, as the publisher of these events.
 pub enum Users {}
@@ -18,8 +18,7 @@ pub struct UserRegistered {
     pub user_id: Uuid,
     pub email: String,
     pub name: String,
-    /// `customer` or `admin`.
-    pub role: String,
+    pub role: Role,
 }
 
 impl IntegrationEvent for UserRegistered {
@@ -69,7 +68,7 @@ mod wire {
                 user_id: id(1),
                 email: "ada@example.com".into(),
                 name: "Ada".into(),
-                role: "customer".into(),
+                role: Role::Customer,
             },
             r#"{"userId":"00000000-0000-0000-0000-000000000001","email":"ada@example.com","name":"Ada","role":"customer"}"#,
         );
@@ -77,5 +76,12 @@ mod wire {
             UserSessionsRevoked { user_id: id(1), not_before: 1_700_000_000, reason: "role-changed".into() },
             r#"{"userId":"00000000-0000-0000-0000-000000000001","notBefore":1700000000,"reason":"role-changed"}"#,
         );
+    }
+
+    #[test]
+    fn a_registration_with_an_unknown_role_does_not_decode() {
+        let json =
+            r#"{"userId":"00000000-0000-0000-0000-000000000001","email":"ada@example.com","name":"Ada","role":"root"}"#;
+        assert!(serde_json::from_str::<UserRegistered>(json).is_err());
     }
 }
