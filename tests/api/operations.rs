@@ -232,10 +232,10 @@ fn a_product_request_requires_in_the_document_what_the_server_requires() {
     for field in ["sku", "name", "price"] {
         assert!(product.contains(&field.to_owned()), "ProductRequest.{field} is not required: {product:?}");
     }
-    assert_eq!(required("PriceBody"), ["amount", "currency"]);
+    assert_eq!(required("Money"), ["amount", "currency"]);
     let sku = schemas["ProductRequest"]["properties"]["sku"]["pattern"].as_str().expect("a pattern for sku");
     assert!(sku.contains("{1,64}"), "{sku}");
-    assert_eq!(schemas["PriceBody"]["properties"]["amount"]["minimum"], 0, "{}", schemas["PriceBody"]);
+    assert_eq!(schemas["Money"]["properties"]["amount"]["minimum"], 0, "{}", schemas["Money"]);
 }
 
 #[test]

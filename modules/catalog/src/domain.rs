@@ -2,18 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-/// What is wrong with one field of a product.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub field: &'static str,
-    pub message: String,
-}
-
-impl Invalid {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
-    }
-}
+/// Prices and statuses are the shared vocabulary's, as the catalog's events carry them.
+pub use contracts::{Currency, Invalid, Money, ProductStatus};
 
 kernel::uuid_id!(ProductId);
 
@@ -75,71 +65,6 @@ impl Description {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// An active ISO 4217 currency code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Currency(&'static str);
-
-impl Currency {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        ISO_4217
-            .iter()
-            .find(|code| **code == raw)
-            .map(|code| Self(code))
-            .ok_or_else(|| format!("'{raw}' is not an ISO 4217 currency code (upper case, like EUR)"))
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.0
-    }
-}
-
-/// An amount in integer minor units (cents for EUR) of one currency. Never a float.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Money {
-    amount_minor: i64,
-    currency: Currency,
-}
-
-impl Money {
-    pub fn new(amount_minor: i64, currency: Currency) -> Result<Self, String> {
-        if amount_minor < 0 {
-            return Err("must not be negative".into());
-        }
-        Ok(Self { amount_minor, currency })
-    }
-
-    pub fn amount_minor(&self) -> i64 {
-        self.amount_minor
-    }
-
-    pub fn currency(&self) -> Currency {
-        self.currency
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProductStatus {
-    Active,
-    Discontinued,
-}
-
-impl ProductStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Discontinued => "discontinued",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw {
-            "active" => Ok(Self::Active),
-            "discontinued" => Ok(Self::Discontinued),
-            other => Err(format!("'{other}' is not a status (active or discontinued)")),
-        }
     }
 }
 
@@ -254,20 +179,6 @@ impl Product {
         true
     }
 }
-
-/// Active ISO 4217 codes (2026), funds and precious metals excluded.
-pub const ISO_4217: &[&str] = &[
-    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD",
-    "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP",
-    "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP",
-    "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
-    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD",
-    "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN",
-    "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB",
-    "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL",
-    "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND",
-    "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
-];
 
 #[cfg(test)]
 mod tests {

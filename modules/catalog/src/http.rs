@@ -8,24 +8,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{ISO_4217, Invalid, Product, ProductDetails, ProductId, ProductStatus, RawProductDetails};
+use crate::domain::{Invalid, Money, Product, ProductDetails, ProductId, ProductStatus, RawProductDetails};
 use crate::persistence::ProductFilter;
 use crate::service::{Catalog, CreateProductError, DiscontinueProductError, UpdateProductError};
 
-/// A price in integer minor units of an ISO 4217 currency.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// A price as a request carries it, unchecked, so that each of its fields is reported
+/// (`price.amount`, `price.currency`); its schema is [`Money`]'s.
+#[derive(Debug, Deserialize)]
 pub struct PriceBody {
-    /// Minor units (cents for EUR): `1299` is 12.99.
-    #[schema(example = 1299, required = true, value_type = i64, minimum = 0)]
     #[serde(default, deserialize_with = "kernel::openapi::whole_number")]
     pub amount: Option<i64>,
-    #[schema(required = true, schema_with = currencies)]
     pub currency: Option<String>,
-}
-
-/// The active ISO 4217 codes `Currency::parse` takes.
-fn currencies() -> utoipa::openapi::Object {
-    kernel::openapi::one_of(ISO_4217)
 }
 
 /// The fields an admin sets on a product.
@@ -41,7 +34,7 @@ pub struct ProductRequest {
     /// At most 5000 characters; may be empty.
     #[schema(example = "350 ml, dishwasher safe", max_length = 5000)]
     pub description: Option<String>,
-    #[schema(required = true, value_type = PriceBody)]
+    #[schema(required = true, value_type = Money)]
     pub price: Option<PriceBody>,
 }
 
@@ -70,22 +63,16 @@ fn invalid(errors: Vec<Invalid>) -> ApiError {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Price {
-    pub amount: i64,
-    pub currency: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductResponse {
     pub id: Uuid,
     pub sku: String,
     pub name: String,
     pub description: String,
-    pub price: Price,
+    pub price: Money,
     /// `active` or `discontinued`.
-    #[schema(example = "active")]
-    pub status: String,
+    #[schema(example = "active", value_type = String)]
+    pub status: ProductStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -97,11 +84,8 @@ impl From<Product> for ProductResponse {
             sku: p.details.sku.as_str().to_owned(),
             name: p.details.name.as_str().to_owned(),
             description: p.details.description.as_str().to_owned(),
-            price: Price {
-                amount: p.details.price.amount_minor(),
-                currency: p.details.price.currency().code().to_owned(),
-            },
-            status: p.status.as_str().to_owned(),
+            price: p.details.price,
+            status: p.status,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
