@@ -350,7 +350,7 @@ async fn a_dispatched_shipment_takes_its_reserved_units_out_of_stock() {
     let dispatched = shipping_contracts::ShipmentDispatched {
         shipment_id: uuid::Uuid::now_v7(),
         order_id: order["id"].as_str().expect("an id").parse().expect("a UUID"),
-        items: vec![orders_contracts::OrderItem { product_id, quantity: 3 }],
+        items: vec![orders_contracts::OrderItem { product_id, quantity: contracts::Quantity::new(3).expect("valid") }],
         carrier: "DHL".into(),
         tracking_number: "JD0001".into(),
     };

@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 
+/// Units of one product held for an order are the shared vocabulary's [`Quantity`], as the
+/// events that reserve and release them carry it.
+pub use contracts::Quantity;
+
 kernel::uuid_id!(ProductId);
 
 kernel::uuid_id!(OrderId);
@@ -45,23 +49,26 @@ impl StockLevel {
 /// An order's items, one entry per product with the quantities of its lines summed; products in
 /// id order, so concurrent reservations lock rows in the same order and cannot deadlock.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Lines(BTreeMap<ProductId, u32>);
+pub struct Lines(BTreeMap<ProductId, Quantity>);
 
 impl Lines {
-    /// Sums the quantities per product; lines of zero reserve nothing and are dropped.
-    pub fn sum(items: impl IntoIterator<Item = (ProductId, u32)>) -> Result<Self, String> {
-        let mut lines = BTreeMap::new();
+    /// Sums the quantities per product: an order holds at most [`Quantity::MAX`] units of one
+    /// product, its lines of it together.
+    pub fn sum(items: impl IntoIterator<Item = (ProductId, Quantity)>) -> Result<Self, String> {
+        let mut lines: BTreeMap<ProductId, Quantity> = BTreeMap::new();
         for (product, quantity) in items {
-            let total: &mut u32 = lines.entry(product).or_default();
-            *total = total
-                .checked_add(quantity)
-                .ok_or_else(|| format!("the quantities of product {product} add up to more than {}", u32::MAX))?;
+            let total = match lines.get(&product) {
+                None => quantity,
+                Some(before) => before.checked_add(quantity).ok_or_else(|| {
+                    format!("the quantities of product {product} add up to more than {}", Quantity::MAX)
+                })?,
+            };
+            lines.insert(product, total);
         }
-        lines.retain(|_, quantity| *quantity > 0);
         Ok(Self(lines))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (ProductId, u32)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (ProductId, Quantity)> + '_ {
         self.0.iter().map(|(product, quantity)| (*product, *quantity))
     }
 }
@@ -78,7 +85,8 @@ impl Shortage {
     /// The shortage of a line whose reservation failed, given the stock read afterwards (`None`
     /// for an unknown product). The conditional update decided; a release committed in between
     /// can make the reading larger, so it is capped to stay a shortage.
-    pub fn of(product_id: ProductId, requested: u32, stock: Option<StockLevel>) -> Self {
+    pub fn of(product_id: ProductId, requested: Quantity, stock: Option<StockLevel>) -> Self {
+        let requested = requested.get();
         let available = stock.map_or(0, |s| s.available());
         let available = u32::try_from(available).unwrap_or(u32::MAX).min(requested.saturating_sub(1));
         Self { product_id, requested, available }
@@ -165,6 +173,10 @@ mod tests {
         ProductId::from(Uuid::from_u128(n))
     }
 
+    fn q(units: u32) -> Quantity {
+        Quantity::new(units).expect("valid")
+    }
+
     #[test]
     fn on_hand_is_never_negative() {
         assert!(OnHand::try_from(-1).is_err());
@@ -174,14 +186,15 @@ mod tests {
 
     #[test]
     fn lines_of_one_product_are_summed_and_sorted() {
-        let lines = Lines::sum([(product(2), 1), (product(1), 3), (product(2), 4), (product(3), 0)]).expect("valid");
-        assert_eq!(lines.iter().collect::<Vec<_>>(), [(product(1), 3), (product(2), 5)]);
-        assert_eq!(Lines::sum([(product(1), 0)]).expect("valid"), Lines::default());
+        let lines = Lines::sum([(product(2), q(1)), (product(1), q(3)), (product(2), q(4))]).expect("valid");
+        assert_eq!(lines.iter().collect::<Vec<_>>(), [(product(1), q(3)), (product(2), q(5))]);
+        assert_eq!(Lines::sum([]).expect("valid"), Lines::default());
     }
 
     #[test]
-    fn lines_that_overflow_are_refused() {
-        assert!(Lines::sum([(product(1), u32::MAX), (product(1), 1)]).is_err());
+    fn lines_of_one_product_beyond_what_an_order_may_hold_are_refused() {
+        assert!(Lines::sum([(product(1), q(1000)), (product(1), q(1))]).is_err());
+        assert!(Lines::sum([(product(1), q(999)), (product(1), q(1))]).is_ok());
     }
 
     #[test]
@@ -194,10 +207,10 @@ mod tests {
     #[test]
     fn a_shortage_reports_what_is_available() {
         let stock = StockLevel { product_id: product(1), on_hand: 5, reserved: 3 };
-        assert_eq!(Shortage::of(product(1), 4, Some(stock)).available, 2);
-        assert_eq!(Shortage::of(product(1), 4, None).available, 0, "an unknown product has nothing");
+        assert_eq!(Shortage::of(product(1), q(4), Some(stock)).available, 2);
+        assert_eq!(Shortage::of(product(1), q(4), None).available, 0, "an unknown product has nothing");
         // Released in between: still reported short of what was requested.
-        assert_eq!(Shortage::of(product(1), 2, Some(stock)).available, 1);
+        assert_eq!(Shortage::of(product(1), q(2), Some(stock)).available, 1);
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn items(lines: &Lines) -> Vec<OrderItem> {
 mod tests {
     use super::*;
     use catalog_contracts::{Price, ProductSnapshot};
-    use contracts::IntegrationEvent;
+    use contracts::{IntegrationEvent, Quantity};
     use sea_orm::sea_query::{Alias, Order, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;
@@ -163,13 +163,17 @@ mod tests {
         (stock.on_hand, stock.reserved)
     }
 
+    fn q(units: u32) -> Quantity {
+        Quantity::new(units).expect("valid")
+    }
+
     fn order_created(order_id: Uuid, items: &[(ProductId, u32)]) -> OrderCreated {
         OrderCreated {
             order_id,
             user_id: Uuid::now_v7(),
             items: items
                 .iter()
-                .map(|(p, quantity)| OrderItem { product_id: p.as_uuid(), quantity: *quantity })
+                .map(|(p, quantity)| OrderItem { product_id: p.as_uuid(), quantity: q(*quantity) })
                 .collect(),
         }
     }
@@ -223,7 +227,7 @@ mod tests {
         assert_eq!(events[0].correlation_id, cause.correlation_id);
         let reserved = events[0].decode::<StockReserved>().expect("StockReserved");
         assert_eq!(reserved.order_id, order_id);
-        assert_eq!(reserved.items, [OrderItem { product_id: product.as_uuid(), quantity: 3 }]);
+        assert_eq!(reserved.items, [OrderItem { product_id: product.as_uuid(), quantity: q(3) }]);
     }
 
     #[tokio::test]
@@ -289,7 +293,7 @@ mod tests {
         let released: Vec<_> = events.iter().filter(|e| e.is::<StockReleased>()).collect();
         assert_eq!(released.len(), 1);
         let released = released[0].decode::<StockReleased>().expect("StockReleased");
-        assert_eq!(released.items, [OrderItem { product_id: product.as_uuid(), quantity: 3 }]);
+        assert_eq!(released.items, [OrderItem { product_id: product.as_uuid(), quantity: q(3) }]);
     }
 
     #[tokio::test]

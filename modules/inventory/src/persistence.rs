@@ -9,7 +9,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ConnectionTrait};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Lines, OnHand, OrderId, ProductId, Reservation, ReservationStatus, StockLevel};
+use crate::domain::{Lines, OnHand, OrderId, ProductId, Quantity, Reservation, ReservationStatus, StockLevel};
 
 pub mod stock {
     use super::*;
@@ -98,11 +98,11 @@ pub async fn set_on_hand<C: ConnectionTrait>(
 pub async fn reserve<C: ConnectionTrait>(
     db: &C,
     product: ProductId,
-    quantity: u32,
+    quantity: Quantity,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     use stock::Column;
-    let quantity = i64::from(quantity);
+    let quantity = i64::from(quantity.get());
     let result = stock::Entity::update_many()
         .col_expr(Column::Reserved, Expr::col(Column::Reserved).add(quantity))
         .col_expr(Column::UpdatedAt, Expr::value(now))
@@ -117,11 +117,11 @@ pub async fn reserve<C: ConnectionTrait>(
 pub async fn release<C: ConnectionTrait>(
     db: &C,
     product: ProductId,
-    quantity: u32,
+    quantity: Quantity,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     use stock::Column;
-    let quantity = i64::from(quantity);
+    let quantity = i64::from(quantity.get());
     let result = stock::Entity::update_many()
         .col_expr(Column::Reserved, Expr::col(Column::Reserved).sub(quantity))
         .col_expr(Column::UpdatedAt, Expr::value(now))
@@ -136,11 +136,11 @@ pub async fn release<C: ConnectionTrait>(
 pub async fn remove_sold<C: ConnectionTrait>(
     db: &C,
     product: ProductId,
-    quantity: u32,
+    quantity: Quantity,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     use stock::Column;
-    let quantity = i64::from(quantity);
+    let quantity = i64::from(quantity.get());
     let result = stock::Entity::update_many()
         .col_expr(Column::OnHand, Expr::col(Column::OnHand).sub(quantity))
         .col_expr(Column::Reserved, Expr::col(Column::Reserved).sub(quantity))
@@ -158,7 +158,7 @@ pub async fn remove_sold<C: ConnectionTrait>(
 #[serde(rename_all = "camelCase")]
 struct StoredItem {
     product_id: Uuid,
-    quantity: u32,
+    quantity: Quantity,
 }
 
 fn items_json(lines: &Lines) -> Result<String, DbErr> {

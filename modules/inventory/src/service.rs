@@ -215,7 +215,8 @@ pub(crate) mod tests {
 
     async fn reserve_now(db: &DatabaseConnection, lines: &[(ProductId, u32)]) -> ReserveOutcome {
         let txn = kernel::db::begin_write(db).await.expect("a transaction");
-        let lines = Lines::sum(lines.iter().copied()).expect("valid");
+        let lines = lines.iter().map(|(p, units)| (*p, crate::domain::Quantity::new(*units).expect("valid")));
+        let lines = Lines::sum(lines).expect("valid");
         let outcome = reserve(&txn, OrderId::from(Uuid::now_v7()), lines).await.expect("handled");
         txn.commit().await.expect("committed");
         outcome

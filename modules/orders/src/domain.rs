@@ -3,6 +3,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+/// Quantities are the shared vocabulary's, as orders' events carry them.
+pub use contracts::Quantity;
+
 kernel::uuid_id!(OrderId);
 
 /// An order's status. Only [`OrderStatus::transition`] moves it.
@@ -89,26 +92,6 @@ impl OrderStatus {
             let all: Vec<&str> = Self::ALL.iter().map(OrderStatus::as_str).collect();
             format!("'{raw}' is not a status ({})", all.join(", "))
         })
-    }
-}
-
-/// 1 to 1000 units of one product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quantity(u32);
-
-impl Quantity {
-    /// The most a line can ever hold; [`OrderLimits`] may allow less.
-    pub const MAX: u32 = 1000;
-
-    pub fn parse(raw: i64) -> Result<Self, String> {
-        match u32::try_from(raw) {
-            Ok(q @ 1..=Self::MAX) => Ok(Self(q)),
-            _ => Err(format!("must be between 1 and {}", Self::MAX)),
-        }
-    }
-
-    pub fn get(&self) -> u32 {
-        self.0
     }
 }
 
@@ -377,14 +360,6 @@ mod tests {
             }
         }
         walk(OrderStatus::Pending, &mut vec![OrderStatus::Pending], 6);
-    }
-
-    #[test]
-    fn quantities_are_one_to_a_thousand() {
-        assert!(Quantity::parse(0).is_err());
-        assert!(Quantity::parse(1001).is_err());
-        assert!(Quantity::parse(-1).is_err());
-        assert_eq!(Quantity::parse(1000).expect("valid").get(), 1000);
     }
 
     #[test]

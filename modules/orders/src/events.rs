@@ -223,7 +223,7 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
                 product_id: l.product_id,
                 sku: l.sku.clone(),
                 name: l.name.clone(),
-                quantity: l.quantity.get(),
+                quantity: l.quantity,
                 unit_price: price(&l.unit_price),
                 line_total: price(&l.total()),
             })
@@ -425,7 +425,7 @@ mod tests {
         let released: Vec<_> = events.iter().filter(|e| e.is::<events::OrderCancelled>()).collect();
         assert_eq!(released.len(), 1, "one OrderCancelled for two ShipmentCancelled");
         let released = released[0].decode::<events::OrderCancelled>().expect("OrderCancelled");
-        assert_eq!(released.items[0].quantity, 2);
+        assert_eq!(released.items[0].quantity.get(), 2);
         assert!(matches!(orders.cancel(order.id, &owner(&order)).await, Err(ChangeOrderError::WrongState(_))));
     }
 

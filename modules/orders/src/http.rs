@@ -147,7 +147,8 @@ pub struct LineResponse {
     pub product_id: Uuid,
     pub sku: String,
     pub name: String,
-    pub quantity: u32,
+    #[schema(value_type = u32)]
+    pub quantity: Quantity,
     pub unit_price: OrderPrice,
     pub line_total: OrderPrice,
 }
@@ -217,7 +218,7 @@ impl From<&Order> for OrderResponse {
                     product_id: l.product_id,
                     sku: l.sku.clone(),
                     name: l.name.clone(),
-                    quantity: l.quantity.get(),
+                    quantity: l.quantity,
                     unit_price: (&l.unit_price).into(),
                     line_total: (&l.total()).into(),
                 })

@@ -123,7 +123,7 @@ impl Orders {
                 Err(e) => return Err(anyhow::Error::new(e).context("failed to remember an idempotency key").into()),
             }
         }
-        let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity.get() });
+        let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
         let event = events::OrderCreated { order_id: order.id.as_uuid(), user_id, items: items.collect() };
         self.outbox.publish(&txn, &event, None).await?;
         self.outbox.commit(txn).await.context("failed to commit an order")?;
@@ -306,7 +306,7 @@ pub(crate) async fn discontinue_product(
 
 /// `OrderCancelled` for `order`, with its items: inventory releases what it holds for them.
 pub(crate) fn cancelled(order: &Order) -> events::OrderCancelled {
-    let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity.get() });
+    let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
     events::OrderCancelled { order_id: order.id.as_uuid(), user_id: order.user_id, items: items.collect() }
 }
 

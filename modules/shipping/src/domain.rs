@@ -3,6 +3,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+/// How many of each product is the shared vocabulary's, as the order's events carry it.
+pub use contracts::Quantity;
+
 kernel::uuid_id!(ShipmentId);
 
 kernel::uuid_id!(OrderId);
@@ -106,7 +109,7 @@ pub struct Line {
     pub product_id: Uuid,
     pub sku: String,
     pub name: String,
-    pub quantity: u32,
+    pub quantity: Quantity,
 }
 
 /// Where the parcel goes: the order's address when it was confirmed, or the one its customer

@@ -210,6 +210,7 @@ fn contract_address(a: Address) -> ShippingAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::Quantity;
     use orders_contracts::{OrderItem, OrderLine, Price};
     use sea_orm::sea_query::{Alias, Order, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -253,6 +254,10 @@ mod tests {
         persistence::find_by_order(db, OrderId::from(order_id), false).await.expect("loaded")
     }
 
+    fn two() -> Quantity {
+        Quantity::new(2).expect("valid")
+    }
+
     fn confirmed(order_id: Uuid, product: Uuid) -> OrderConfirmed {
         let price = Price { amount: 500, currency: "EUR".into() };
         OrderConfirmed {
@@ -262,7 +267,7 @@ mod tests {
                 product_id: product,
                 sku: "MUG-1".into(),
                 name: "Mug".into(),
-                quantity: 2,
+                quantity: two(),
                 unit_price: price.clone(),
                 line_total: Price { amount: 1000, currency: "EUR".into() },
             }],
@@ -306,7 +311,7 @@ mod tests {
         assert_eq!(events[0].causation_id, Some(cause.id));
         let created = events[0].decode::<ShipmentCreated>().expect("ShipmentCreated");
         assert_eq!((created.shipment_id, created.order_id), (shipment.id.as_uuid(), order_id));
-        assert_eq!(created.items, [OrderItem { product_id: product, quantity: 2 }]);
+        assert_eq!(created.items, [OrderItem { product_id: product, quantity: two() }]);
         // The same order confirmed again (another envelope) opens nothing more.
         deliver(&db, &confirmed(order_id, product)).await;
         assert_eq!(shipment_of(&db, order_id).await, Some(shipment));

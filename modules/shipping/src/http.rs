@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Carrier, OrderId, Shipment, ShipmentId, ShipmentStatus, TrackingNumber};
+use crate::domain::{Carrier, OrderId, Quantity, Shipment, ShipmentId, ShipmentStatus, TrackingNumber};
 use crate::service::{ChangeShipmentError, Dispatch, Shipments};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -49,7 +49,8 @@ pub struct ShipmentLineResponse {
     pub product_id: Uuid,
     pub sku: String,
     pub name: String,
-    pub quantity: u32,
+    #[schema(value_type = u32)]
+    pub quantity: Quantity,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -9,7 +9,9 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Address, Carrier, Line, OrderId, Shipment, ShipmentId, ShipmentStatus, Timeline, TrackingNumber};
+use crate::domain::{
+    Address, Carrier, Line, OrderId, Quantity, Shipment, ShipmentId, ShipmentStatus, Timeline, TrackingNumber,
+};
 
 pub mod shipment {
     use super::*;
@@ -78,7 +80,7 @@ struct LineJson {
     product_id: Uuid,
     sku: String,
     name: String,
-    quantity: u32,
+    quantity: Quantity,
 }
 
 fn model(s: &Shipment) -> Result<shipment::ActiveModel, DbErr> {

@@ -77,7 +77,7 @@ mod wire {
     }
 
     fn items() -> Vec<OrderItem> {
-        vec![OrderItem { product_id: id(3), quantity: 7 }]
+        vec![OrderItem { product_id: id(3), quantity: contracts::Quantity::new(7).expect("valid") }]
     }
 
     /// `event` encodes to exactly `json`, and `json` decodes to `event`.

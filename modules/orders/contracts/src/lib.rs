@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use contracts::{IntegrationEvent, Publisher};
+use contracts::{IntegrationEvent, Publisher, Quantity};
 
 /// Prices are the catalog's, in its words: orders conforms to them (it consumes catalog's events
 /// anyway). A shared validated `Money` is meant to replace this type in every contract.
@@ -21,7 +21,7 @@ impl Publisher for Orders {
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
     pub product_id: Uuid,
-    pub quantity: u32,
+    pub quantity: Quantity,
 }
 
 /// An order line as the customer saw it, prices frozen at order time.
@@ -31,7 +31,7 @@ pub struct OrderLine {
     pub product_id: Uuid,
     pub sku: String,
     pub name: String,
-    pub quantity: u32,
+    pub quantity: Quantity,
     pub unit_price: Price,
     pub line_total: Price,
 }
@@ -166,8 +166,15 @@ mod wire {
         }
     }
 
+    fn quantity(units: u32) -> Quantity {
+        Quantity::new(units).expect("valid")
+    }
+
     fn items() -> Vec<OrderItem> {
-        vec![OrderItem { product_id: id(3), quantity: 2 }, OrderItem { product_id: id(4), quantity: 1000 }]
+        vec![
+            OrderItem { product_id: id(3), quantity: quantity(2) },
+            OrderItem { product_id: id(4), quantity: quantity(1000) },
+        ]
     }
 
     /// `event` encodes to exactly `json`, and `json` decodes to `event`.
@@ -190,7 +197,7 @@ mod wire {
                     product_id: id(3),
                     sku: "MUG-1".into(),
                     name: "Mug".into(),
-                    quantity: 2,
+                    quantity: quantity(2),
                     unit_price: eur(500),
                     line_total: eur(1000),
                 }],
@@ -215,5 +222,11 @@ mod wire {
             OrderCancelled { order_id: id(1), user_id: id(2), items: items() },
             r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","items":[{"productId":"00000000-0000-0000-0000-000000000003","quantity":2},{"productId":"00000000-0000-0000-0000-000000000004","quantity":1000}]}"#,
         );
+    }
+
+    #[test]
+    fn an_event_with_a_quantity_of_nothing_does_not_decode() {
+        let created = r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","items":[{"productId":"00000000-0000-0000-0000-000000000003","quantity":0}]}"#;
+        assert!(serde_json::from_str::<OrderCreated>(created).is_err());
     }
 }

@@ -120,7 +120,7 @@ mod wire {
     }
 
     fn items() -> Vec<OrderItem> {
-        vec![OrderItem { product_id: id(4), quantity: 2 }]
+        vec![OrderItem { product_id: id(4), quantity: contracts::Quantity::new(2).expect("valid") }]
     }
 
     fn address() -> ShippingAddress {
