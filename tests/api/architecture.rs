@@ -168,7 +168,7 @@ fn the_kernel_knows_no_module_nor_its_events_nor_its_schema() {
 
 #[test]
 fn a_modules_events_build_only_on_the_events_of_publishers_it_consumes() {
-    // Orders' `OrderConfirmed` carries catalog's `Price`; it may, as orders consumes catalog.
+    // Inventory's and shipping's events carry orders' `OrderItem`; they may, as both consume orders.
     let crates = workspace();
     let registry = registry();
     let role_of: BTreeMap<&str, &Role> = crates.iter().map(|c| (c.name.as_str(), &c.role)).collect();

@@ -2,7 +2,7 @@
 //! its event; the row is locked meanwhile, so versions never repeat.
 
 use anyhow::Context;
-use catalog_contracts::{Price, ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
+use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use kernel::Outbox;
 use sea_orm::DatabaseConnection;
 
@@ -122,8 +122,8 @@ fn snapshot(product: &Product) -> ProductSnapshot {
         sku: d.sku.as_str().to_owned(),
         name: d.name.as_str().to_owned(),
         description: d.description.as_str().to_owned(),
-        price: Price { amount: d.price.amount_minor(), currency: d.price.currency().code().to_owned() },
-        status: product.status.as_str().to_owned(),
+        price: d.price,
+        status: product.status,
         version: product.version.get(),
     }
 }

@@ -121,8 +121,8 @@ fn items(lines: &Lines) -> Vec<OrderItem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use catalog_contracts::{Price, ProductSnapshot};
-    use contracts::{IntegrationEvent, Quantity};
+    use catalog_contracts::ProductSnapshot;
+    use contracts::{Currency, IntegrationEvent, Money, ProductStatus, Quantity};
     use sea_orm::sea_query::{Alias, Order, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;
@@ -201,8 +201,8 @@ mod tests {
             sku: "MUG-1".into(),
             name: "Mug".into(),
             description: String::new(),
-            price: Price { amount: 1299, currency: "EUR".into() },
-            status: "active".into(),
+            price: Money::new(1299, Currency::parse("EUR").expect("valid")).expect("valid"),
+            status: ProductStatus::Active,
             version: 1,
         });
         deliver(&db, &created).await;

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Quantities are the shared vocabulary's, as orders' events carry them.
-pub use contracts::Quantity;
+/// Quantities and prices are the shared vocabulary's, as orders' events carry them.
+pub use contracts::{Currency, Money, Quantity};
 
 kernel::uuid_id!(OrderId);
 
@@ -214,13 +214,6 @@ impl ShippingAddress {
     }
 }
 
-/// An amount in minor units of one currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Money {
-    pub amount: i64,
-    pub currency: String,
-}
-
 /// An order line, its price frozen at order time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderLine {
@@ -233,10 +226,7 @@ pub struct OrderLine {
 
 impl OrderLine {
     pub fn total(&self) -> Money {
-        Money {
-            amount: self.unit_price.amount.saturating_mul(i64::from(self.quantity.get())),
-            currency: self.unit_price.currency.clone(),
-        }
+        self.unit_price.saturating_times(self.quantity.get())
     }
 }
 
@@ -416,7 +406,7 @@ mod tests {
                 country: "DE".into(),
             },
             address_change: None,
-            total: Money { amount: 0, currency: "EUR".into() },
+            total: Money::new(0, Currency::parse("EUR").expect("valid")).expect("valid"),
             rejection_reason: None,
             created_at: now,
             updated_at: now,

@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
-use contracts::{EventType, IntegrationEvent};
+use contracts::{EventType, IntegrationEvent, ProductStatus};
 use inventory_contracts::{StockReservationFailed, StockReserved};
 use kernel::{Envelope, EventHandler, HandlerError, Outbox};
 use orders_contracts::{self as events, OrderLine as LineEvent};
@@ -20,9 +20,9 @@ use shipping_contracts::{
     ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentDelivered, ShipmentDispatched,
 };
 
-use crate::domain::{Money, Order, OrderEvent, OrderId, OrderStatus, ShippingAddress};
+use crate::domain::{Order, OrderEvent, OrderId, OrderStatus, ShippingAddress};
 use crate::persistence::{self, ProductCopy};
-use crate::service::{self, cancelled, contract_address, price};
+use crate::service::{self, cancelled, contract_address};
 
 pub fn consumed() -> Vec<EventType> {
     vec![
@@ -132,8 +132,8 @@ fn product_copy(p: ProductSnapshot) -> Result<ProductCopy, HandlerError> {
         product_id: p.product_id,
         sku: p.sku,
         name: p.name,
-        price: Money { amount: p.price.amount, currency: p.price.currency },
-        active: p.status == "active",
+        price: Some(p.price),
+        active: p.status == ProductStatus::Active,
         version: version(p.version)?,
     })
 }
@@ -224,19 +224,19 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
                 sku: l.sku.clone(),
                 name: l.name.clone(),
                 quantity: l.quantity,
-                unit_price: price(&l.unit_price),
-                line_total: price(&l.total()),
+                unit_price: l.unit_price,
+                line_total: l.total(),
             })
             .collect(),
         shipping_address: contract_address(&order.shipping_address),
-        total: price(&order.total),
+        total: order.total,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use catalog_contracts::Price;
+    use contracts::Currency;
     use kernel::{Principal, Role};
     use migrations::MigratorTrait;
     use orders_contracts::OrderCancellationRequested;
@@ -244,7 +244,7 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;
 
-    use crate::domain::{OrderLimits, OrderLine, Quantity, ShippingAddress, Timeline};
+    use crate::domain::{Money, OrderLimits, OrderLine, Quantity, ShippingAddress, Timeline};
     use crate::service::{AddressChanged, Cancelled, ChangeOrderError, Orders};
 
     async fn database() -> (tempfile::TempDir, DatabaseConnection) {
@@ -275,7 +275,7 @@ mod tests {
                 sku: "MUG-1".into(),
                 name: "Mug".into(),
                 quantity: Quantity::parse(2).expect("valid"),
-                unit_price: Money { amount: 500, currency: "EUR".into() },
+                unit_price: eur(500),
             }],
             shipping_address: ShippingAddress {
                 name: "Ada".into(),
@@ -286,7 +286,7 @@ mod tests {
                 country: "GB".into(),
             },
             address_change: None,
-            total: Money { amount: 1000, currency: "EUR".into() },
+            total: eur(1000),
             rejection_reason: None,
             created_at: now,
             updated_at: now,
@@ -294,6 +294,10 @@ mod tests {
         };
         persistence::insert_order(db, &order).await.expect("inserted");
         order
+    }
+
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, Currency::parse("EUR").expect("valid")).expect("valid")
     }
 
     async fn deliver<E: IntegrationEvent>(db: &DatabaseConnection, event: &E) -> Result<(), HandlerError> {
@@ -351,8 +355,8 @@ mod tests {
             sku: "MUG-1".into(),
             name: name.into(),
             description: String::new(),
-            price: Price { amount: 500, currency: "EUR".into() },
-            status: status.into(),
+            price: eur(500),
+            status: ProductStatus::parse(status).expect("a status"),
             version,
         }
     }

@@ -130,18 +130,6 @@ impl TryFrom<&PlaceOrderRequest> for PlaceOrder {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OrderPrice {
-    pub amount: i64,
-    pub currency: String,
-}
-
-impl From<&Money> for OrderPrice {
-    fn from(m: &Money) -> Self {
-        Self { amount: m.amount, currency: m.currency.clone() }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineResponse {
     pub product_id: Uuid,
@@ -149,8 +137,8 @@ pub struct LineResponse {
     pub name: String,
     #[schema(value_type = u32)]
     pub quantity: Quantity,
-    pub unit_price: OrderPrice,
-    pub line_total: OrderPrice,
+    pub unit_price: Money,
+    pub line_total: Money,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -172,7 +160,7 @@ pub struct OrderResponse {
     /// `pending`, `confirmed`, `rejected`, `cancelling`, `cancelled`, `shipped` or `delivered`.
     pub status: &'static str,
     pub lines: Vec<LineResponse>,
-    pub total: OrderPrice,
+    pub total: Money,
     pub shipping_address: AddressResponse,
     /// The address asked for once the order was confirmed, until shipping answers: it becomes
     /// `shippingAddress`, or is refused because the parcel left.
@@ -219,11 +207,11 @@ impl From<&Order> for OrderResponse {
                     sku: l.sku.clone(),
                     name: l.name.clone(),
                     quantity: l.quantity,
-                    unit_price: (&l.unit_price).into(),
-                    line_total: (&l.total()).into(),
+                    unit_price: l.unit_price,
+                    line_total: l.total(),
                 })
                 .collect(),
-            total: (&o.total).into(),
+            total: o.total,
             shipping_address: (&o.shipping_address).into(),
             requested_shipping_address: o.address_change.as_ref().map(|c| (&c.address).into()),
             address_change_requested_at: o.address_change.as_ref().map(|c| c.requested_at),

@@ -5,8 +5,10 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 
+use contracts::ProductStatus;
+
 use crate::domain::{
-    AddressChange, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline,
+    AddressChange, Currency, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline,
 };
 
 pub mod product {
@@ -126,14 +128,16 @@ pub struct ProductCopy {
     pub product_id: Uuid,
     pub sku: String,
     pub name: String,
-    pub price: Money,
+    /// `None` only on the discontinued placeholder of a product whose `ProductCreated` is late
+    /// (stored as 0 in no currency).
+    pub price: Option<Money>,
     pub active: bool,
     /// 0 for a copy made from events published before products had versions.
     pub version: i64,
 }
 
-const ACTIVE: &str = "active";
-const DISCONTINUED: &str = "discontinued";
+const ACTIVE: &str = ProductStatus::Active.as_str();
+const DISCONTINUED: &str = ProductStatus::Discontinued.as_str();
 
 /// Writes the copy, unless the one kept is newer (see [`upsert_if_newer`]).
 pub async fn copy_product<C: ConnectionTrait>(db: &C, p: &ProductCopy) -> Result<(), DbErr> {
@@ -142,8 +146,8 @@ pub async fn copy_product<C: ConnectionTrait>(db: &C, p: &ProductCopy) -> Result
         product_id: Set(p.product_id),
         sku: Set(p.sku.clone()),
         name: Set(p.name.clone()),
-        price_amount: Set(p.price.amount),
-        price_currency: Set(p.price.currency.clone()),
+        price_amount: Set(p.price.map_or(0, |m| m.amount_minor())),
+        price_currency: Set(p.price.map_or("", |m| m.currency().code()).to_owned()),
         status: Set(if p.active { ACTIVE } else { DISCONTINUED }.to_owned()),
         version: Set(p.version),
         updated_at: Set(kernel::db::now()),
@@ -211,17 +215,23 @@ async fn upsert_if_newer<C: ConnectionTrait>(
 
 pub async fn products<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<Vec<ProductCopy>, DbErr> {
     let rows = product::Entity::find().filter(product::Column::ProductId.is_in(ids.iter().copied())).all(db).await?;
-    Ok(rows
-        .into_iter()
-        .map(|m| ProductCopy {
-            product_id: m.product_id,
-            sku: m.sku,
-            name: m.name,
-            price: Money { amount: m.price_amount, currency: m.price_currency },
-            active: m.status == ACTIVE,
-            version: m.version,
+    rows.into_iter()
+        .map(|m| {
+            let corrupt = |e: String| DbErr::Custom(format!("orders_products {} price: {e}", m.product_id));
+            let price = match m.price_currency.as_str() {
+                "" => None,
+                code => Some(Currency::parse(code).and_then(|c| Money::new(m.price_amount, c)).map_err(corrupt)?),
+            };
+            Ok(ProductCopy {
+                product_id: m.product_id,
+                sku: m.sku,
+                name: m.name,
+                price,
+                active: m.status == ACTIVE,
+                version: m.version,
+            })
         })
-        .collect())
+        .collect()
 }
 
 fn order_model(o: &Order) -> order::ActiveModel {
@@ -237,8 +247,8 @@ fn order_model(o: &Order) -> order::ActiveModel {
         ship_city: Set(a.city.clone()),
         ship_postal_code: Set(a.postal_code.clone()),
         ship_country: Set(a.country.clone()),
-        total_amount: Set(o.total.amount),
-        currency: Set(o.total.currency.clone()),
+        total_amount: Set(o.total.amount_minor()),
+        currency: Set(o.total.currency().code().to_owned()),
         rejection_reason: Set(o.rejection_reason.clone()),
         created_at: Set(o.created_at),
         updated_at: Set(o.updated_at),
@@ -267,8 +277,8 @@ pub async fn insert_order<C: ConnectionTrait>(db: &C, o: &Order) -> Result<(), D
         sku: Set(l.sku.clone()),
         name: Set(l.name.clone()),
         quantity: Set(i32::try_from(l.quantity.get()).unwrap_or(i32::MAX)),
-        unit_amount: Set(l.unit_price.amount),
-        line_amount: Set(l.total().amount),
+        unit_amount: Set(l.unit_price.amount_minor()),
+        line_amount: Set(l.total().amount_minor()),
     });
     line::Entity::insert_many(lines).exec_without_returning(db).await?;
     Ok(())
@@ -282,6 +292,7 @@ pub async fn update_order<C: ConnectionTrait>(db: &C, o: &Order) -> Result<(), D
 
 fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
     let corrupt = |e: String| DbErr::Custom(format!("orders_orders {}: {e}", m.id));
+    let currency = Currency::parse(&m.currency).map_err(corrupt)?;
     let lines = lines
         .into_iter()
         .map(|l| {
@@ -290,7 +301,7 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
                 sku: l.sku,
                 name: l.name,
                 quantity: Quantity::parse(i64::from(l.quantity)).map_err(corrupt)?,
-                unit_price: Money { amount: l.unit_amount, currency: m.currency.clone() },
+                unit_price: Money::new(l.unit_amount, currency).map_err(corrupt)?,
             })
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
@@ -322,7 +333,7 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
             country: m.ship_country,
         },
         address_change,
-        total: Money { amount: m.total_amount, currency: m.currency },
+        total: Money::new(m.total_amount, currency).map_err(corrupt)?,
         rejection_reason: m.rejection_reason,
         created_at: m.created_at,
         updated_at: m.updated_at,

@@ -1,7 +1,6 @@
 //! The orders module's use cases. Each write is one transaction: the order and its event.
 
 use anyhow::Context;
-use catalog_contracts::Price;
 use kernel::{Outbox, Principal};
 use orders_contracts::{self as events, OrderItem};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
@@ -147,25 +146,26 @@ impl Orders {
         let mut lines = Vec::with_capacity(request.items.len());
         for (i, (product_id, quantity)) in request.items.into_iter().enumerate() {
             match products.iter().find(|p| p.product_id == product_id) {
-                Some(p) if p.active => lines.push(OrderLine {
+                Some(ProductCopy { active: true, price: Some(price), sku, name, .. }) => lines.push(OrderLine {
                     product_id,
-                    sku: p.sku.clone(),
-                    name: p.name.clone(),
+                    sku: sku.clone(),
+                    name: name.clone(),
                     quantity,
-                    unit_price: p.price.clone(),
+                    unit_price: *price,
                 }),
                 Some(_) => errors.push((format!("items[{i}].productId"), "is discontinued".to_owned())),
                 None => errors.push((format!("items[{i}].productId"), "is not a known product".to_owned())),
             }
         }
-        let currency = lines.first().map(|l| l.unit_price.currency.clone()).unwrap_or_default();
-        if lines.iter().any(|l| l.unit_price.currency != currency) {
+        let currency = lines.first().map(|l| l.unit_price.currency());
+        if lines.iter().any(|l| Some(l.unit_price.currency()) != currency) {
             errors.push(("items".to_owned(), "mixes currencies; place one order per currency".to_owned()));
         }
         if !errors.is_empty() {
             return Err(PlaceOrderError::Invalid(errors));
         }
-        let total = lines.iter().try_fold(0i64, |sum, l| sum.checked_add(l.total().amount));
+        let currency = currency.context("an order without lines")?;
+        let total = lines.iter().try_fold(Money::zero(currency), |sum, l| sum.checked_add(l.total()));
         let total =
             total.ok_or_else(|| PlaceOrderError::Invalid(vec![("items".into(), "the total is too large".into())]))?;
         let now = kernel::db::now();
@@ -176,7 +176,7 @@ impl Orders {
             lines,
             shipping_address: request.shipping_address,
             address_change: None,
-            total: Money { amount: total, currency },
+            total,
             rejection_reason: None,
             created_at: now,
             updated_at: now,
@@ -308,10 +308,6 @@ pub(crate) async fn discontinue_product(
 pub(crate) fn cancelled(order: &Order) -> events::OrderCancelled {
     let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
     events::OrderCancelled { order_id: order.id.as_uuid(), user_id: order.user_id, items: items.collect() }
-}
-
-pub(crate) fn price(money: &Money) -> Price {
-    Price { amount: money.amount, currency: money.currency.clone() }
 }
 
 pub(crate) fn contract_address(a: &ShippingAddress) -> events::ShippingAddress {

@@ -210,8 +210,8 @@ fn contract_address(a: Address) -> ShippingAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contracts::Quantity;
-    use orders_contracts::{OrderItem, OrderLine, Price};
+    use contracts::{Currency, Money, Quantity};
+    use orders_contracts::{OrderItem, OrderLine};
     use sea_orm::sea_query::{Alias, Order, Query};
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use shipping_contracts::ShipmentDispatched;
@@ -254,12 +254,15 @@ mod tests {
         persistence::find_by_order(db, OrderId::from(order_id), false).await.expect("loaded")
     }
 
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, Currency::parse("EUR").expect("valid")).expect("valid")
+    }
+
     fn two() -> Quantity {
         Quantity::new(2).expect("valid")
     }
 
     fn confirmed(order_id: Uuid, product: Uuid) -> OrderConfirmed {
-        let price = Price { amount: 500, currency: "EUR".into() };
         OrderConfirmed {
             order_id,
             user_id: Uuid::now_v7(),
@@ -268,8 +271,8 @@ mod tests {
                 sku: "MUG-1".into(),
                 name: "Mug".into(),
                 quantity: two(),
-                unit_price: price.clone(),
-                line_total: Price { amount: 1000, currency: "EUR".into() },
+                unit_price: eur(500),
+                line_total: eur(1000),
             }],
             shipping_address: ShippingAddress {
                 name: "Ada".into(),
@@ -279,7 +282,7 @@ mod tests {
                 postal_code: "N1 9GU".into(),
                 country: "GB".into(),
             },
-            total: Price { amount: 1000, currency: "EUR".into() },
+            total: eur(1000),
         }
     }
 

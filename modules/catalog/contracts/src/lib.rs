@@ -10,20 +10,13 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use contracts::{IntegrationEvent, Publisher};
+use contracts::{IntegrationEvent, Money, ProductStatus, Publisher};
 
 /// The catalog module, as the publisher of these events.
 pub enum Catalog {}
 
 impl Publisher for Catalog {
     const NAME: &'static str = "catalog";
-}
-
-/// A price in integer minor units of an ISO 4217 currency (`{"amount": 1999, "currency": "EUR"}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Price {
-    pub amount: i64,
-    pub currency: String,
 }
 
 /// A product's full state, carried by `ProductCreated` and `ProductUpdated` so that consumers can
@@ -35,9 +28,8 @@ pub struct ProductSnapshot {
     pub sku: String,
     pub name: String,
     pub description: String,
-    pub price: Price,
-    /// `active` or `discontinued`.
-    pub status: String,
+    pub price: Money,
+    pub status: ProductStatus,
     /// The product's version after this change: 1 when created, one more on every change.
     /// 0 (absent) in events published before versions existed.
     #[serde(default)]
@@ -115,8 +107,8 @@ mod wire {
             sku: "MUG-1".into(),
             name: "Mug".into(),
             description: "350 ml".into(),
-            price: Price { amount: 1299, currency: "EUR".into() },
-            status: "active".into(),
+            price: Money::new(1299, contracts::Currency::parse("EUR").expect("valid")).expect("valid"),
+            status: ProductStatus::Active,
             version: 2,
         }
     }
@@ -136,5 +128,19 @@ mod wire {
             ProductDiscontinued { product_id: id(1), sku: "MUG-1".into(), version: 3 },
             r#"{"productId":"00000000-0000-0000-0000-000000000001","sku":"MUG-1","version":3}"#,
         );
+    }
+
+    #[test]
+    fn a_snapshot_with_an_invalid_price_or_status_does_not_decode() {
+        let data = serde_json::to_value(snapshot()).expect("encodes");
+        for (field, invalid) in [
+            ("price", serde_json::json!({"amount": -1, "currency": "EUR"})),
+            ("price", serde_json::json!({"amount": 1299, "currency": "Euro"})),
+            ("status", serde_json::json!("gone")),
+        ] {
+            let mut data = data.clone();
+            data[field] = invalid;
+            assert!(serde_json::from_value::<ProductCreated>(data.clone()).is_err(), "{data}");
+        }
     }
 }

@@ -3,11 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use contracts::{IntegrationEvent, Publisher, Quantity};
-
-/// Prices are the catalog's, in its words: orders conforms to them (it consumes catalog's events
-/// anyway). A shared validated `Money` is meant to replace this type in every contract.
-pub use catalog_contracts::Price;
+use contracts::{IntegrationEvent, Money, Publisher, Quantity};
 
 /// The orders module, as the publisher of these events.
 pub enum Orders {}
@@ -32,8 +28,8 @@ pub struct OrderLine {
     pub sku: String,
     pub name: String,
     pub quantity: Quantity,
-    pub unit_price: Price,
-    pub line_total: Price,
+    pub unit_price: Money,
+    pub line_total: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +67,7 @@ pub struct OrderConfirmed {
     pub user_id: Uuid,
     pub lines: Vec<OrderLine>,
     pub shipping_address: ShippingAddress,
-    pub total: Price,
+    pub total: Money,
 }
 
 impl IntegrationEvent for OrderConfirmed {
@@ -151,8 +147,8 @@ mod wire {
         Uuid::from_u128(n)
     }
 
-    fn eur(amount: i64) -> Price {
-        Price { amount, currency: "EUR".into() }
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, contracts::Currency::parse("EUR").expect("valid")).expect("valid")
     }
 
     fn address(line2: Option<&str>) -> ShippingAddress {
