@@ -7,9 +7,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
+use contracts::Address;
 use kernel::inbox::Processed;
 use kernel::{Envelope, EventHandler, Inbox, ModuleContext};
-use orders_contracts::{OrderAddressChangeRequested, OrderCancellationRequested, ShippingAddress};
+use orders_contracts::{OrderAddressChangeRequested, OrderCancellationRequested};
 use reqwest::{Method, Response};
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, JsonValue, Statement};
 use serde_json::{Value, json};
@@ -494,7 +495,7 @@ impl TestApp {
         let event = OrderAddressChangeRequested {
             order_id: id(order).parse().expect("a UUID"),
             user_id: order["userId"].as_str().expect("a user").parse().expect("a UUID"),
-            shipping_address: serde_json::from_value::<ShippingAddress>(bath()).expect("an address"),
+            shipping_address: serde_json::from_value::<Address>(bath()).expect("an address"),
         };
         let request = Envelope::new(&event).expect("an envelope");
         let (inbox, handler, _) = self.consumer("shipping").await;

@@ -20,9 +20,9 @@ use shipping_contracts::{
     ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentDelivered, ShipmentDispatched,
 };
 
-use crate::domain::{Order, OrderEvent, OrderId, OrderStatus, ShippingAddress};
+use crate::domain::{Address, Order, OrderEvent, OrderId, OrderStatus};
 use crate::persistence::{self, ProductCopy};
-use crate::service::{self, cancelled, contract_address};
+use crate::service::{self, cancelled};
 
 pub fn consumed() -> Vec<EventType> {
     vec![
@@ -82,16 +82,7 @@ impl EventHandler for OrdersHandler {
             self.shipment(txn, envelope, event.order_id.into(), OrderEvent::ShipmentCancelled).await
         } else if envelope.is::<ShipmentAddressChanged>() {
             let event = envelope.decode::<ShipmentAddressChanged>()?;
-            let a = event.shipping_address;
-            let address = ShippingAddress {
-                name: a.name,
-                line1: a.line1,
-                line2: a.line2,
-                city: a.city,
-                postal_code: a.postal_code,
-                country: a.country,
-            };
-            address_answer(txn, event.order_id.into(), Some(address)).await
+            address_answer(txn, event.order_id.into(), Some(event.shipping_address)).await
         } else if envelope.is::<ShipmentAddressChangeRefused>() {
             let event = envelope.decode::<ShipmentAddressChangeRefused>()?;
             tracing::info!(order.id = %event.order_id, reason = %event.reason, "address change refused by shipping");
@@ -106,11 +97,7 @@ impl EventHandler for OrdersHandler {
 /// (`Some`), or stays as it was (`None`); either way the request is settled. Orders asks one change
 /// at a time, so an answer with no request waiting is a repeat, and changes nothing.
 #[tracing::instrument(skip_all, fields(order.id = %id, changed = new.is_some()))]
-async fn address_answer(
-    txn: &DatabaseTransaction,
-    id: OrderId,
-    new: Option<ShippingAddress>,
-) -> Result<(), HandlerError> {
+async fn address_answer(txn: &DatabaseTransaction, id: OrderId, new: Option<Address>) -> Result<(), HandlerError> {
     let Some(mut order) = persistence::find(txn, id, true).await? else {
         return Err(HandlerError::Malformed(format!("no order {id}")));
     };
@@ -228,7 +215,7 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
                 line_total: l.total(),
             })
             .collect(),
-        shipping_address: contract_address(&order.shipping_address),
+        shipping_address: order.shipping_address.clone(),
         total: order.total,
     }
 }
@@ -236,7 +223,7 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contracts::Currency;
+    use contracts::{AddressForm, Currency};
     use kernel::{Principal, Role};
     use migrations::MigratorTrait;
     use orders_contracts::OrderCancellationRequested;
@@ -244,7 +231,7 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseConnection};
     use uuid::Uuid;
 
-    use crate::domain::{Money, OrderLimits, OrderLine, Quantity, ShippingAddress, Timeline};
+    use crate::domain::{Money, OrderLimits, OrderLine, Quantity, Timeline};
     use crate::service::{AddressChanged, Cancelled, ChangeOrderError, Orders};
 
     async fn database() -> (tempfile::TempDir, DatabaseConnection) {
@@ -277,14 +264,7 @@ mod tests {
                 quantity: Quantity::parse(2).expect("valid"),
                 unit_price: eur(500),
             }],
-            shipping_address: ShippingAddress {
-                name: "Ada".into(),
-                line1: "1 Main St".into(),
-                line2: None,
-                city: "London".into(),
-                postal_code: "N1".into(),
-                country: "GB".into(),
-            },
+            shipping_address: address("London"),
             address_change: None,
             total: eur(1000),
             rejection_reason: None,
@@ -298,6 +278,18 @@ mod tests {
 
     fn eur(amount: i64) -> Money {
         Money::new(amount, Currency::parse("EUR").expect("valid")).expect("valid")
+    }
+
+    fn address(city: &str) -> Address {
+        let form = AddressForm {
+            name: Some("Ada".into()),
+            line1: Some("1 Main St".into()),
+            city: Some(city.into()),
+            postal_code: Some("N1".into()),
+            country: Some("GB".into()),
+            ..Default::default()
+        };
+        Address::parse(&form).expect("valid")
     }
 
     async fn deliver<E: IntegrationEvent>(db: &DatabaseConnection, event: &E) -> Result<(), HandlerError> {
@@ -478,15 +470,8 @@ mod tests {
         assert_eq!(reload(&db, &confirmed).await.status, OrderStatus::Confirmed);
     }
 
-    fn bath() -> ShippingAddress {
-        ShippingAddress {
-            name: "Ada".into(),
-            line1: "1 Royal Crescent".into(),
-            line2: None,
-            city: "Bath".into(),
-            postal_code: "BA1".into(),
-            country: "GB".into(),
-        }
+    fn bath() -> Address {
+        address("Bath")
     }
 
     #[tokio::test]
@@ -497,7 +482,7 @@ mod tests {
         let Ok(AddressChanged::Now(moved)) = orders.change_address(pending.id, &owner(&pending), bath()).await else {
             panic!("a pending order moves at once")
         };
-        assert_eq!((moved.shipping_address.city.as_str(), moved.address_change.as_ref()), ("Bath", None));
+        assert_eq!((moved.shipping_address.city(), moved.address_change.as_ref()), ("Bath", None));
         assert!(published(&db).await.is_empty(), "nothing to ask");
 
         let order = placed(&db).await;
@@ -506,14 +491,14 @@ mod tests {
         else {
             panic!("a confirmed order asks shipping")
         };
-        assert_eq!(requested.shipping_address.city, "London");
-        assert_eq!(requested.address_change.as_ref().map(|c| c.address.city.as_str()), Some("Bath"));
+        assert_eq!(requested.shipping_address.city(), "London");
+        assert_eq!(requested.address_change.as_ref().map(|c| c.address.city()), Some("Bath"));
         assert_eq!(reload(&db, &order).await, requested);
         let asked: Vec<_> =
             published(&db).await.into_iter().filter(|e| e.is::<events::OrderAddressChangeRequested>()).collect();
         assert_eq!(asked.len(), 1);
         let asked = asked[0].decode::<events::OrderAddressChangeRequested>().expect("the request");
-        assert_eq!((asked.order_id, asked.shipping_address.city.as_str()), (order.id.as_uuid(), "Bath"));
+        assert_eq!((asked.order_id, asked.shipping_address.city()), (order.id.as_uuid(), "Bath"));
         // One change at a time.
         assert!(matches!(
             orders.change_address(order.id, &owner(&order), placed(&db).await.shipping_address).await,
@@ -527,9 +512,9 @@ mod tests {
         };
         deliver(&db, &changed).await.expect("handled");
         let moved = reload(&db, &order).await;
-        assert_eq!((moved.shipping_address.city.as_str(), moved.address_change.as_ref()), ("Bath", None));
+        assert_eq!((moved.shipping_address.city(), moved.address_change.as_ref()), ("Bath", None));
         // A copy finds no request waiting: nothing changes.
-        let stale = ShipmentAddressChanged { shipping_address: contract_address(&order.shipping_address), ..changed };
+        let stale = ShipmentAddressChanged { shipping_address: order.shipping_address.clone(), ..changed };
         deliver(&db, &stale).await.expect("handled");
         assert_eq!(reload(&db, &order).await, moved);
 
@@ -545,7 +530,7 @@ mod tests {
         };
         deliver(&db, &refused).await.expect("handled");
         let kept = reload(&db, &order).await;
-        assert_eq!((kept.shipping_address.city.as_str(), kept.address_change.as_ref()), ("Bath", None));
+        assert_eq!((kept.shipping_address.city(), kept.address_change.as_ref()), ("Bath", None));
         deliver(&db, &refused).await.expect("handled");
         assert_eq!(reload(&db, &order).await, kept);
     }

@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
+use contracts::AddressForm;
 use kernel::error::{FieldErrors, Problem};
 use kernel::{ApiError, FieldError, Page, Principal, after_cursor, page_limit};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Money, Order, OrderId, OrderStatus, Quantity, RawAddress, ShippingAddress};
+use crate::domain::{Address, Money, Order, OrderId, OrderStatus, Quantity};
 use crate::service::{
     AddressChanged, Cancelled, ChangeOrderError, Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed,
 };
@@ -32,62 +33,32 @@ pub struct ItemRequest {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London",
-    "postalCode": "SW1Y 4JH", "country": "GB"}))]
-pub struct AddressBody {
-    #[schema(required = true, schema_with = kernel::openapi::text::<200>)]
-    pub name: Option<String>,
-    #[schema(required = true, schema_with = kernel::openapi::text::<200>)]
-    pub line1: Option<String>,
-    #[schema(schema_with = kernel::openapi::optional_text::<200>)]
-    pub line2: Option<String>,
-    #[schema(required = true, schema_with = kernel::openapi::text::<100>)]
-    pub city: Option<String>,
-    #[schema(required = true, schema_with = kernel::openapi::text::<20>)]
-    pub postal_code: Option<String>,
-    #[schema(required = true, schema_with = country)]
-    pub country: Option<String>,
-}
-
-fn country() -> utoipa::openapi::Object {
-    kernel::openapi::trimmed("[A-Za-z]{2}", "ISO 3166-1 alpha-2, like GB (kept upper case)")
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     /// 1 to 100 lines; a product may appear on several.
     #[schema(required = true, value_type = Vec<ItemRequest>, min_items = 1, max_items = 100)]
     pub items: Option<Vec<ItemRequest>>,
-    #[schema(required = true, value_type = AddressBody)]
-    pub shipping_address: Option<AddressBody>,
+    #[schema(required = true, value_type = Address)]
+    pub shipping_address: Option<AddressForm>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeAddressRequest {
-    #[schema(required = true, value_type = AddressBody)]
-    pub shipping_address: Option<AddressBody>,
+    #[schema(required = true, value_type = Address)]
+    pub shipping_address: Option<AddressForm>,
 }
 
-fn address(body: Option<&AddressBody>, errors: &mut FieldErrors) -> Option<ShippingAddress> {
-    let Some(body) = body else {
+/// The request's `shippingAddress`, or each of its problems recorded in `errors`.
+fn address(form: Option<&AddressForm>, errors: &mut FieldErrors) -> Option<Address> {
+    let Some(form) = form else {
         errors.check::<()>("shippingAddress", Err("is required".into()));
         return None;
     };
-    let raw = RawAddress {
-        name: body.name.as_deref(),
-        line1: body.line1.as_deref(),
-        line2: body.line2.as_deref(),
-        city: body.city.as_deref(),
-        postal_code: body.postal_code.as_deref(),
-        country: body.country.as_deref(),
-    };
-    match ShippingAddress::parse(raw) {
+    match Address::parse(form) {
         Ok(address) => Some(address),
         Err(problems) => {
-            for (field, message) in problems {
-                errors.check::<()>(&format!("shippingAddress.{field}"), Err(message));
+            for problem in problems {
+                errors.check::<()>(&format!("shippingAddress.{}", problem.field), Err(problem.message));
             }
             None
         }
@@ -143,17 +114,6 @@ pub struct LineResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AddressResponse {
-    pub name: String,
-    pub line1: String,
-    pub line2: Option<String>,
-    pub city: String,
-    pub postal_code: String,
-    pub country: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct OrderResponse {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -161,10 +121,10 @@ pub struct OrderResponse {
     pub status: &'static str,
     pub lines: Vec<LineResponse>,
     pub total: Money,
-    pub shipping_address: AddressResponse,
+    pub shipping_address: Address,
     /// The address asked for once the order was confirmed, until shipping answers: it becomes
     /// `shippingAddress`, or is refused because the parcel left.
-    pub requested_shipping_address: Option<AddressResponse>,
+    pub requested_shipping_address: Option<Address>,
     /// When that change was asked for.
     pub address_change_requested_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,19 +138,6 @@ pub struct OrderResponse {
     pub cancelled_at: Option<DateTime<Utc>>,
     pub shipped_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
-}
-
-impl From<&ShippingAddress> for AddressResponse {
-    fn from(a: &ShippingAddress) -> Self {
-        Self {
-            name: a.name.clone(),
-            line1: a.line1.clone(),
-            line2: a.line2.clone(),
-            city: a.city.clone(),
-            postal_code: a.postal_code.clone(),
-            country: a.country.clone(),
-        }
-    }
 }
 
 impl From<&Order> for OrderResponse {
@@ -212,8 +159,8 @@ impl From<&Order> for OrderResponse {
                 })
                 .collect(),
             total: o.total,
-            shipping_address: (&o.shipping_address).into(),
-            requested_shipping_address: o.address_change.as_ref().map(|c| (&c.address).into()),
+            shipping_address: o.shipping_address.clone(),
+            requested_shipping_address: o.address_change.as_ref().map(|c| c.address.clone()),
             address_change_requested_at: o.address_change.as_ref().map(|c| c.requested_at),
             rejection_reason: o.rejection_reason.clone(),
             created_at: o.created_at,

@@ -5,10 +5,10 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 
-use contracts::ProductStatus;
+use contracts::{AddressForm, ProductStatus};
 
 use crate::domain::{
-    AddressChange, Currency, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, ShippingAddress, Timeline,
+    Address, AddressChange, Currency, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, Timeline,
 };
 
 pub mod product {
@@ -241,12 +241,12 @@ fn order_model(o: &Order) -> order::ActiveModel {
         id: Set(o.id.as_uuid()),
         user_id: Set(o.user_id),
         status: Set(o.status.as_str().to_owned()),
-        ship_name: Set(a.name.clone()),
-        ship_line1: Set(a.line1.clone()),
-        ship_line2: Set(a.line2.clone()),
-        ship_city: Set(a.city.clone()),
-        ship_postal_code: Set(a.postal_code.clone()),
-        ship_country: Set(a.country.clone()),
+        ship_name: Set(a.name().to_owned()),
+        ship_line1: Set(a.line1().to_owned()),
+        ship_line2: Set(a.line2().map(str::to_owned)),
+        ship_city: Set(a.city().to_owned()),
+        ship_postal_code: Set(a.postal_code().to_owned()),
+        ship_country: Set(a.country().to_owned()),
         total_amount: Set(o.total.amount_minor()),
         currency: Set(o.total.currency().code().to_owned()),
         rejection_reason: Set(o.rejection_reason.clone()),
@@ -258,12 +258,12 @@ fn order_model(o: &Order) -> order::ActiveModel {
         shipped_at: Set(o.timeline.shipped_at),
         delivered_at: Set(o.timeline.delivered_at),
         cancellation_requested_at: Set(o.timeline.cancellation_requested_at),
-        requested_ship_name: Set(requested.map(|r| r.address.name.clone())),
-        requested_ship_line1: Set(requested.map(|r| r.address.line1.clone())),
-        requested_ship_line2: Set(requested.and_then(|r| r.address.line2.clone())),
-        requested_ship_city: Set(requested.map(|r| r.address.city.clone())),
-        requested_ship_postal_code: Set(requested.map(|r| r.address.postal_code.clone())),
-        requested_ship_country: Set(requested.map(|r| r.address.country.clone())),
+        requested_ship_name: Set(requested.map(|r| r.address.name().to_owned())),
+        requested_ship_line1: Set(requested.map(|r| r.address.line1().to_owned())),
+        requested_ship_line2: Set(requested.and_then(|r| r.address.line2().map(str::to_owned))),
+        requested_ship_city: Set(requested.map(|r| r.address.city().to_owned())),
+        requested_ship_postal_code: Set(requested.map(|r| r.address.postal_code().to_owned())),
+        requested_ship_country: Set(requested.map(|r| r.address.country().to_owned())),
         address_change_requested_at: Set(requested.map(|r| r.requested_at)),
     }
 }
@@ -293,6 +293,12 @@ pub async fn update_order<C: ConnectionTrait>(db: &C, o: &Order) -> Result<(), D
 fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
     let corrupt = |e: String| DbErr::Custom(format!("orders_orders {}: {e}", m.id));
     let currency = Currency::parse(&m.currency).map_err(corrupt)?;
+    let address = |form: &AddressForm| {
+        Address::parse(form).map_err(|problems| {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            corrupt(format!("an invalid address: {}", problems.join("; ")))
+        })
+    };
     let lines = lines
         .into_iter()
         .map(|l| {
@@ -314,8 +320,15 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
         m.address_change_requested_at,
     ) {
         (Some(name), Some(line1), Some(city), Some(postal_code), Some(country), Some(requested_at)) => {
-            let address = ShippingAddress { name, line1, line2: m.requested_ship_line2, city, postal_code, country };
-            Some(AddressChange { address, requested_at })
+            let form = AddressForm {
+                name: Some(name),
+                line1: Some(line1),
+                line2: m.requested_ship_line2,
+                city: Some(city),
+                postal_code: Some(postal_code),
+                country: Some(country),
+            };
+            Some(AddressChange { address: address(&form)?, requested_at })
         }
         _ => None,
     };
@@ -324,14 +337,14 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
         user_id: m.user_id,
         status: OrderStatus::parse(&m.status).map_err(corrupt)?,
         lines,
-        shipping_address: ShippingAddress {
-            name: m.ship_name,
-            line1: m.ship_line1,
+        shipping_address: address(&AddressForm {
+            name: Some(m.ship_name),
+            line1: Some(m.ship_line1),
             line2: m.ship_line2,
-            city: m.ship_city,
-            postal_code: m.ship_postal_code,
-            country: m.ship_country,
-        },
+            city: Some(m.ship_city),
+            postal_code: Some(m.ship_postal_code),
+            country: Some(m.ship_country),
+        })?,
         address_change,
         total: Money::new(m.total_amount, currency).map_err(corrupt)?,
         rejection_reason: m.rejection_reason,

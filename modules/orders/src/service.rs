@@ -7,8 +7,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
 use crate::domain::{
-    AddressChange, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus, Quantity, ShippingAddress,
-    Timeline,
+    Address, AddressChange, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus, Quantity, Timeline,
 };
 use crate::persistence::{self, ProductCopy};
 
@@ -22,7 +21,7 @@ pub struct Orders {
 /// A validated request to place an order; products are checked by [`Orders::place`].
 pub struct PlaceOrder {
     pub items: Vec<(Uuid, Quantity)>,
-    pub shipping_address: ShippingAddress,
+    pub shipping_address: Address,
 }
 
 /// An `Idempotency-Key` and the hash of the request body it came with.
@@ -212,7 +211,7 @@ impl Orders {
         &self,
         id: OrderId,
         who: &Principal,
-        address: ShippingAddress,
+        address: Address,
     ) -> Result<AddressChanged, ChangeOrderError> {
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
         let mut order = self.load_for(&txn, id, who).await?;
@@ -236,7 +235,7 @@ impl Orders {
         let event = events::OrderAddressChangeRequested {
             order_id: id.as_uuid(),
             user_id: order.user_id,
-            shipping_address: contract_address(&address),
+            shipping_address: address.clone(),
         };
         order.address_change = Some(AddressChange { address, requested_at: now });
         persistence::update_order(&txn, &order).await.context("failed to save an order")?;
@@ -308,15 +307,4 @@ pub(crate) async fn discontinue_product(
 pub(crate) fn cancelled(order: &Order) -> events::OrderCancelled {
     let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
     events::OrderCancelled { order_id: order.id.as_uuid(), user_id: order.user_id, items: items.collect() }
-}
-
-pub(crate) fn contract_address(a: &ShippingAddress) -> events::ShippingAddress {
-    events::ShippingAddress {
-        name: a.name.clone(),
-        line1: a.line1.clone(),
-        line2: a.line2.clone(),
-        city: a.city.clone(),
-        postal_code: a.postal_code.clone(),
-        country: a.country.clone(),
-    }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Carrier, OrderId, Quantity, Shipment, ShipmentId, ShipmentStatus, TrackingNumber};
+use crate::domain::{Address, Carrier, OrderId, Quantity, Shipment, ShipmentId, ShipmentStatus, TrackingNumber};
 use crate::service::{ChangeShipmentError, Dispatch, Shipments};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,17 +55,6 @@ pub struct ShipmentLineResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ShipmentAddressResponse {
-    pub name: String,
-    pub line1: String,
-    pub line2: Option<String>,
-    pub city: String,
-    pub postal_code: String,
-    pub country: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct ShipmentResponse {
     pub id: Uuid,
     pub order_id: Uuid,
@@ -75,7 +64,7 @@ pub struct ShipmentResponse {
     pub status: &'static str,
     pub lines: Vec<ShipmentLineResponse>,
     /// Absent only on a shipment cancelled before its order's confirmation reached shipping.
-    pub shipping_address: Option<ShipmentAddressResponse>,
+    pub shipping_address: Option<Address>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
     pub cancellation_reason: Option<String>,
@@ -103,14 +92,7 @@ impl From<&Shipment> for ShipmentResponse {
                     quantity: l.quantity,
                 })
                 .collect(),
-            shipping_address: s.address.as_ref().map(|a| ShipmentAddressResponse {
-                name: a.name.clone(),
-                line1: a.line1.clone(),
-                line2: a.line2.clone(),
-                city: a.city.clone(),
-                postal_code: a.postal_code.clone(),
-                country: a.country.clone(),
-            }),
+            shipping_address: s.address.clone(),
             carrier: s.carrier.as_ref().map(|c| c.as_str().to_owned()),
             tracking_number: s.tracking_number.as_ref().map(|t| t.as_str().to_owned()),
             cancellation_reason: s.cancellation_reason.clone(),

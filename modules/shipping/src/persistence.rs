@@ -4,6 +4,7 @@
 //! dispatch and a cancellation race, the database lets exactly one of them through.
 
 use chrono::{DateTime, Utc};
+use contracts::AddressForm;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
@@ -97,12 +98,12 @@ fn model(s: &Shipment) -> Result<shipment::ActiveModel, DbErr> {
         user_id: Set(s.user_id),
         status: Set(s.status.as_str().to_owned()),
         lines: Set(lines),
-        ship_name: Set(a.map(|a| a.name.clone())),
-        ship_line1: Set(a.map(|a| a.line1.clone())),
-        ship_line2: Set(a.and_then(|a| a.line2.clone())),
-        ship_city: Set(a.map(|a| a.city.clone())),
-        ship_postal_code: Set(a.map(|a| a.postal_code.clone())),
-        ship_country: Set(a.map(|a| a.country.clone())),
+        ship_name: Set(a.map(|a| a.name().to_owned())),
+        ship_line1: Set(a.map(|a| a.line1().to_owned())),
+        ship_line2: Set(a.and_then(|a| a.line2().map(str::to_owned))),
+        ship_city: Set(a.map(|a| a.city().to_owned())),
+        ship_postal_code: Set(a.map(|a| a.postal_code().to_owned())),
+        ship_country: Set(a.map(|a| a.country().to_owned())),
         carrier: Set(s.carrier.as_ref().map(|c| c.as_str().to_owned())),
         tracking_number: Set(s.tracking_number.as_ref().map(|t| t.as_str().to_owned())),
         cancellation_reason: Set(s.cancellation_reason.clone()),
@@ -119,7 +120,15 @@ fn to_domain(m: shipment::Model) -> Result<Shipment, DbErr> {
     let lines: Vec<LineJson> = serde_json::from_str(&m.lines).map_err(|e| corrupt("lines", e.to_string()))?;
     let address = match (m.ship_name, m.ship_line1, m.ship_city, m.ship_postal_code, m.ship_country) {
         (Some(name), Some(line1), Some(city), Some(postal_code), Some(country)) => {
-            Some(Address { name, line1, line2: m.ship_line2, city, postal_code, country })
+            let form = AddressForm {
+                name: Some(name),
+                line1: Some(line1),
+                line2: m.ship_line2,
+                city: Some(city),
+                postal_code: Some(postal_code),
+                country: Some(country),
+            };
+            Some(parse_address(&form).map_err(|e| corrupt("address", e))?)
         }
         _ => None,
     };
@@ -221,15 +230,23 @@ pub async fn list<C: ConnectionTrait>(
     query.all(db).await?.into_iter().map(to_domain).collect()
 }
 
+/// An address read back: what was valid when it was stored must still parse.
+fn parse_address(form: &AddressForm) -> Result<Address, String> {
+    Address::parse(form).map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        format!("an invalid address: {}", problems.join("; "))
+    })
+}
+
 fn slot(order: OrderId, a: &Address, requested_at: Option<DateTime<Utc>>) -> address_request::ActiveModel {
     address_request::ActiveModel {
         order_id: Set(order.as_uuid()),
-        ship_name: Set(a.name.clone()),
-        ship_line1: Set(a.line1.clone()),
-        ship_line2: Set(a.line2.clone()),
-        ship_city: Set(a.city.clone()),
-        ship_postal_code: Set(a.postal_code.clone()),
-        ship_country: Set(a.country.clone()),
+        ship_name: Set(a.name().to_owned()),
+        ship_line1: Set(a.line1().to_owned()),
+        ship_line2: Set(a.line2().map(str::to_owned)),
+        ship_city: Set(a.city().to_owned()),
+        ship_postal_code: Set(a.postal_code().to_owned()),
+        ship_country: Set(a.country().to_owned()),
         requested_at: Set(requested_at),
     }
 }
@@ -277,14 +294,18 @@ pub async fn claim_slot<C: ConnectionTrait>(
     let query = if db.get_database_backend() != sea_orm::DbBackend::Sqlite { query.lock_exclusive() } else { query };
     let row = query.one(db).await?;
     drop_request(db, order).await?;
-    Ok(row.filter(|r| r.requested_at.is_some()).map(|r| Address {
-        name: r.ship_name,
-        line1: r.ship_line1,
+    let Some(r) = row.filter(|r| r.requested_at.is_some()) else { return Ok(None) };
+    let form = AddressForm {
+        name: Some(r.ship_name),
+        line1: Some(r.ship_line1),
         line2: r.ship_line2,
-        city: r.ship_city,
-        postal_code: r.ship_postal_code,
-        country: r.ship_country,
-    }))
+        city: Some(r.ship_city),
+        postal_code: Some(r.ship_postal_code),
+        country: Some(r.ship_country),
+    };
+    let address = parse_address(&form)
+        .map_err(|e| DbErr::Custom(format!("shipping_address_requests {} address: {e}", r.order_id)))?;
+    Ok(Some(address))
 }
 
 /// Forgets the order's recorded address change, if any.

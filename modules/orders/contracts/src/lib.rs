@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use contracts::{IntegrationEvent, Money, Publisher, Quantity};
+use contracts::{Address, IntegrationEvent, Money, Publisher, Quantity};
 
 /// The orders module, as the publisher of these events.
 pub enum Orders {}
@@ -32,18 +32,6 @@ pub struct OrderLine {
     pub line_total: Money,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ShippingAddress {
-    pub name: String,
-    pub line1: String,
-    pub line2: Option<String>,
-    pub city: String,
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-2.
-    pub country: String,
-}
-
 /// A customer placed an order; inventory reserves its items.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,7 +54,7 @@ pub struct OrderConfirmed {
     pub order_id: Uuid,
     pub user_id: Uuid,
     pub lines: Vec<OrderLine>,
-    pub shipping_address: ShippingAddress,
+    pub shipping_address: Address,
     pub total: Money,
 }
 
@@ -114,7 +102,7 @@ impl IntegrationEvent for OrderCancellationRequested {
 pub struct OrderAddressChangeRequested {
     pub order_id: Uuid,
     pub user_id: Uuid,
-    pub shipping_address: ShippingAddress,
+    pub shipping_address: Address,
 }
 
 impl IntegrationEvent for OrderAddressChangeRequested {
@@ -151,15 +139,16 @@ mod wire {
         Money::new(amount, contracts::Currency::parse("EUR").expect("valid")).expect("valid")
     }
 
-    fn address(line2: Option<&str>) -> ShippingAddress {
-        ShippingAddress {
-            name: "Ada Lovelace".into(),
-            line1: "12 St James's Square".into(),
+    fn address(line2: Option<&str>) -> Address {
+        Address::parse(&contracts::AddressForm {
+            name: Some("Ada Lovelace".into()),
+            line1: Some("12 St James's Square".into()),
             line2: line2.map(str::to_owned),
-            city: "London".into(),
-            postal_code: "SW1Y 4JH".into(),
-            country: "GB".into(),
-        }
+            city: Some("London".into()),
+            postal_code: Some("SW1Y 4JH".into()),
+            country: Some("GB".into()),
+        })
+        .expect("valid")
     }
 
     fn quantity(units: u32) -> Quantity {
@@ -221,8 +210,10 @@ mod wire {
     }
 
     #[test]
-    fn an_event_with_a_quantity_of_nothing_does_not_decode() {
+    fn an_event_with_a_quantity_of_nothing_or_an_invalid_address_does_not_decode() {
         let created = r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","items":[{"productId":"00000000-0000-0000-0000-000000000003","quantity":0}]}"#;
         assert!(serde_json::from_str::<OrderCreated>(created).is_err());
+        let moved = r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","shippingAddress":{"name":"Ada","line1":"1 Main St","line2":null,"city":"","postalCode":"N1","country":"GB"}}"#;
+        assert!(serde_json::from_str::<OrderAddressChangeRequested>(moved).is_err());
     }
 }

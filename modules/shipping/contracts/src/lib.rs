@@ -3,12 +3,11 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use contracts::{IntegrationEvent, Publisher};
+use contracts::{Address, IntegrationEvent, Publisher};
 
-/// A shipment's items and address are the order's, in the orders module's words: shipping conforms
-/// to them (it consumes orders' events anyway). A shared validated `Address` is meant to replace
-/// `ShippingAddress` in every contract.
-pub use orders_contracts::{OrderItem, ShippingAddress};
+/// A shipment's items are the order's, in the orders module's words: shipping conforms to them (it
+/// consumes orders' events anyway).
+pub use orders_contracts::OrderItem;
 
 /// The shipping module, as the publisher of these events.
 pub enum Shipping {}
@@ -25,7 +24,7 @@ pub struct ShipmentCreated {
     pub order_id: Uuid,
     pub user_id: Uuid,
     pub items: Vec<OrderItem>,
-    pub shipping_address: ShippingAddress,
+    pub shipping_address: Address,
 }
 
 impl IntegrationEvent for ShipmentCreated {
@@ -86,7 +85,7 @@ impl IntegrationEvent for ShipmentCancelled {
 pub struct ShipmentAddressChanged {
     pub shipment_id: Uuid,
     pub order_id: Uuid,
-    pub shipping_address: ShippingAddress,
+    pub shipping_address: Address,
 }
 
 impl IntegrationEvent for ShipmentAddressChanged {
@@ -123,15 +122,16 @@ mod wire {
         vec![OrderItem { product_id: id(4), quantity: contracts::Quantity::new(2).expect("valid") }]
     }
 
-    fn address() -> ShippingAddress {
-        ShippingAddress {
-            name: "Ada Lovelace".into(),
-            line1: "1 Royal Crescent".into(),
+    fn address() -> Address {
+        Address::parse(&contracts::AddressForm {
+            name: Some("Ada Lovelace".into()),
+            line1: Some("1 Royal Crescent".into()),
             line2: Some("Flat 2".into()),
-            city: "Bath".into(),
-            postal_code: "BA1 2LR".into(),
-            country: "GB".into(),
-        }
+            city: Some("Bath".into()),
+            postal_code: Some("BA1 2LR".into()),
+            country: Some("GB".into()),
+        })
+        .expect("valid")
     }
 
     /// `event` encodes to exactly `json`, and `json` decodes to `event`.
