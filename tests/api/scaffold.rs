@@ -64,17 +64,20 @@ async fn a_scaffolded_module_touches_two_lines_outside_its_folders_and_is_hosted
         .expect("Cargo.toml")
         .replace("[[bin]]\nname = \"bazaar\"\n", "[[bin]]\nname = \"bazaar-scaffolded\"\n");
     std::fs::write(&manifest, renamed).expect("written");
+    // `--workspace` as in the README's test command: the same features, so no dependency recompiles.
     let build = run(Command::new(env!("CARGO"))
-        .args(["build", "--offline", "--bin", "bazaar-scaffolded"])
+        .args(["build", "--offline", "--workspace", "--bin", "bazaar-scaffolded"])
         .current_dir(copy.path())
         .env("CARGO_TARGET_DIR", &target));
     assert!(build.status.success(), "the scaffolded workspace builds:\n{}", String::from_utf8_lossy(&build.stderr));
     let binary = target.join("debug/bazaar-scaffolded");
     let unit_tests = run(Command::new(env!("CARGO"))
-        .args(["test", "--offline", "-p", &format!("bazaar-{NAME}")])
+        .args(["test", "--offline", "--workspace", "--lib", "--", "adding_a_note"])
         .current_dir(copy.path())
         .env("CARGO_TARGET_DIR", &target));
-    assert!(unit_tests.status.success(), "its tests pass:\n{}", String::from_utf8_lossy(&unit_tests.stdout));
+    let report = String::from_utf8_lossy(&unit_tests.stdout);
+    assert!(unit_tests.status.success(), "its tests pass:\n{report}");
+    assert!(report.contains("adding_a_note_stores_it_and_publishes_note_added_in_one_transaction ... ok"), "{report}");
 
     // `bazaar modules` lists it, with its route, events, prefix and settings.
     let listed = run(Command::new(&binary).args(["modules", "--format", "json"]).current_dir(copy.path()));
