@@ -208,12 +208,12 @@ mod tests {
     use super::*;
     use catalog_contracts::Price;
     use contracts::IntegrationEvent;
+    use kernel::testing::{Engine, TestDatabase, published, published_of};
     use kernel::{Outbox, Principal, Role};
     use migrations::MigratorTrait;
     use orders_contracts as events;
     use orders_contracts::OrderCancellationRequested;
-    use sea_orm::sea_query::{Alias, Order as SortOrder, Query};
-    use sea_orm::{ConnectionTrait, DatabaseConnection};
+    use sea_orm::DatabaseConnection;
     use uuid::Uuid;
 
     use crate::NAME;
@@ -221,12 +221,12 @@ mod tests {
     use crate::persistence;
     use crate::service::{AddressChanged, Cancelled, ChangeOrderError, contract_address};
 
-    async fn database() -> (tempfile::TempDir, DatabaseConnection) {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let url = format!("sqlite://{}/orders.db?mode=rwc", dir.path().display());
-        let db = kernel::db::connect(&url, 5).await.expect("a database");
+    /// A migrated SQLite database of the module's own, dropped with the [`TestDatabase`].
+    async fn database() -> (TestDatabase, DatabaseConnection) {
+        let database = TestDatabase::fresh(Engine::Sqlite).await.expect("SQLite is always there");
+        let db = database.connect(NAME).await;
         migrations::Migrator::up(&db, None).await.expect("migrated");
-        (dir, db)
+        (database, db)
     }
 
     fn orders(db: &DatabaseConnection) -> Orders {
@@ -276,21 +276,6 @@ mod tests {
         let handled = routes().bind(OrdersEvents::new(orders(db))).handle(&txn, &envelope).await;
         txn.commit().await.expect("committed");
         handled
-    }
-
-    /// What the module published, in order.
-    async fn published(db: &DatabaseConnection) -> Vec<Envelope> {
-        let select = Query::select()
-            .column("payload")
-            .from(Alias::new("orders_outbox"))
-            .order_by("seq", SortOrder::Asc)
-            .to_owned();
-        db.query_all(&select)
-            .await
-            .expect("outbox rows")
-            .into_iter()
-            .map(|row| serde_json::from_str(&row.try_get::<String>("", "payload").expect("a payload")).expect("JSON"))
-            .collect()
     }
 
     async fn reload(db: &DatabaseConnection, order: &Order) -> Order {
@@ -387,19 +372,16 @@ mod tests {
         // Asking again changes nothing and publishes nothing more.
         assert!(matches!(orders.cancel(order.id, &owner(&order)).await, Ok(Cancelled::Requested(_))));
         assert_eq!(reload(&db, &order).await, cancelling);
-        let requests = published(&db).await.into_iter().filter(|e| e.is::<OrderCancellationRequested>()).count();
-        assert_eq!(requests, 1);
+        assert_eq!(published_of::<OrderCancellationRequested>(&db, NAME).await.len(), 1);
 
         deliver(&db, &shipment_cancelled(&order)).await.expect("handled");
         deliver(&db, &shipment_cancelled(&order)).await.expect("handled");
         let cancelled = reload(&db, &order).await;
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
         assert!(cancelled.timeline.cancelled_at.is_some());
-        let events = published(&db).await;
-        let released: Vec<_> = events.iter().filter(|e| e.is::<events::OrderCancelled>()).collect();
+        let released = published_of::<events::OrderCancelled>(&db, NAME).await;
         assert_eq!(released.len(), 1, "one OrderCancelled for two ShipmentCancelled");
-        let released = released[0].decode::<events::OrderCancelled>().expect("OrderCancelled");
-        assert_eq!(released.items[0].quantity, 2);
+        assert_eq!(released[0].items[0].quantity, 2);
         assert!(matches!(orders.cancel(order.id, &owner(&order)).await, Err(ChangeOrderError::WrongState(_))));
     }
 
@@ -417,7 +399,7 @@ mod tests {
         // A late cancellation of the shipment (it cannot come, shipping refuses) changes nothing.
         deliver(&db, &shipment_cancelled(&order)).await.expect("handled");
         assert_eq!(reload(&db, &order).await, shipped);
-        assert!(!published(&db).await.iter().any(|e| e.is::<events::OrderCancelled>()));
+        assert!(published_of::<events::OrderCancelled>(&db, NAME).await.is_empty());
         assert!(matches!(
             orders.cancel(order.id, &owner(&order)).await,
             Err(ChangeOrderError::WrongState(OrderStatus::Shipped))
@@ -439,7 +421,7 @@ mod tests {
             panic!("a pending order is cancelled at once")
         };
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
-        assert_eq!(published(&db).await.iter().filter(|e| e.is::<events::OrderCancelled>()).count(), 1);
+        assert_eq!(published_of::<events::OrderCancelled>(&db, NAME).await.len(), 1);
 
         let confirmed = placed(&db).await;
         deliver(&db, &reserved(&confirmed)).await.expect("handled");
@@ -468,7 +450,7 @@ mod tests {
             panic!("a pending order moves at once")
         };
         assert_eq!((moved.shipping_address.city.as_str(), moved.address_change.as_ref()), ("Bath", None));
-        assert!(published(&db).await.is_empty(), "nothing to ask");
+        assert!(published(&db, NAME).await.is_empty(), "nothing to ask");
 
         let order = placed(&db).await;
         deliver(&db, &reserved(&order)).await.expect("handled");
@@ -479,10 +461,9 @@ mod tests {
         assert_eq!(requested.shipping_address.city, "London");
         assert_eq!(requested.address_change.as_ref().map(|c| c.address.city.as_str()), Some("Bath"));
         assert_eq!(reload(&db, &order).await, requested);
-        let asked: Vec<_> =
-            published(&db).await.into_iter().filter(|e| e.is::<events::OrderAddressChangeRequested>()).collect();
+        let mut asked = published_of::<events::OrderAddressChangeRequested>(&db, NAME).await;
         assert_eq!(asked.len(), 1);
-        let asked = asked[0].decode::<events::OrderAddressChangeRequested>().expect("the request");
+        let asked = asked.remove(0);
         assert_eq!((asked.order_id, asked.shipping_address.city.as_str()), (order.id.as_uuid(), "Bath"));
         // One change at a time.
         assert!(matches!(
