@@ -62,7 +62,8 @@ async fn a_scaffolded_module_touches_two_lines_outside_its_folders_and_is_hosted
     let manifest = copy.path().join("Cargo.toml");
     let renamed = std::fs::read_to_string(&manifest)
         .expect("Cargo.toml")
-        .replace("[[bin]]\nname = \"bazaar\"\n", "[[bin]]\nname = \"bazaar-scaffolded\"\n");
+        .replace("[[bin]]\nname = \"bazaar\"\n", "[[bin]]\nname = \"bazaar-scaffolded\"\n")
+        .replace("default-run = \"bazaar\"", "default-run = \"bazaar-scaffolded\"");
     std::fs::write(&manifest, renamed).expect("written");
     // `--workspace` as in the README's test command: the same features, so no dependency recompiles.
     let build = run(Command::new(env!("CARGO"))
