@@ -151,8 +151,7 @@ fn add_dependency(manifest: &str, vars: &Vars) -> anyhow::Result<String> {
     let marker = "\", package = \"bazaar-";
     let last = manifest
         .lines()
-        .filter(|line| line.contains("{ path = \"modules/") && line.contains(marker) && !line.contains("/contracts\""))
-        .next_back()
+        .rfind(|line| line.contains("{ path = \"modules/") && line.contains(marker) && !line.contains("/contracts\""))
         .context("Cargo.toml lists no module dependency to add one after")?;
     let at = manifest.find(last).context("the line is in the file")? + last.len();
     let line = format!("\n{} = {{ path = \"modules/{}\", package = \"bazaar-{}\" }}", vars.name, vars.name, vars.name);
