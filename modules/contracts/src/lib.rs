@@ -5,6 +5,16 @@
 //!
 //! An event's name, version and publisher are part of its type, so a consumer names exactly the
 //! version it understands; a breaking change gets a new version.
+//!
+//! The words events are made of are the [`vocabulary`]'s: [`Money`], [`Currency`], [`Quantity`],
+//! [`Address`], [`Role`], [`ProductStatus`], types that are valid by construction and that the
+//! modules' domains and HTTP bodies use too. [`schema`] holds the JSON Schemas of what their
+//! parsers accept.
+
+pub mod schema;
+pub mod vocabulary;
+
+pub use vocabulary::{Address, AddressForm, Currency, Invalid, Money, ProductStatus, Quantity, Role};
 
 use serde::{Serialize, de::DeserializeOwned};
 

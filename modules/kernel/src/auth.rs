@@ -22,29 +22,8 @@ use uuid::Uuid;
 
 use crate::ApiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Customer,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Customer => "customer",
-            Self::Admin => "admin",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "customer" => Some(Self::Customer),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-}
+/// The role a token grants is the shared vocabulary's.
+pub use contracts::Role;
 
 /// The claims Bazaar's access tokens carry.
 #[derive(Debug, Clone, Serialize, Deserialize)]

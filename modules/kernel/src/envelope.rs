@@ -157,6 +157,36 @@ mod tests {
         assert_ne!(effect.id, cause.id);
     }
 
+    /// A stand-in whose fields are the shared vocabulary's, as orders' and catalog's events are.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct ItemPriced {
+        quantity: contracts::Quantity,
+        price: contracts::Money,
+    }
+
+    impl IntegrationEvent for ItemPriced {
+        type Publisher = Catalog;
+        const NAME: &'static str = "ItemPriced";
+        const VERSION: u32 = 1;
+    }
+
+    #[test]
+    fn an_event_carrying_an_invalid_value_is_malformed_and_so_dead_lettered_at_once() {
+        let valid = serde_json::json!({"quantity": 2, "price": {"amount": 1299, "currency": "EUR"}});
+        let mut envelope = Envelope::new(&serde_json::from_value::<ItemPriced>(valid).expect("valid")).expect("JSON");
+        for invalid in [
+            serde_json::json!({"quantity": 0, "price": {"amount": 1299, "currency": "EUR"}}),
+            serde_json::json!({"quantity": 2, "price": {"amount": -1, "currency": "EUR"}}),
+            serde_json::json!({"quantity": 2, "price": {"amount": 1299, "currency": "XYZ"}}),
+        ] {
+            envelope.data = invalid.clone();
+            let error = envelope.decode::<ItemPriced>().expect_err("does not decode");
+            assert!(matches!(error, HandlerError::Malformed(_)), "{invalid}: {error:?}");
+            let verdict = crate::bus::RetryPolicy::default().verdict(&error, 1);
+            assert_eq!(verdict, crate::bus::Verdict::DeadLetter { attempts: 1 }, "{invalid}");
+        }
+    }
+
     #[test]
     fn data_of_the_wrong_shape_is_malformed() {
         let mut envelope =

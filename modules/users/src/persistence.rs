@@ -60,7 +60,7 @@ fn to_domain(model: account::Model) -> Result<(User, String), DbErr> {
         id: model.id.into(),
         email: Email::parse(&model.email).map_err(|e| corrupt("email", e))?,
         name: UserName::parse(&model.name).map_err(|e| corrupt("name", e))?,
-        role: Role::parse(&model.role).ok_or_else(|| corrupt("role", model.role.clone()))?,
+        role: Role::parse(&model.role).map_err(|e| corrupt("role", e))?,
         created_at: model.created_at,
         updated_at: model.updated_at,
     };

@@ -140,7 +140,7 @@ impl Users {
             user_id: user.id.as_uuid(),
             email: user.email.as_str().to_owned(),
             name: user.name.as_str().to_owned(),
-            role: user.role.as_str().to_owned(),
+            role: user.role,
         };
         self.outbox.publish(&txn, &event, None).await?;
         self.outbox.commit(txn).await.context("failed to commit a registration")?;

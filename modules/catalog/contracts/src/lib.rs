@@ -99,3 +99,42 @@ mod tests {
         assert_eq!(new["version"], 3);
     }
 }
+
+/// The JSON of every event, byte for byte: consumers on other versions decode it.
+#[cfg(test)]
+mod wire {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn snapshot() -> ProductSnapshot {
+        ProductSnapshot {
+            product_id: id(1),
+            sku: "MUG-1".into(),
+            name: "Mug".into(),
+            description: "350 ml".into(),
+            price: Price { amount: 1299, currency: "EUR".into() },
+            status: "active".into(),
+            version: 2,
+        }
+    }
+
+    /// `event` encodes to exactly `json`, and `json` decodes to `event`.
+    fn pinned<E: IntegrationEvent + PartialEq + std::fmt::Debug>(event: E, json: &str) {
+        assert_eq!(serde_json::to_string(&event).expect("encodes"), json);
+        assert_eq!(serde_json::from_str::<E>(json).expect("decodes"), event);
+    }
+
+    #[test]
+    fn every_event_keeps_its_wire_format() {
+        let data = r#"{"productId":"00000000-0000-0000-0000-000000000001","sku":"MUG-1","name":"Mug","description":"350 ml","price":{"amount":1299,"currency":"EUR"},"status":"active","version":2}"#;
+        pinned(ProductCreated(snapshot()), data);
+        pinned(ProductUpdated(snapshot()), data);
+        pinned(
+            ProductDiscontinued { product_id: id(1), sku: "MUG-1".into(), version: 3 },
+            r#"{"productId":"00000000-0000-0000-0000-000000000001","sku":"MUG-1","version":3}"#,
+        );
+    }
+}

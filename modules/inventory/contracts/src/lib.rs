@@ -66,3 +66,37 @@ impl IntegrationEvent for StockReleased {
     const NAME: &'static str = "StockReleased";
     const VERSION: u32 = 1;
 }
+
+/// The JSON of every event, byte for byte: consumers on other versions decode it.
+#[cfg(test)]
+mod wire {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn items() -> Vec<OrderItem> {
+        vec![OrderItem { product_id: id(3), quantity: 7 }]
+    }
+
+    /// `event` encodes to exactly `json`, and `json` decodes to `event`.
+    fn pinned<E: IntegrationEvent + PartialEq + std::fmt::Debug>(event: E, json: &str) {
+        assert_eq!(serde_json::to_string(&event).expect("encodes"), json);
+        assert_eq!(serde_json::from_str::<E>(json).expect("decodes"), event);
+    }
+
+    #[test]
+    fn every_event_keeps_its_wire_format() {
+        let reserved = r#"{"orderId":"00000000-0000-0000-0000-000000000001","items":[{"productId":"00000000-0000-0000-0000-000000000003","quantity":7}]}"#;
+        pinned(StockReserved { order_id: id(1), items: items() }, reserved);
+        pinned(StockReleased { order_id: id(1), items: items() }, reserved);
+        pinned(
+            StockReservationFailed {
+                order_id: id(1),
+                shortages: vec![Shortage { product_id: id(3), requested: 7, available: 0 }],
+            },
+            r#"{"orderId":"00000000-0000-0000-0000-000000000001","shortages":[{"productId":"00000000-0000-0000-0000-000000000003","requested":7,"available":0}]}"#,
+        );
+    }
+}

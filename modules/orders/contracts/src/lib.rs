@@ -141,3 +141,79 @@ impl IntegrationEvent for OrderCancelled {
     const NAME: &'static str = "OrderCancelled";
     const VERSION: u32 = 1;
 }
+
+/// The JSON of every event, byte for byte: consumers on other versions decode it.
+#[cfg(test)]
+mod wire {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn eur(amount: i64) -> Price {
+        Price { amount, currency: "EUR".into() }
+    }
+
+    fn address(line2: Option<&str>) -> ShippingAddress {
+        ShippingAddress {
+            name: "Ada Lovelace".into(),
+            line1: "12 St James's Square".into(),
+            line2: line2.map(str::to_owned),
+            city: "London".into(),
+            postal_code: "SW1Y 4JH".into(),
+            country: "GB".into(),
+        }
+    }
+
+    fn items() -> Vec<OrderItem> {
+        vec![OrderItem { product_id: id(3), quantity: 2 }, OrderItem { product_id: id(4), quantity: 1000 }]
+    }
+
+    /// `event` encodes to exactly `json`, and `json` decodes to `event`.
+    fn pinned<E: IntegrationEvent + PartialEq + std::fmt::Debug>(event: E, json: &str) {
+        assert_eq!(serde_json::to_string(&event).expect("encodes"), json);
+        assert_eq!(serde_json::from_str::<E>(json).expect("decodes"), event);
+    }
+
+    #[test]
+    fn every_event_keeps_its_wire_format() {
+        pinned(
+            OrderCreated { order_id: id(1), user_id: id(2), items: items() },
+            r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","items":[{"productId":"00000000-0000-0000-0000-000000000003","quantity":2},{"productId":"00000000-0000-0000-0000-000000000004","quantity":1000}]}"#,
+        );
+        pinned(
+            OrderConfirmed {
+                order_id: id(1),
+                user_id: id(2),
+                lines: vec![OrderLine {
+                    product_id: id(3),
+                    sku: "MUG-1".into(),
+                    name: "Mug".into(),
+                    quantity: 2,
+                    unit_price: eur(500),
+                    line_total: eur(1000),
+                }],
+                shipping_address: address(None),
+                total: eur(1000),
+            },
+            r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","lines":[{"productId":"00000000-0000-0000-0000-000000000003","sku":"MUG-1","name":"Mug","quantity":2,"unitPrice":{"amount":500,"currency":"EUR"},"lineTotal":{"amount":1000,"currency":"EUR"}}],"shippingAddress":{"name":"Ada Lovelace","line1":"12 St James's Square","line2":null,"city":"London","postalCode":"SW1Y 4JH","country":"GB"},"total":{"amount":1000,"currency":"EUR"}}"#,
+        );
+        pinned(
+            OrderRejected { order_id: id(1), user_id: id(2), reason: "not enough stock".into() },
+            r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","reason":"not enough stock"}"#,
+        );
+        pinned(
+            OrderCancellationRequested { order_id: id(1), user_id: id(2) },
+            r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002"}"#,
+        );
+        pinned(
+            OrderAddressChangeRequested { order_id: id(1), user_id: id(2), shipping_address: address(Some("Flat 2")) },
+            r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","shippingAddress":{"name":"Ada Lovelace","line1":"12 St James's Square","line2":"Flat 2","city":"London","postalCode":"SW1Y 4JH","country":"GB"}}"#,
+        );
+        pinned(
+            OrderCancelled { order_id: id(1), user_id: id(2), items: items() },
+            r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","items":[{"productId":"00000000-0000-0000-0000-000000000003","quantity":2},{"productId":"00000000-0000-0000-0000-000000000004","quantity":1000}]}"#,
+        );
+    }
+}
