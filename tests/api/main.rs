@@ -16,6 +16,7 @@ mod outage;
 mod process;
 mod product_copies;
 mod rabbitmq;
+mod scaffold;
 mod shipping;
 mod split;
 mod topologies;

@@ -16,14 +16,11 @@ use std::sync::Arc;
 
 use actix_web::web;
 use async_trait::async_trait;
-use catalog_contracts::ProductCreated;
 use contracts::{EventType, IntegrationEvent};
 use inventory_contracts::{StockReleased, StockReservationFailed, StockReserved};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
-use orders_contracts::{OrderCancelled, OrderCreated};
 use sea_orm::{DatabaseConnection, DbErr};
-use shipping_contracts::ShipmentDispatched;
 use utoipa::OpenApi;
 
 pub use service::Inventory;
@@ -61,12 +58,7 @@ impl Module for InventoryModule {
     }
 
     fn consumes(&self) -> Vec<EventType> {
-        vec![
-            ProductCreated::event_type(),
-            OrderCreated::event_type(),
-            OrderCancelled::event_type(),
-            ShipmentDispatched::event_type(),
-        ]
+        events::routes().events()
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
@@ -74,16 +66,12 @@ impl Module for InventoryModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
-        Ok(Box::new(HostedInventory {
-            inventory: web::Data::new(Inventory::new(ctx.db)),
-            events: Arc::new(InventoryEvents::new(ctx.outbox)),
-        }))
+        Ok(Box::new(HostedInventory { inventory: web::Data::new(Inventory::new(ctx.db, ctx.outbox)) }))
     }
 }
 
 struct HostedInventory {
     inventory: web::Data<Inventory>,
-    events: Arc<InventoryEvents>,
 }
 
 impl Hosted for HostedInventory {
@@ -95,6 +83,6 @@ impl Hosted for HostedInventory {
     }
 
     fn handler(&self) -> Option<Arc<dyn EventHandler>> {
-        Some(self.events.clone())
+        Some(events::routes().bind(InventoryEvents::new(self.inventory.get_ref().clone())))
     }
 }

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use contracts::{EventType, IntegrationEvent};
 use kernel::housekeeping::Purge;
 use kernel::settings::{Checks, Section, SectionSpec, SettingsError};
-use kernel::{EventHandler, Hosted, Module, ModuleContext, Outbox, Routes};
+use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use orders_contracts::{
     OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated,
@@ -113,7 +113,7 @@ impl Module for OrdersModule {
     }
 
     fn consumes(&self) -> Vec<EventType> {
-        events::consumed()
+        events::routes().events()
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
@@ -122,16 +122,12 @@ impl Module for OrdersModule {
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
         let limits = ctx.section::<OrdersSection>().limits()?;
-        Ok(Box::new(HostedOrders {
-            orders: web::Data::new(Orders::new(ctx.db, ctx.outbox.clone(), limits)),
-            outbox: ctx.outbox,
-        }))
+        Ok(Box::new(HostedOrders { orders: web::Data::new(Orders::new(ctx.db, ctx.outbox, limits)) }))
     }
 }
 
 struct HostedOrders {
     orders: web::Data<Orders>,
-    outbox: Outbox,
 }
 
 impl Hosted for HostedOrders {
@@ -148,7 +144,7 @@ impl Hosted for HostedOrders {
     }
 
     fn handler(&self) -> Option<Arc<dyn EventHandler>> {
-        Some(Arc::new(events::OrdersHandler::new(self.outbox.clone())))
+        Some(events::routes().bind(events::OrdersEvents::new(self.orders.get_ref().clone())))
     }
 
     fn purges(&self) -> Vec<Arc<dyn Purge>> {

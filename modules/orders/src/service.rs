@@ -1,15 +1,28 @@
-//! The orders module's use cases. Each write is one transaction: the order and its event.
+//! The orders module's use cases, the ones the customer asks for over HTTP and the ones another
+//! module's event triggers. Each write is one transaction: the order and its event. An
+//! event-triggered use case writes through the transaction the delivery pipeline gives it, which
+//! commits the effect with the record that the event was handled.
+//!
+//! Races, decided: an order cancelled while its reservation was under way ignores the late
+//! `StockReserved` or `StockReservationFailed`. Inventory handles `OrderCancelled` after the
+//! `OrderCreated` it follows (one producer's events arrive in order; a cancel that overtakes its
+//! order leaves a tombstone there), so whatever it reserved is released: an order that ends
+//! without shipping never keeps stock. Once confirmed, the order ends as shipping says: it is
+//! `cancelled` (and `OrderCancelled` releases its stock) only on `ShipmentCancelled`, and a
+//! `ShipmentDispatched` ships it even while `cancelling` — the dispatch won that race.
 
 use anyhow::Context;
-use kernel::{Outbox, Principal};
-use orders_contracts::{self as events, OrderItem};
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+use kernel::{Envelope, Outbox, Principal};
+use orders_contracts::{self as events, OrderItem, OrderLine as LineEvent};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
 use crate::domain::{
     Address, AddressChange, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus, Quantity, Timeline,
 };
-use crate::persistence::{self, ProductCopy};
+use crate::persistence;
+/// The local copy of a catalog product that [`Orders::copy_product`] keeps.
+pub(crate) use crate::persistence::ProductCopy;
 
 #[derive(Clone)]
 pub struct Orders {
@@ -73,6 +86,62 @@ pub enum ChangeOrderError {
     WrongState(OrderStatus),
     #[error("an address change of the order is waiting for shipping's answer")]
     AddressChangePending,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Inventory's answer to an order's `OrderCreated`.
+#[derive(Debug)]
+pub enum StockAnswer {
+    Reserved,
+    /// Nothing is reserved: these products were short.
+    Refused(Vec<Shortage>),
+}
+
+/// A product inventory could not reserve enough of for an order.
+#[derive(Debug)]
+pub struct Shortage {
+    pub product_id: Uuid,
+    pub requested: u32,
+    pub available: u32,
+}
+
+/// Shipping's news of an order's shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipmentNews {
+    Dispatched,
+    Delivered,
+    Cancelled,
+}
+
+impl ShipmentNews {
+    fn event(self) -> OrderEvent {
+        match self {
+            Self::Dispatched => OrderEvent::Ship,
+            Self::Delivered => OrderEvent::Deliver,
+            Self::Cancelled => OrderEvent::ShipmentCancelled,
+        }
+    }
+}
+
+/// Shipping's answer to an order's `OrderAddressChangeRequested`.
+#[derive(Debug)]
+pub enum AddressAnswer {
+    /// The shipment goes to this address now.
+    Changed(Address),
+    /// The shipment keeps its address.
+    Refused { reason: String },
+}
+
+/// Why another module's news of an order could not be applied to it.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderNewsError {
+    /// No such order here: the news can never apply.
+    #[error("no order {0}")]
+    UnknownOrder(OrderId),
+    /// The delivery overtook its dispatch (which is being retried): apply it after that one.
+    #[error("order {0} is delivered before it shipped; retry")]
+    DeliveredBeforeShipped(OrderId),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -271,6 +340,122 @@ impl Orders {
         Ok(Cancelled::Now(order))
     }
 
+    /// Keeps the local copy of a catalog product: an event is applied only if it is newer than the
+    /// copy (a higher product version), so one delivered late — a retry, a redelivery — never undoes
+    /// a later change or a discontinuation. Events from before versions (version 0) change only a
+    /// copy that has seen no versioned event, and never reactivate a discontinued one.
+    #[tracing::instrument(level = "debug", skip_all, fields(product.id = %copy.product_id, product.version = copy.version))]
+    pub async fn copy_product(&self, txn: &DatabaseTransaction, copy: &ProductCopy) -> anyhow::Result<()> {
+        persistence::copy_product(txn, copy).await.context("failed to copy a product")
+    }
+
+    /// The copy becomes discontinued, unless it is newer than the discontinuation; with no copy yet,
+    /// a discontinued placeholder keeps the late `ProductCreated` from making the product orderable.
+    #[tracing::instrument(level = "debug", skip_all, fields(product.id = %product_id, product.version = version))]
+    pub async fn discontinue_product(
+        &self,
+        txn: &DatabaseTransaction,
+        product_id: Uuid,
+        sku: &str,
+        version: i64,
+    ) -> anyhow::Result<()> {
+        persistence::discontinue_product(txn, product_id, sku, version).await.context("failed to discontinue a product")
+    }
+
+    /// Applies inventory's answer to a pending order and tells the others what became of it:
+    /// `OrderConfirmed` (with what shipping needs) or `OrderRejected` (with the shortages).
+    #[tracing::instrument(skip_all, fields(order.id = %id, answer = ?answer))]
+    pub async fn apply_stock_answer(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        id: OrderId,
+        answer: StockAnswer,
+    ) -> Result<(), OrderNewsError> {
+        let mut order = find_for_news(txn, id).await?;
+        let (event, reason) = match answer {
+            StockAnswer::Reserved => (OrderEvent::StockReserved, None),
+            StockAnswer::Refused(shortages) => (OrderEvent::StockRefused, Some(not_enough_stock(&shortages))),
+        };
+        if let Err(e) = order.apply(event, kernel::db::now()) {
+            // Cancelled meanwhile: inventory releases on OrderCancelled, nothing to do here.
+            tracing::info!(reason = %e, "stock answer for an order that moved on; ignored");
+            return Ok(());
+        }
+        order.rejection_reason = reason;
+        persistence::update_order(txn, &order).await.context("failed to save an order")?;
+        match event {
+            OrderEvent::StockReserved => self.outbox.publish(txn, &confirmed(&order), Some(cause)).await?,
+            _ => {
+                let rejected = events::OrderRejected {
+                    order_id: id.as_uuid(),
+                    user_id: order.user_id,
+                    reason: order.rejection_reason.clone().unwrap_or_default(),
+                };
+                self.outbox.publish(txn, &rejected, Some(cause)).await?
+            }
+        }
+        tracing::info!(status = order.status.as_str(), "order answered");
+        Ok(())
+    }
+
+    /// Follows the order's shipment: shipped, delivered, or cancelled (and then `OrderCancelled`
+    /// releases its stock). A repeat finds the order moved on already and does nothing.
+    #[tracing::instrument(skip_all, fields(order.id = %id, shipment = ?news))]
+    pub async fn follow_shipment(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        id: OrderId,
+        news: ShipmentNews,
+    ) -> Result<(), OrderNewsError> {
+        let mut order = find_for_news(txn, id).await?;
+        if news == ShipmentNews::Delivered && matches!(order.status, OrderStatus::Confirmed | OrderStatus::Cancelling) {
+            return Err(OrderNewsError::DeliveredBeforeShipped(id));
+        }
+        if let Err(e) = order.apply(news.event(), kernel::db::now()) {
+            tracing::info!(reason = %e, "shipment news for an order that moved on; ignored");
+            return Ok(());
+        }
+        if order.status == OrderStatus::Cancelled {
+            // Nothing ships: an address change still waiting is moot.
+            order.address_change = None;
+        }
+        persistence::update_order(txn, &order).await.context("failed to save an order")?;
+        if order.status == OrderStatus::Cancelled {
+            self.outbox.publish(txn, &cancelled(&order), Some(cause)).await?;
+        }
+        tracing::info!(status = order.status.as_str(), "order follows its shipment");
+        Ok(())
+    }
+
+    /// Shipping's answer to the order's address change: the shipment's address becomes the
+    /// order's, or stays as it was; either way the request is settled. Orders asks one change at a
+    /// time, so an answer with no request waiting is a repeat, and changes nothing.
+    #[tracing::instrument(skip_all, fields(order.id = %id, changed = matches!(answer, AddressAnswer::Changed(_))))]
+    pub async fn settle_address_change(
+        &self,
+        txn: &DatabaseTransaction,
+        id: OrderId,
+        answer: AddressAnswer,
+    ) -> Result<(), OrderNewsError> {
+        if let AddressAnswer::Refused { reason } = &answer {
+            tracing::info!(%reason, "address change refused by shipping");
+        }
+        let mut order = find_for_news(txn, id).await?;
+        if order.address_change.take().is_none() {
+            tracing::info!("no address change waiting; ignored");
+            return Ok(());
+        }
+        if let AddressAnswer::Changed(address) = answer {
+            order.shipping_address = address;
+        }
+        order.updated_at = kernel::db::now();
+        persistence::update_order(txn, &order).await.context("failed to save an order")?;
+        tracing::info!("address change settled");
+        Ok(())
+    }
+
     async fn load_for(
         &self,
         txn: &DatabaseTransaction,
@@ -282,29 +467,45 @@ impl Orders {
     }
 }
 
-/// Keeps the local copy of a catalog product: an event is applied only if it is newer than the
-/// copy (a higher product version), so one delivered late — a retry, a redelivery — never undoes
-/// a later change or a discontinuation. Events from before versions (version 0) change only a copy
-/// that has seen no versioned event, and never reactivate a discontinued one.
-#[tracing::instrument(level = "debug", skip_all, fields(product.id = %copy.product_id, product.version = copy.version))]
-pub(crate) async fn copy_product(txn: &DatabaseTransaction, copy: &ProductCopy) -> Result<(), DbErr> {
-    persistence::copy_product(txn, copy).await
+/// The order another module's event is about, locked for the change.
+async fn find_for_news(txn: &DatabaseTransaction, id: OrderId) -> Result<Order, OrderNewsError> {
+    let order = persistence::find(txn, id, true).await.context("failed to load an order")?;
+    order.ok_or(OrderNewsError::UnknownOrder(id))
 }
 
-/// The copy becomes discontinued, unless it is newer than the discontinuation; with no copy yet,
-/// a discontinued placeholder keeps the late `ProductCreated` from making the product orderable.
-#[tracing::instrument(level = "debug", skip_all, fields(product.id = %product_id, product.version = version))]
-pub(crate) async fn discontinue_product(
-    txn: &DatabaseTransaction,
-    product_id: Uuid,
-    sku: &str,
-    version: i64,
-) -> Result<(), DbErr> {
-    persistence::discontinue_product(txn, product_id, sku, version).await
+/// The rejection reason of an order inventory could not reserve: each shortage, in its words.
+fn not_enough_stock(shortages: &[Shortage]) -> String {
+    let short: Vec<String> = shortages
+        .iter()
+        .map(|s| format!("{} available of {} requested for {}", s.available, s.requested, s.product_id))
+        .collect();
+    format!("not enough stock: {}", short.join("; "))
+}
+
+/// `OrderConfirmed` for `order`: what shipping needs to ship it.
+fn confirmed(order: &Order) -> events::OrderConfirmed {
+    events::OrderConfirmed {
+        order_id: order.id.as_uuid(),
+        user_id: order.user_id,
+        lines: order
+            .lines
+            .iter()
+            .map(|l| LineEvent {
+                product_id: l.product_id,
+                sku: l.sku.clone(),
+                name: l.name.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                line_total: l.total(),
+            })
+            .collect(),
+        shipping_address: order.shipping_address.clone(),
+        total: order.total,
+    }
 }
 
 /// `OrderCancelled` for `order`, with its items: inventory releases what it holds for them.
-pub(crate) fn cancelled(order: &Order) -> events::OrderCancelled {
+fn cancelled(order: &Order) -> events::OrderCancelled {
     let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
     events::OrderCancelled { order_id: order.id.as_uuid(), user_id: order.user_id, items: items.collect() }
 }

@@ -70,7 +70,7 @@ impl Module for ShippingModule {
     }
 
     fn consumes(&self) -> Vec<EventType> {
-        events::consumed()
+        events::routes().events()
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
@@ -78,16 +78,12 @@ impl Module for ShippingModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
-        Ok(Box::new(HostedShipping {
-            shipments: web::Data::new(Shipments::new(ctx.db, ctx.outbox.clone())),
-            events: Arc::new(ShippingEvents::new(ctx.outbox)),
-        }))
+        Ok(Box::new(HostedShipping { shipments: web::Data::new(Shipments::new(ctx.db, ctx.outbox)) }))
     }
 }
 
 struct HostedShipping {
     shipments: web::Data<Shipments>,
-    events: Arc<ShippingEvents>,
 }
 
 impl Hosted for HostedShipping {
@@ -103,6 +99,6 @@ impl Hosted for HostedShipping {
     }
 
     fn handler(&self) -> Option<Arc<dyn EventHandler>> {
-        Some(self.events.clone())
+        Some(events::routes().bind(ShippingEvents::new(self.shipments.get_ref().clone())))
     }
 }
