@@ -12,6 +12,7 @@ pub fn all() -> Vec<Arc<dyn Module>> {
         Arc::new(inventory::InventoryModule),
         Arc::new(orders::OrdersModule),
         Arc::new(shipping::ShippingModule),
+        Arc::new(payments::PaymentsModule),
     ]
 }
 

@@ -126,6 +126,27 @@ impl IntegrationEvent for OrderCancelled {
     const VERSION: u32 = 1;
 }
 
+/// The order's stock is reserved: charge it. Attempt 1 when the customer gave a payment method with
+/// the order; one more for each method given later (`POST /orders/{id}/payment`), after the last
+/// one was unusable. Payments answers each attempt once, whatever the repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPaymentRequested {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    /// The order's total.
+    pub amount: Money,
+    /// The provider's payment method (`pm_card_visa`).
+    pub payment_method: Option<String>,
+    pub attempt: u32,
+}
+
+impl IntegrationEvent for OrderPaymentRequested {
+    type Publisher = Orders;
+    const NAME: &'static str = "OrderPaymentRequested";
+    const VERSION: u32 = 1;
+}
+
 /// The JSON of every event, byte for byte: consumers on other versions decode it.
 #[cfg(test)]
 mod wire {
@@ -202,6 +223,16 @@ mod wire {
         pinned(
             OrderAddressChangeRequested { order_id: id(1), user_id: id(2), shipping_address: address(Some("Flat 2")) },
             r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","shippingAddress":{"name":"Ada Lovelace","line1":"12 St James's Square","line2":"Flat 2","city":"London","postalCode":"SW1Y 4JH","country":"GB"}}"#,
+        );
+        pinned(
+            OrderPaymentRequested {
+                order_id: id(1),
+                user_id: id(2),
+                amount: eur(1000),
+                payment_method: Some("pm_card_visa".into()),
+                attempt: 1,
+            },
+            r#"{"orderId":"00000000-0000-0000-0000-000000000001","userId":"00000000-0000-0000-0000-000000000002","amount":{"amount":1000,"currency":"EUR"},"paymentMethod":"pm_card_visa","attempt":1}"#,
         );
         pinned(
             OrderCancelled { order_id: id(1), user_id: id(2), items: items() },
