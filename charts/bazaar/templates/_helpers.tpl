@@ -357,6 +357,77 @@ it does express, again, for `--skip-schema-validation`).
 {{- fail "canary.image: give the canary's image a tag or a digest" }}
 {{- end }}
 {{- end }}
+{{- include "bazaar.validateSecrets" (dict "root" . "deployments" $deployments) }}
+{{- end }}
+
+{{/*
+`secrets` (the operator's keys of the chart's Secret) and `secretEnv` (variables read from the
+Secret): (dict "root" $ "deployments" $deployments). A variable has one source: secretEnv may name
+no variable the chart or `env` already sets, nor one of the sections the chart's own values set.
+*/}}
+{{- define "bazaar.validateSecrets" -}}
+{{- $root := .root }}
+{{- $values := $root.Values }}
+{{- $secretKey := "^[-._a-zA-Z0-9]+$" }}
+{{- /* The keys the chart writes itself, whatever the values: its Secret's data with every URL and the admin set. */}}
+{{- $every := deepCopy $values }}
+{{- $_ := set $every "secrets" dict }}
+{{- $_ := set $every.bus.rabbitmq "url" "x" }}
+{{- $_ := set $every.database "url" "x" }}
+{{- $_ := set $every.users "bootstrapAdmin" (dict "email" "x" "password" "x") }}
+{{- $_ := set $every.database "modules" dict }}
+{{- range include "bazaar.moduleNames" $root | fromJsonArray }}
+{{- $_ := set $every.database.modules . "x" }}
+{{- end }}
+{{- $own := include "bazaar.secretData" (dict "root" (dict "Values" $every) "signingKey" "x") | fromYaml | keys | sortAlpha }}
+{{- range $key, $value := $values.secrets }}
+{{- if not (regexMatch $secretKey $key) }}
+{{- fail (printf "secrets.%s: a Secret key is letters, digits, '-', '_' and '.'" $key) }}
+{{- end }}
+{{- if has $key $own }}
+{{- fail (printf "secrets.%s: a key of the chart's own (%s); give this value where the chart takes it, or the key another name" $key (join ", " $own)) }}
+{{- end }}
+{{- if or (kindIs "map" $value) (kindIs "slice" $value) (kindIs "invalid" $value) }}
+{{- fail (printf "secrets.%s: the value is a string" $key) }}
+{{- end }}
+{{- end }}
+{{- /* Sections the chart's values set; the migration Jobs, which get no secretEnv, read them too. */}}
+{{- $sections := dict "DATABASE" "database.*" "MODULES" "deployments.<key>.modules and database.modules" "BUS" "bus.*" }}
+{{- /* Every variable the chart sets for a process of this release, and where it comes from. */}}
+{{- $set := dict }}
+{{- range $name, $_ := include "bazaar.sharedEnv" $root | fromYaml }}
+{{- $_ := set $set $name (ternary "env" "the chart (its ConfigMap)" (hasKey $values.env $name)) }}
+{{- end }}
+{{- range $key, $d := .deployments }}
+{{- range include "bazaar.moduleEnv" (dict "root" $root "modules" $d.modules "secret" "x") | fromYamlArray }}
+{{- $_ := set $set .name (printf "the chart (Deployment %s, from its own values)" $key) }}
+{{- end }}
+{{- range $name, $_ := $d.env }}
+{{- $_ := set $set $name (ternary (printf "deployments.%s.env" $key) "deploymentDefaults.env" (hasKey (dig "env" dict (get $values.deployments $key)) $name)) }}
+{{- end }}
+{{- end }}
+{{- $available := list }}
+{{- if not $values.existingSecret }}
+{{- $available = include "bazaar.secretData" (dict "root" $root "signingKey" "x" "extra" $values.secrets) | fromYaml | keys | sortAlpha }}
+{{- end }}
+{{- range $name, $key := $values.secretEnv }}
+{{- if not (regexMatch "^BAZAAR__[A-Z0-9][A-Z0-9_]*$" $name) }}
+{{- fail (printf "secretEnv.%s: not a Bazaar setting; a name is BAZAAR__SECTION__KEY in upper case (BAZAAR__PAYMENTS__STRIPE__API_KEY)" $name) }}
+{{- end }}
+{{- $section := regexReplaceAll "^BAZAAR__([A-Z0-9]+).*$" $name "${1}" }}
+{{- if hasKey $sections $section }}
+{{- fail (printf "secretEnv.%s: the BAZAAR__%s__… variables are the chart's, set from %s (with existingSecret, from its keys)" $name $section (get $sections $section)) }}
+{{- end }}
+{{- if hasKey $set $name }}
+{{- fail (printf "secretEnv.%s: %s already sets it; a variable has one source" $name (get $set $name)) }}
+{{- end }}
+{{- if not (and (kindIs "string" $key) (regexMatch $secretKey $key)) }}
+{{- fail (printf "secretEnv.%s: '%v' is not a Secret key (letters, digits, '-', '_' and '.')" $name $key) }}
+{{- end }}
+{{- if and (not $values.existingSecret) (not (has $key $available)) }}
+{{- fail (printf "secretEnv.%s: key '%s' is not in the chart's Secret (its keys: %s); add it to secrets (secrets.%s), or use existingSecret" $name $key (join ", " $available) $key) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Settings every process shares: the ConfigMap's data, and the migration Jobs' environment. */}}
@@ -466,7 +537,10 @@ pod rather than leave a module on the image's SQLite default.
 {{- else if get $values.database.modules .module }}true{{ end }}
 {{- end }}
 
-{{/* The Secret's data, base64-encoded: (dict "root" $ "signingKey" $pem). */}}
+{{/*
+The Secret's data, base64-encoded: (dict "root" $ "signingKey" $pem "extra" $.Values.secrets).
+`extra`, the operator's own keys, is left out of the migration hooks' copy: the Jobs get no secretEnv.
+*/}}
 {{- define "bazaar.secretData" -}}
 {{- $values := .root.Values -}}
 signing-key: {{ .signingKey }}
@@ -484,11 +558,14 @@ database-url: {{ $values.database.url | b64enc }}
 {{- if $values.users.bootstrapAdmin.email }}
 bootstrap-admin-password: {{ required "users.bootstrapAdmin.password: the bootstrap admin needs a password" $values.users.bootstrapAdmin.password | b64enc }}
 {{- end }}
+{{- range $key, $value := .extra }}
+{{ $key | quote }}: {{ toString $value | b64enc }}
+{{- end }}
 {{- end }}
 
 {{/* What a change of forces the pods to restart: the Secret's inputs, not its (generated) key. */}}
 {{- define "bazaar.secretChecksum" -}}
-{{- list .Values.existingSecret .Values.auth .Values.bus .Values.database .Values.users | toJson | sha256sum }}
+{{- list .Values.existingSecret .Values.auth .Values.bus .Values.database .Values.users .Values.secrets | toJson | sha256sum }}
 {{- end }}
 
 {{/*
@@ -562,6 +639,13 @@ spec:
                 name: {{ include "bazaar.fullname" $root }}
           env:
             {{- include "bazaar.moduleEnv" (dict "root" $root "modules" $d.modules "secret" (include "bazaar.secretName" $root)) | nindent 12 }}
+            {{- range $name, $key := $values.secretEnv }}
+            - name: {{ $name }}
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "bazaar.secretName" $root }}
+                  key: {{ $key | quote }}
+            {{- end }}
             {{- range $name, $value := $d.env }}
             - name: {{ $name }}
               value: {{ toString $value | quote }}
