@@ -32,9 +32,9 @@ THREE = str(CHART / "tests" / "values" / "three-processes-existing-secret.yaml")
 ONE_ON_POSTGRES = str(CHART / "tests" / "values" / "one-deployment-on-postgres.yaml")
 
 
-def helm_template(values_files, values, release, namespace, chart=CHART):
+def helm_template(values_files, values, release, namespace, chart=CHART, flags=()):
     """`helm template` with the files, then `values` (a dict) on top: the CompletedProcess."""
-    args = [HELM, "template", release, str(chart), "--namespace", namespace]
+    args = [HELM, "template", release, str(chart), "--namespace", namespace, *flags]
     for f in values_files:
         args += ["-f", f]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as extra:
@@ -52,9 +52,9 @@ def render(*values_files, values=None, release="shop", namespace="shop", chart=C
     return Rendering([o for o in yaml.safe_load_all(result.stdout) if o])
 
 
-def render_error(*values_files, values=None, release="shop", namespace="shop", chart=CHART):
+def render_error(*values_files, values=None, release="shop", namespace="shop", chart=CHART, flags=()):
     """What `helm template` says when it refuses the values (and fails the test if it renders)."""
-    result = helm_template(values_files, values, release, namespace, chart)
+    result = helm_template(values_files, values, release, namespace, chart, flags)
     if result.returncode == 0:
         raise AssertionError("rendered; expected a refusal")
     return result.stderr
@@ -588,6 +588,145 @@ class TheExistingSecret(unittest.TestCase):
             self.assertNotIn("BAZAAR__DATABASE__URL", r.config())
             for w in r.deployments() + r.of("Job"):
                 self.assertFalse(any(str(v).startswith("sqlite:") for v in env(w).values()))
+
+
+# The README's example: the payments module on Stripe, the chart knowing nothing of either.
+STRIPE = {
+    "env": {"BAZAAR__PAYMENTS__PROVIDER": "stripe"},
+    "secretEnv": {"BAZAAR__PAYMENTS__STRIPE__API_KEY": "payments-stripe-api-key",
+                  "BAZAAR__PAYMENTS__STRIPE__WEBHOOK_SECRET": "payments-stripe-webhook-secret"},
+    "secrets": {"payments-stripe-api-key": "sk_test_4eC39HqLyjWDarjtT1zdp7dc", "payments-stripe-webhook-secret": "whsec_test"},
+}
+
+
+def with_values(base, **changes):
+    """A deep copy of `base` with the top-level maps of `changes` merged into it."""
+    values = json.loads(json.dumps(base))
+    for key, value in changes.items():
+        values[key] = {**values.get(key, {}), **value}
+    return values
+
+
+def checksum(workload):
+    return workload["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+
+
+class TheSecretSettings(unittest.TestCase):
+    """secretEnv and secrets: any module's secret settings, by names the chart does not know."""
+
+    def assert_reads_the_secret_env(self, workload, secret):
+        refs = dict(secret_refs(workload))
+        for name, key in STRIPE["secretEnv"].items():
+            self.assertEqual(refs.get(name), {"name": secret, "key": key}, f"{workload['metadata']['name']}: {name}")
+
+    def test_secret_env_reaches_every_deployment_of_the_monolith_and_the_split_canary_included(self):
+        for r in [render(values=STRIPE), render(SPLIT, SPLIT_URLS, EXTRAS, values=STRIPE)]:
+            deployments = r.deployments() + r.deployments("canary")
+            self.assertEqual(len(deployments), len(r.of("Deployment")))
+            for d in deployments:
+                self.assert_reads_the_secret_env(d, "shop-bazaar")
+                for name, ref in secret_refs(d):
+                    self.assertNotIn("optional", ref, f"{d['metadata']['name']}: {name}")
+            self.assertEqual(r.config()["BAZAAR__PAYMENTS__PROVIDER"], "stripe")
+            self.assertNotIn("BAZAAR__PAYMENTS__STRIPE__API_KEY", r.config(), "a secret stays out of the ConfigMap")
+        self.assertTrue(r.deployments("canary"), "the split's rendering has a canary")
+
+    def test_the_migration_jobs_and_their_copy_of_the_secret_get_none_of_it(self):
+        r = render(SPLIT, SPLIT_URLS, values=STRIPE)
+        self.assertTrue(r.of("Job"))
+        for job in r.of("Job"):
+            for name in STRIPE["secretEnv"]:
+                self.assertNotIn(name, env(job), job["metadata"]["name"])
+        hook = r.one("Secret", "shop-bazaar-migrations")["data"]
+        own = r.one("Secret", "shop-bazaar")["data"]
+        self.assertEqual(set(own) - set(hook), set(STRIPE["secrets"]))
+
+    def test_the_charts_secret_carries_secrets_base64_encoded_next_to_its_own_keys(self):
+        data = render(values=STRIPE).one("Secret", "shop-bazaar")["data"]
+        for key, value in STRIPE["secrets"].items():
+            self.assertEqual(base64.b64decode(data[key]).decode(), value)
+        self.assertIn("signing-key", data)
+
+    def test_with_an_existing_secret_the_variables_read_it_and_secrets_is_ignored(self):
+        r = render(THREE, values=STRIPE)
+        self.assertEqual(r.of("Secret"), [])
+        for d in r.deployments():
+            self.assert_reads_the_secret_env(d, "bazaar-secrets")
+        # The chart cannot read that Secret: a key it does not list is the operator's to provide.
+        r = render(THREE, values={"secretEnv": {"BAZAAR__PAYMENTS__STRIPE__API_KEY": "stripe"}})
+        self.assertEqual(dict(secret_refs(r.deployments()[0]))["BAZAAR__PAYMENTS__STRIPE__API_KEY"],
+                         {"name": "bazaar-secrets", "key": "stripe"})
+
+    def test_the_secret_checksum_changes_when_a_secret_value_changes_so_the_pods_restart(self):
+        before = render(values=STRIPE).deployments()[0]
+        again = render(values=STRIPE).deployments()[0]
+        after = render(values=with_values(STRIPE, secrets={"payments-stripe-api-key": "sk_test_rotated"})).deployments()[0]
+        self.assertEqual(checksum(before), checksum(again))
+        self.assertNotEqual(checksum(before), checksum(after))
+        self.assertNotEqual(checksum(render().deployments()[0]), checksum(before))
+
+    def test_the_readme_example_renders_and_is_the_one_tested_here(self):
+        readme = (CHART / "README.md").read_text()
+        [block] = [b for b in (yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)) if "secretEnv" in b]
+        self.assertEqual(block["env"], STRIPE["env"])
+        self.assertEqual(block["secretEnv"], STRIPE["secretEnv"])
+        self.assertEqual(set(block["secrets"]), set(STRIPE["secrets"]))
+        self.assert_reads_the_secret_env(render(values=block).deployments()[0], "shop-bazaar")
+
+    def assert_refused(self, values, *expected, files=(), schema=None):
+        """The templates refuse the values saying `expected` (also with the schema skipped), and so does
+        the schema where it can (saying `schema`)."""
+        error = render_error(*files, values=values, flags=["--skip-schema-validation"])
+        for text in expected:
+            self.assertIn(text, error)
+        error = render_error(*files, values=values)
+        for text in ([schema] if schema else expected):
+            self.assertIn(text, error)
+
+    def test_a_name_that_is_not_a_bazaar_setting_is_refused(self):
+        for name in ["STRIPE_API_KEY", "bazaar__payments__stripe__api_key", "BAZAAR_PAYMENTS"]:
+            self.assert_refused({"secretEnv": {name: "k"}, "secrets": {"k": "v"}},
+                                f"secretEnv.{name}: not a Bazaar setting", schema=f'Property name of "{name}" does not match')
+
+    def test_the_database_modules_and_bus_variables_are_left_to_the_charts_values(self):
+        for name, values in [("BAZAAR__DATABASE__URL", "database.*"), ("BAZAAR__BUS__RABBITMQ__URL", "bus.*"),
+                             ("BAZAAR__MODULES__ENABLED", "deployments.<key>.modules"),
+                             (f"BAZAAR__MODULES__{MODULES[-1].upper()}__DATABASE_URL", "deployments.<key>.modules")]:
+            # Whatever the configuration: the bus's URL is refused on the in-process bus too.
+            for files in [(), (SPLIT, SPLIT_URLS)]:
+                self.assert_refused({"secretEnv": {name: "k"}, "secrets": {"k": "v"}}, f"secretEnv.{name}:", values, files=files)
+
+    def test_a_variable_the_chart_already_sets_is_refused_with_where_it_comes_from(self):
+        for files, name, source in [((), "BAZAAR__AUTH__SIGNING_KEY", "the chart (Deployment monolith"),
+                                    ((), "BAZAAR__SERVER__PORT", "the chart (its ConfigMap)"),
+                                    ((SPLIT, SPLIT_URLS), "BAZAAR__AUTH__JWKS_URL", "the chart (Deployment "),
+                                    ((SPLIT, SPLIT_URLS, EXTRAS), "BAZAAR__USERS__BOOTSTRAP_ADMIN__PASSWORD", "the chart (Deployment ")]:
+            self.assert_refused({"secretEnv": {name: "signing-key"}}, f"secretEnv.{name}: {source}", "already sets it", files=files)
+
+    def test_a_variable_env_already_sets_is_refused_naming_that_env(self):
+        name = "BAZAAR__PAYMENTS__STRIPE__API_KEY"
+        for files, values, source in [((), {"env": {name: "x"}}, "env"),
+                                      ((), {"deploymentDefaults": {"env": {name: "x"}}}, "deploymentDefaults.env"),
+                                      ((SPLIT, SPLIT_URLS), {"deployments": {"orders": {"env": {name: "x"}}}}, "deployments.orders.env")]:
+            self.assert_refused({**values, "secretEnv": {name: "k"}, "secrets": {"k": "v"}},
+                                f"secretEnv.{name}: {source} already sets it", files=files)
+
+    def test_a_key_the_charts_secret_lacks_is_refused_naming_the_variable_and_the_key(self):
+        values = with_values(STRIPE, secretEnv={"BAZAAR__PAYMENTS__STRIPE__API_KEY": "stripe-api-key"})
+        self.assert_refused(values, "secretEnv.BAZAAR__PAYMENTS__STRIPE__API_KEY: key 'stripe-api-key' is not in the chart's Secret",
+                            "secrets.stripe-api-key")
+        self.assert_refused({"secretEnv": STRIPE["secretEnv"]}, "key 'payments-stripe-api-key' is not in the chart's Secret")
+
+    def test_a_key_of_the_charts_own_is_refused_in_secrets(self):
+        for key in ["signing-key", "rabbitmq-url", "database-url", "bootstrap-admin-password"] + [f"{m}-database-url" for m in MODULES]:
+            self.assert_refused({"secrets": {key: "v"}}, f"secrets.{key}: a key of the chart's own")
+
+    def test_a_key_kubernetes_would_refuse_is_refused(self):
+        self.assert_refused({"secrets": {"stripe/api": "v"}}, "secrets.stripe/api: a Secret key is letters, digits",
+                            schema='Property name of "stripe/api" does not match')
+        self.assert_refused({"secretEnv": {"BAZAAR__PAYMENTS__STRIPE__API_KEY": "stripe/api"}},
+                            "secretEnv.BAZAAR__PAYMENTS__STRIPE__API_KEY: 'stripe/api' is not a Secret key",
+                            schema="secretEnv.BAZAAR__PAYMENTS__STRIPE__API_KEY: Does not match pattern")
 
 
 class ThePlaceholders(unittest.TestCase):
