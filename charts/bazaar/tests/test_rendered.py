@@ -111,10 +111,11 @@ def metric_names_in_source():
     return set(re.findall(r'pub const \w+: &str = "([a-z_]+)";', text))
 
 
-# A module as `bazaar modules --format json` would describe one added to the registry.
-NEW_MODULE = {"name": "payments", "path_prefixes": ["/payments", "/webhooks/payments"],
-              "publishes": ["payments.PaymentCaptured.v1"], "consumes": ["orders.OrderPlaced.v1"],
-              "routes": ["POST /payments", "POST /webhooks/payments"], "settings": []}
+# A module as `bazaar modules --format json` would describe one added to the registry (a name the
+# registry does not have yet: TheRegistry checks it).
+NEW_MODULE = {"name": "returns", "path_prefixes": ["/returns", "/webhooks/returns"],
+              "publishes": ["returns.ReturnRequested.v1"], "consumes": ["orders.OrderPlaced.v1"],
+              "routes": ["POST /returns", "POST /webhooks/returns"], "settings": []}
 
 
 def ingress_routes(r):
@@ -130,6 +131,7 @@ class TheRegistry(unittest.TestCase):
 
     def test_the_registry_names_each_module_once_and_gives_each_prefix_to_one_module(self):
         self.assertTrue(MODULES)
+        self.assertNotIn(NEW_MODULE["name"], MODULES, "the tests' new module has joined the registry: pick another")
         self.assertEqual(len(MODULES), len(set(MODULES)))
         prefixes = [p for ps in PREFIXES.values() for p in ps]
         self.assertEqual(len(prefixes), len(set(prefixes)), "two modules claim a prefix")
@@ -169,33 +171,33 @@ class TheRegistry(unittest.TestCase):
     def test_a_new_module_joins_the_monolith_with_its_routes(self):
         r = render(chart=self.with_new_module())
         [d] = r.deployments()
-        self.assertEqual(hosted(d), MODULES + ["payments"])
+        self.assertEqual(hosted(d), MODULES + ["returns"])
         routes = ingress_routes(r)
         for p in NEW_MODULE["path_prefixes"]:
             self.assertEqual(routes[p], [d])
 
     def test_a_new_module_joins_the_star_deployment_of_the_split_with_its_routes_and_migration(self):
         r = render(SPLIT, SPLIT_URLS, chart=self.with_new_module())
-        [rest] = [d for d in r.deployments() if "payments" in hosted(d)]
+        [rest] = [d for d in r.deployments() if "returns" in hosted(d)]
         self.assertEqual(rest["metadata"]["name"], "shop-bazaar-others")
-        self.assertEqual(hosted(rest)[-1], "payments")
+        self.assertEqual(hosted(rest)[-1], "returns")
         routes = ingress_routes(r)
         for p in NEW_MODULE["path_prefixes"]:
             self.assertEqual(routes[p], [rest])
-        job = r.one("Job", "shop-bazaar-migrate-payments")
-        self.assertEqual(container(job)["args"], ["migrate", "--modules", "payments"])
+        job = r.one("Job", "shop-bazaar-migrate-returns")
+        self.assertEqual(container(job)["args"], ["migrate", "--modules", "returns"])
         self.assertEqual(env(job)["BAZAAR__DATABASE__URL"], ("secret", "shop-bazaar-migrations", "database-url"))
 
     def test_a_new_module_may_have_a_database_of_its_own(self):
         r = render(SPLIT, SPLIT_URLS, chart=self.with_new_module(),
-                   values={"database": {"modules": {"payments": "postgres://bazaar:secret@payments-db:5432/payments"}}})
-        for workload in [r.one("Job", "shop-bazaar-migrate-payments"), r.one("Deployment", "shop-bazaar-others")]:
-            self.assertEqual(env(workload)["BAZAAR__MODULES__PAYMENTS__DATABASE_URL"][2], "payments-database-url")
+                   values={"database": {"modules": {"returns": "postgres://bazaar:secret@returns-db:5432/returns"}}})
+        for workload in [r.one("Job", "shop-bazaar-migrate-returns"), r.one("Deployment", "shop-bazaar-others")]:
+            self.assertEqual(env(workload)["BAZAAR__MODULES__RETURNS__DATABASE_URL"][2], "returns-database-url")
 
     def test_a_new_module_is_hosted_nowhere_when_no_deployment_says_star(self):
         error = render_error(THREE, chart=self.with_new_module(),
                              values={"deployments": {"others": {"modules": [m for m in MODULES if m not in ("users", "catalog", "orders")]}}})
-        self.assertIn("no Deployment hosts module 'payments'", error)
+        self.assertIn("no Deployment hosts module 'returns'", error)
 
     def test_a_module_left_out_of_every_deployment_is_named(self):
         error = render_error(values={"deployments": {"monolith": {"modules": MODULES[:-1]}}})
