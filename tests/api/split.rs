@@ -52,6 +52,11 @@ impl Split {
     /// Starts the processes and waits until each is ready; `None` (the test skips) when
     /// PostgreSQL, MariaDB or RabbitMQ is unavailable and services are optional.
     pub async fn start() -> Option<(TestApp, Arc<Split>)> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Split::start`], every process also given the settings `extra` (`BAZAAR__…` variables).
+    pub async fn start_with(extra: &[(&str, &str)]) -> Option<(TestApp, Arc<Split>)> {
         crate::helpers::init_logs();
         let data_dir = tempfile::tempdir().expect("a folder");
         let postgres = TestDatabase::create(Engine::Postgres, data_dir.path()).await?;
@@ -78,6 +83,7 @@ impl Split {
                 ("BAZAAR__OUTBOX__POLL_INTERVAL_MS", "200".to_owned()),
                 ("BAZAAR__TELEMETRY__FILTER", "info,sqlx=warn,sea_orm=warn".to_owned()),
             ];
+            env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
             // Only the users process signs; the others verify through its JWKS.
             match i {
                 0 => env.push(("BAZAAR__AUTH__SIGNING_KEY", PRIVATE_KEY.to_owned())),
