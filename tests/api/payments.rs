@@ -1,0 +1,1 @@
+//! The payment step of the order saga (issue 16).
