@@ -243,9 +243,8 @@ fn installed() -> Result<PathBuf, String> {
         return Ok(python); // another test installed it while this one waited
     }
     let staging = peers.join(format!(".localstripe-{VERSION}-{}", uuid::Uuid::new_v4().simple()));
-    let built = build_venv(&staging).and_then(|()| {
-        std::fs::rename(&staging, &target).map_err(|e| format!("renaming {}: {e}", staging.display()))
-    });
+    let built = build_venv(&staging)
+        .and_then(|()| std::fs::rename(&staging, &target).map_err(|e| format!("renaming {}: {e}", staging.display())));
     if let Err(why) = built {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(why);
@@ -393,7 +392,12 @@ async fn localstripe_charges_a_card_declines_another_and_signs_its_webhooks() {
     let (status, intent) = stripe
         .post(
             "/v1/payment_intents",
-            &[("amount", "1299"), ("currency", "eur"), ("payment_method", "pm_card_visa"), ("metadata[order_id]", "o-1")],
+            &[
+                ("amount", "1299"),
+                ("currency", "eur"),
+                ("payment_method", "pm_card_visa"),
+                ("metadata[order_id]", "o-1"),
+            ],
         )
         .await;
     assert_eq!(status, 200, "{intent}");
