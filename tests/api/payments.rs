@@ -186,7 +186,6 @@ pub async fn happy_path(app: &TestApp) {
     assert_eq!(payment["status"], "succeeded", "{confirmed}");
     assert_eq!(payment["paymentMethod"], VISA, "{confirmed}");
     assert_payment_matches_total(&confirmed);
-    assert!(at(payment, "paidAt") >= at(&confirmed, "createdAt"), "{confirmed}");
     assert!(at(&confirmed, "confirmedAt") >= at(payment, "paidAt"), "confirmed once paid: {confirmed}");
     assert!(payment["dueAt"].is_string() && payment["refundedAt"].is_null(), "{confirmed}");
     assert!(payment["failureReason"].is_null(), "{confirmed}");
@@ -384,7 +383,7 @@ async fn an_unpaid_order_is_cancelled_after_the_payment_timeout_and_releases_its
     let unpaid = app.place_paid(&token, &product, 2, None).await;
     let unauthenticated = app.place_paid(&token, &product, 3, Some(THREE_D_SECURE)).await;
 
-    let waiting = app.payment_status_until(&token, &unauthenticated, "requires_action").await;
+    let waiting = app.order_when(&token, &unauthenticated, 15, |o| o["payment"]["dueAt"].is_string()).await;
     let (created, due) = (at(&waiting, "createdAt"), at(&waiting["payment"], "dueAt"));
     assert!(due > created && due <= created + chrono::Duration::seconds(5), "due 2 s after: {waiting}");
     for order in [&unpaid, &unauthenticated] {
@@ -403,6 +402,47 @@ async fn an_unpaid_order_is_cancelled_after_the_payment_timeout_and_releases_its
         assert!(payments.iter().all(|p| !CHARGED.iter().any(|s| p["status"] == *s)), "{payments:?}");
         assert_eq!(app.payment_events("PaymentSucceeded", order).await, 0);
         assert_problem(app.pay(&token, order, VISA).await, 409).await;
+    }
+}
+
+/// The races of a payment still in flight when its order ends — by the timeout, or by the
+/// customer's cancel: the order is cancelled and released, and the money is never kept (the payment
+/// is cancelled with the provider, or, if it succeeded meanwhile, refunded).
+#[tokio::test]
+async fn a_payment_in_flight_when_its_order_times_out_or_is_cancelled_is_never_kept() {
+    let app = spawn_app_with(&[("payments.fake.answer_delay_ms", "4000"), ("orders.payment_timeout_secs", "2")]).await;
+    let product = app.stocked_product("PAY-RACE", 10, eur(200)).await;
+    let token = customer(&Uuid::now_v7());
+    let placed_at = tokio::time::Instant::now();
+    let timed_out = app.place_paid(&token, &product, 2, Some(VISA)).await;
+    let withdrawn = app.place_paid(&token, &product, 3, Some(VISA)).await;
+    app.payment_status_until(&token, &withdrawn, "processing").await;
+    let response = app.cancel(&token, &withdrawn).await;
+    assert!(response.status().is_success(), "an order awaiting payment is cancelled: {:?}", response.text().await);
+
+    for (order, reason) in [(&timed_out, "payment_timeout"), (&withdrawn, "customer")] {
+        let cancelled = app.decided(&token, order).await;
+        assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+        assert_eq!(cancelled["cancellationReason"], reason, "{cancelled}");
+    }
+    app.levels_until(&product, (10, 0, 10)).await;
+    let rests = |p: &Value| p["status"] == "canceled" || p["status"] == "refunded";
+    for order in [&timed_out, &withdrawn] {
+        eventually(20, || async { app.payments_of(&token, order).await.iter().any(rests).then_some(()) }).await;
+    }
+    // Past the fake's answer (4 s after the orders): nothing turns the money around again.
+    tokio::time::sleep_until(placed_at + std::time::Duration::from_millis(4500)).await;
+    for order in [&timed_out, &withdrawn] {
+        let payments = app.payments_of(&token, order).await;
+        assert_eq!(payments.len(), 1, "{payments:?}");
+        assert!(rests(&payments[0]), "{payments:?}");
+        let (succeeded, refunded) =
+            (app.payment_events("PaymentSucceeded", order).await, app.payment_events("PaymentRefunded", order).await);
+        assert_eq!(succeeded, refunded, "every success refunded: {payments:?}");
+        if payments[0]["status"] == "refunded" {
+            let shown = app.order_when(&token, order, 15, |o| o["payment"]["refundedAt"].is_string()).await;
+            assert_eq!(shown["status"], "cancelled", "a late success does not revive the order: {shown}");
+        }
     }
 }
 
