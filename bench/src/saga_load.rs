@@ -173,6 +173,7 @@ async fn run(args: &Args, env: &[(&str, String)], port: u16, log: &std::path::Pa
     let customer = login(&client, &base, "shopper@example.com").await?;
     let order = json!({
         "items": [{"productId": product_id, "quantity": 1}],
+        "paymentMethod": "pm_card_visa",
         "shippingAddress": {"name": "B", "line1": "1 Bench St", "city": "Berlin", "postalCode": "10115", "country": "DE"}
     });
     wait_until(|| async {
@@ -341,7 +342,7 @@ async fn wait_confirmed(client: &reqwest::Client, base: &str, token: &str, id: &
             .await?;
         match order["status"].as_str() {
             Some("confirmed") => return Ok(polls),
-            Some("pending") => pause = (pause * 2).min(Duration::from_millis(20)),
+            Some("pending" | "awaiting_payment") => pause = (pause * 2).min(Duration::from_millis(20)),
             other => bail!("order {id} ended {other:?}"),
         }
     }

@@ -5,3 +5,4 @@ CREATE DATABASE "catalog";
 CREATE DATABASE "inventory";
 CREATE DATABASE "orders";
 CREATE DATABASE "shipping";
+CREATE DATABASE "payments";

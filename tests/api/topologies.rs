@@ -2,8 +2,10 @@
 //! [`TestApp`](crate::helpers::TestApp), run in each topology of BRIEF.md —
 //! (a) one process, SQLite files, in-process bus;
 //! (b) one process, PostgreSQL, RabbitMQ;
-//! (c) three processes (`users,catalog` | `orders` | `inventory,shipping`) of the real binary on
-//!     RabbitMQ, users on MariaDB and the rest on PostgreSQL, each reached on its own port.
+//! (c) four processes (`users,catalog` | `orders` | `payments` | the rest: `inventory,shipping`) of
+//!     the real binary on RabbitMQ, users on MariaDB and the rest on PostgreSQL, each reached on its
+//!     own port.
+//! Every order pays with the built-in fake provider, so each scenario crosses the payment step.
 
 use crate::engines::Engine;
 use crate::helpers::{Stack, TestApp};
@@ -19,7 +21,7 @@ macro_rules! in_every_topology {
                 $scenario(&app).await
             } )*
         }
-        mod c_three_processes_mariadb_postgres_rabbitmq {
+        mod c_split_processes_mariadb_postgres_rabbitmq {
             $( #[tokio::test] async fn $name() {
                 let Some((shop, _processes)) = crate::split::Split::start().await else { return };
                 $scenario(&shop).await

@@ -11,6 +11,7 @@ mod m20261201_000003_add_cancellation_requested_at;
 mod m20261208_000004_add_address_change_request;
 mod m20261227_000005_add_product_copy_version;
 mod m20261227_000006_case_sensitive_idempotency_key;
+mod m20261228_000007_add_payment;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000004_add_address_change_request::Migration),
             Box::new(m20261227_000005_add_product_copy_version::Migration),
             Box::new(m20261227_000006_case_sensitive_idempotency_key::Migration),
+            Box::new(m20261228_000007_add_payment::Migration),
         ]
     }
 }

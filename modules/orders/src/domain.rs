@@ -12,6 +12,8 @@ kernel::uuid_id!(OrderId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderStatus {
     Pending,
+    /// Stock is reserved; the order waits for its payment (or its payment timeout).
+    AwaitingPayment,
     Confirmed,
     Rejected,
     /// A confirmed order the customer asked to cancel: shipping decides whether it still can.
@@ -26,7 +28,13 @@ pub enum OrderStatus {
 pub enum OrderEvent {
     StockReserved,
     StockRefused,
-    /// The customer's cancel: at once while pending; a request to shipping once confirmed.
+    /// The payment succeeded.
+    Paid,
+    /// The provider declined the payment (or its authentication failed): the order cannot be paid.
+    PaymentDeclined,
+    /// The order was not paid within `orders.payment_timeout_secs`.
+    PaymentTimedOut,
+    /// The customer's cancel: at once before confirmation; a request to shipping once confirmed.
     Cancel,
     /// Shipping cancelled the order's shipment: it will never be dispatched.
     ShipmentCancelled,
@@ -42,8 +50,9 @@ pub struct InvalidTransition {
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 7] = [
+    pub const ALL: [OrderStatus; 8] = [
         OrderStatus::Pending,
+        OrderStatus::AwaitingPayment,
         OrderStatus::Confirmed,
         OrderStatus::Rejected,
         OrderStatus::Cancelling,
@@ -52,16 +61,20 @@ impl OrderStatus {
         OrderStatus::Delivered,
     ];
 
-    /// `pending → confirmed | rejected | cancelled`, `confirmed → cancelling | cancelled | shipped`,
-    /// `cancelling → cancelled | shipped`, `shipped → delivered`; nothing else. Once confirmed,
-    /// only shipping ends the order: its shipment is cancelled, or it was dispatched.
+    /// `pending → awaiting_payment | rejected | cancelled`, `awaiting_payment → confirmed | rejected |
+    /// cancelled`, `confirmed → cancelling | cancelled | shipped`, `cancelling → cancelled | shipped`,
+    /// `shipped → delivered`; nothing else. Only a payment confirms an order; once confirmed, only
+    /// shipping ends it: its shipment is cancelled, or it was dispatched.
     pub fn transition(self, event: OrderEvent) -> Result<OrderStatus, InvalidTransition> {
         use OrderEvent as E;
         use OrderStatus as S;
         match (self, event) {
-            (S::Pending, E::StockReserved) => Ok(S::Confirmed),
+            (S::Pending, E::StockReserved) => Ok(S::AwaitingPayment),
             (S::Pending, E::StockRefused) => Ok(S::Rejected),
-            (S::Pending, E::Cancel) => Ok(S::Cancelled),
+            (S::Pending | S::AwaitingPayment, E::Cancel) => Ok(S::Cancelled),
+            (S::AwaitingPayment, E::Paid) => Ok(S::Confirmed),
+            (S::AwaitingPayment, E::PaymentDeclined) => Ok(S::Rejected),
+            (S::AwaitingPayment, E::PaymentTimedOut) => Ok(S::Cancelled),
             (S::Confirmed, E::Cancel) => Ok(S::Cancelling),
             (S::Confirmed | S::Cancelling, E::ShipmentCancelled) => Ok(S::Cancelled),
             (S::Confirmed | S::Cancelling, E::Ship) => Ok(S::Shipped),
@@ -72,12 +85,13 @@ impl OrderStatus {
 
     /// Whether the order can still change its shipping address.
     pub fn accepts_address_change(self) -> bool {
-        matches!(self, Self::Pending | Self::Confirmed)
+        matches!(self, Self::Pending | Self::AwaitingPayment | Self::Confirmed)
     }
 
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::AwaitingPayment => "awaiting_payment",
             Self::Confirmed => "confirmed",
             Self::Rejected => "rejected",
             Self::Cancelling => "cancelling",
@@ -96,7 +110,8 @@ impl OrderStatus {
 }
 
 /// How many units one order may hold: of one product (its lines of that product together), and in
-/// all. Until orders must be paid for in time, they keep one unpaid order from reserving a whole stock.
+/// all. An unpaid order holds its stock until `orders.payment_timeout_secs`; the caps keep one such
+/// order from holding a whole stock meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderLimits {
     per_product: u32,
@@ -174,6 +189,82 @@ pub struct Timeline {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// A payment method as the provider names it (`pm_card_visa`, `pm_1Q…`): 1 to 255 letters, digits
+/// and underscores. Whether the provider knows it is the provider's to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentMethod(String);
+
+impl PaymentMethod {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let valid = (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        match valid {
+            true => Ok(Self(raw.to_owned())),
+            false => Err("must be a payment method id: 1 to 255 letters, digits and underscores (pm_card_visa)".into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How the order's payment stands, as the payments module's events tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// No method yet, or the last one was unusable: `POST /orders/{id}/payment` gives one.
+    RequiresPaymentMethod,
+    /// Asked of payments; no answer yet.
+    Processing,
+    /// The customer must complete it with the provider (3-D Secure).
+    RequiresAction,
+    Succeeded,
+    /// Declined: the order is rejected.
+    Failed,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 6] = [
+        Self::RequiresPaymentMethod,
+        Self::Processing,
+        Self::RequiresAction,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Refunded,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::RequiresPaymentMethod => "requires_payment_method",
+            Self::Processing => "processing",
+            Self::RequiresAction => "requires_action",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw).ok_or_else(|| format!("'{raw}' is not a payment status"))
+    }
+}
+
+/// The order's payment, from the moment its stock is reserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub status: PaymentStatus,
+    /// 1 for the request made when the stock was reserved, one more per new payment method; news of
+    /// an earlier attempt than this one changes nothing but the money facts (paid, refunded).
+    pub attempt: u32,
+    /// What the customer hands the provider to complete a `requires_action` payment.
+    pub client_secret: Option<String>,
+    pub failure_reason: Option<String>,
+    /// Unpaid by then, the order is cancelled.
+    pub due_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub refunded_at: Option<DateTime<Utc>>,
+}
+
 /// A confirmed order's address change, waiting for shipping's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressChange {
@@ -192,6 +283,13 @@ pub struct Order {
     pub address_change: Option<AddressChange>,
     pub total: Money,
     pub rejection_reason: Option<String>,
+    /// Why an order was cancelled: `customer` (before confirmation), `shipment_cancelled` (shipping
+    /// granted the customer's cancel) or `payment_timeout`.
+    pub cancellation_reason: Option<String>,
+    /// The method the next payment request carries.
+    pub payment_method: Option<PaymentMethod>,
+    /// `None` until the stock is reserved.
+    pub payment: Option<Payment>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub timeline: Timeline,
@@ -209,7 +307,7 @@ impl Order {
             OrderStatus::Cancelled => &mut self.timeline.cancelled_at,
             OrderStatus::Shipped => &mut self.timeline.shipped_at,
             OrderStatus::Delivered => &mut self.timeline.delivered_at,
-            OrderStatus::Pending => return Ok(()),
+            OrderStatus::Pending | OrderStatus::AwaitingPayment => return Ok(()),
         };
         *stamp = Some(now);
         Ok(())
@@ -220,9 +318,12 @@ impl Order {
 mod tests {
     use super::*;
 
-    const EVENTS: [OrderEvent; 6] = [
+    const EVENTS: [OrderEvent; 9] = [
         OrderEvent::StockReserved,
         OrderEvent::StockRefused,
+        OrderEvent::Paid,
+        OrderEvent::PaymentDeclined,
+        OrderEvent::PaymentTimedOut,
         OrderEvent::Cancel,
         OrderEvent::ShipmentCancelled,
         OrderEvent::Ship,
@@ -234,9 +335,13 @@ mod tests {
         use OrderEvent as E;
         use OrderStatus as S;
         let allowed = [
-            (S::Pending, E::StockReserved, S::Confirmed),
+            (S::Pending, E::StockReserved, S::AwaitingPayment),
             (S::Pending, E::StockRefused, S::Rejected),
             (S::Pending, E::Cancel, S::Cancelled),
+            (S::AwaitingPayment, E::Paid, S::Confirmed),
+            (S::AwaitingPayment, E::PaymentDeclined, S::Rejected),
+            (S::AwaitingPayment, E::PaymentTimedOut, S::Cancelled),
+            (S::AwaitingPayment, E::Cancel, S::Cancelled),
             (S::Confirmed, E::Cancel, S::Cancelling),
             (S::Confirmed, E::ShipmentCancelled, S::Cancelled),
             (S::Confirmed, E::Ship, S::Shipped),
@@ -253,8 +358,9 @@ mod tests {
     }
 
     /// Every sequence of up to six events from `pending`: terminal states never move again, a
-    /// shipped order is never cancelled, `delivered` is only reached through `shipped`, and once
-    /// confirmed an order is cancelled only because shipping cancelled its shipment.
+    /// shipped order is never cancelled, `delivered` is only reached through `shipped`, only a
+    /// payment confirms, and once confirmed an order is cancelled only because shipping cancelled
+    /// its shipment.
     #[test]
     fn every_event_sequence_respects_the_invariants() {
         fn walk(status: OrderStatus, history: &mut Vec<OrderStatus>, depth: usize) {
@@ -270,6 +376,9 @@ mod tests {
                         assert!(!(status == OrderStatus::Shipped && next == OrderStatus::Cancelled));
                         if next == OrderStatus::Cancelled && history.contains(&OrderStatus::Confirmed) {
                             assert_eq!(event, OrderEvent::ShipmentCancelled, "after {history:?}");
+                        }
+                        if next == OrderStatus::Confirmed {
+                            assert_eq!((status, event), (OrderStatus::AwaitingPayment, OrderEvent::Paid));
                         }
                         if next == OrderStatus::Delivered {
                             assert!(history.contains(&OrderStatus::Confirmed) && status == OrderStatus::Shipped);
@@ -304,6 +413,17 @@ mod tests {
     }
 
     #[test]
+    fn a_payment_method_is_a_provider_id() {
+        assert_eq!(PaymentMethod::parse("pm_card_visa").map(|m| m.as_str().to_owned()), Ok("pm_card_visa".into()));
+        for bad in ["", "pm card", "pm_card_visa;drop", &"p".repeat(256)] {
+            assert!(PaymentMethod::parse(bad).is_err(), "{bad:?}");
+        }
+        for status in PaymentStatus::ALL {
+            assert_eq!(PaymentStatus::parse(status.as_str()), Ok(status));
+        }
+    }
+
+    #[test]
     fn applying_an_event_stamps_its_time() {
         let now = Utc::now();
         let mut order = Order {
@@ -318,11 +438,16 @@ mod tests {
             address_change: None,
             total: Money::new(0, Currency::parse("EUR").expect("valid")).expect("valid"),
             rejection_reason: None,
+            cancellation_reason: None,
+            payment_method: None,
+            payment: None,
             created_at: now,
             updated_at: now,
             timeline: Timeline::default(),
         };
         order.apply(OrderEvent::StockReserved, now).expect("allowed");
+        assert_eq!(order.timeline.confirmed_at, None, "awaiting payment");
+        order.apply(OrderEvent::Paid, now).expect("allowed");
         assert_eq!(order.timeline.confirmed_at, Some(now));
         assert!(order.apply(OrderEvent::Deliver, now).is_err());
         assert_eq!(order.status, OrderStatus::Confirmed);

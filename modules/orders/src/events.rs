@@ -1,18 +1,22 @@
 //! The events the orders module consumes — the catalog's products (kept as a local copy),
-//! inventory's answers to `OrderCreated`, and shipping's news of the order's shipment — each
-//! decoded into the arguments of its use case in `service.rs`, which decides what it does.
+//! inventory's answers to `OrderCreated`, payments' news of the order's payment, and shipping's
+//! news of the order's shipment — each decoded into the arguments of its use case in `service.rs`,
+//! which decides what it does.
 
 use async_trait::async_trait;
 use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use contracts::ProductStatus;
 use inventory_contracts::{StockReservationFailed, StockReserved};
 use kernel::{Envelope, EventRoutes, HandlerError, Handles};
+use payments_contracts::{PaymentActionRequired, PaymentFailed, PaymentRefunded, PaymentSucceeded};
 use sea_orm::DatabaseTransaction;
 use shipping_contracts::{
     ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentDelivered, ShipmentDispatched,
 };
 
-use crate::service::{AddressAnswer, OrderNewsError, Orders, ProductCopy, ShipmentNews, Shortage, StockAnswer};
+use crate::service::{
+    AddressAnswer, OrderNewsError, Orders, PaymentNews, ProductCopy, ShipmentNews, Shortage, StockAnswer,
+};
 
 /// The events orders consumes (its `consumes()`), each handled by [`OrdersEvents`].
 pub fn routes() -> EventRoutes<OrdersEvents> {
@@ -22,6 +26,10 @@ pub fn routes() -> EventRoutes<OrdersEvents> {
         .on::<ProductDiscontinued>()
         .on::<StockReserved>()
         .on::<StockReservationFailed>()
+        .on::<PaymentActionRequired>()
+        .on::<PaymentSucceeded>()
+        .on::<PaymentFailed>()
+        .on::<PaymentRefunded>()
         .on::<ShipmentDispatched>()
         .on::<ShipmentDelivered>()
         .on::<ShipmentCancelled>()
@@ -88,6 +96,58 @@ impl Handles<StockReservationFailed> for OrdersEvents {
     ) -> Result<(), HandlerError> {
         let shortages = event.shortages.into_iter().map(Shortage::from).collect();
         Ok(self.orders.apply_stock_answer(txn, cause, event.order_id.into(), StockAnswer::Refused(shortages)).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<PaymentActionRequired> for OrdersEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: PaymentActionRequired,
+        cause: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let news = PaymentNews::ActionRequired { attempt: event.attempt, client_secret: event.client_secret };
+        Ok(self.orders.apply_payment(txn, cause, event.order_id.into(), news).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<PaymentSucceeded> for OrdersEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: PaymentSucceeded,
+        cause: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let news = PaymentNews::Succeeded { attempt: event.attempt, paid_at: event.paid_at };
+        Ok(self.orders.apply_payment(txn, cause, event.order_id.into(), news).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<PaymentFailed> for OrdersEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: PaymentFailed,
+        cause: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let news = PaymentNews::Failed { attempt: event.attempt, reason: event.reason, retryable: event.retryable };
+        Ok(self.orders.apply_payment(txn, cause, event.order_id.into(), news).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<PaymentRefunded> for OrdersEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: PaymentRefunded,
+        cause: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let news = PaymentNews::Refunded { refunded_at: event.refunded_at };
+        Ok(self.orders.apply_payment(txn, cause, event.order_id.into(), news).await?)
     }
 }
 
@@ -203,7 +263,9 @@ mod tests {
     use uuid::Uuid;
 
     use crate::NAME;
-    use crate::domain::{Order, OrderId, OrderLimits, OrderLine, OrderStatus, Quantity, Timeline};
+    use crate::domain::{
+        Order, OrderId, OrderLimits, OrderLine, OrderStatus, PaymentMethod, PaymentStatus, Quantity, Timeline,
+    };
     use crate::persistence;
     use crate::service::{AddressChanged, Cancelled, ChangeOrderError};
 
@@ -216,7 +278,7 @@ mod tests {
     }
 
     fn orders(db: &DatabaseConnection) -> Orders {
-        Orders::new(db.clone(), Outbox::new(NAME, db.clone()), limits())
+        Orders::new(db.clone(), Outbox::new(NAME, db.clone()), limits(), std::time::Duration::from_secs(900))
     }
 
     fn limits() -> OrderLimits {
@@ -241,12 +303,44 @@ mod tests {
             address_change: None,
             total: eur(1000),
             rejection_reason: None,
+            cancellation_reason: None,
+            payment_method: Some(PaymentMethod::parse("pm_card_visa").expect("valid")),
+            payment: None,
             created_at: now,
             updated_at: now,
             timeline: Timeline::default(),
         };
         persistence::insert_order(db, &order).await.expect("inserted");
         order
+    }
+
+    /// The order placed, its stock reserved and its payment succeeded: confirmed.
+    async fn confirmed(db: &DatabaseConnection) -> Order {
+        let order = placed(db).await;
+        deliver(db, &reserved(&order)).await.expect("handled");
+        deliver(db, &succeeded(&order, 1)).await.expect("handled");
+        order
+    }
+
+    fn succeeded(order: &Order, attempt: u32) -> PaymentSucceeded {
+        PaymentSucceeded {
+            payment_id: Uuid::now_v7(),
+            order_id: order.id.as_uuid(),
+            attempt,
+            amount: order.total,
+            paid_at: kernel::db::now(),
+        }
+    }
+
+    fn failed(order: &Order, attempt: u32, retryable: bool) -> PaymentFailed {
+        PaymentFailed {
+            payment_id: Uuid::now_v7(),
+            order_id: order.id.as_uuid(),
+            attempt,
+            code: "card_declined".into(),
+            reason: "Your card was declined.".into(),
+            retryable,
+        }
     }
 
     fn eur(amount: i64) -> Money {
@@ -357,8 +451,7 @@ mod tests {
     async fn a_confirmed_order_is_only_cancelling_until_shipping_cancels_its_shipment() {
         let (_dir, db) = database().await;
         let orders = orders(&db);
-        let order = placed(&db).await;
-        deliver(&db, &reserved(&order)).await.expect("handled");
+        let order = confirmed(&db).await;
         let Ok(Cancelled::Requested(cancelling)) = orders.cancel(order.id, &owner(&order)).await else {
             panic!("a confirmed order is not cancelled at once")
         };
@@ -384,8 +477,7 @@ mod tests {
     async fn a_dispatch_ships_a_cancelling_order_and_nothing_is_released() {
         let (_dir, db) = database().await;
         let orders = orders(&db);
-        let order = placed(&db).await;
-        deliver(&db, &reserved(&order)).await.expect("handled");
+        let order = confirmed(&db).await;
         orders.cancel(order.id, &owner(&order)).await.expect("requested");
         deliver(&db, &dispatched(&order)).await.expect("handled");
         let shipped = reload(&db, &order).await;
@@ -418,11 +510,150 @@ mod tests {
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
         assert_eq!(published_of::<events::OrderCancelled>(&db, NAME).await.len(), 1);
 
-        let confirmed = placed(&db).await;
-        deliver(&db, &reserved(&confirmed)).await.expect("handled");
+        let confirmed = confirmed(&db).await;
         let early = ShipmentDelivered { shipment_id: Uuid::now_v7(), order_id: confirmed.id.as_uuid() };
         assert!(matches!(deliver(&db, &early).await, Err(HandlerError::Failed(_))), "retried later");
         assert_eq!(reload(&db, &confirmed).await.status, OrderStatus::Confirmed);
+    }
+
+    #[tokio::test]
+    async fn a_reserved_order_is_charged_and_only_its_payment_confirms_it() {
+        let (_dir, db) = database().await;
+        let order = placed(&db).await;
+        deliver(&db, &reserved(&order)).await.expect("handled");
+        let awaiting = reload(&db, &order).await;
+        assert_eq!(awaiting.status, OrderStatus::AwaitingPayment);
+        let payment = awaiting.payment.clone().expect("a payment");
+        assert_eq!((payment.status, payment.attempt), (PaymentStatus::Processing, 1));
+        assert!(payment.due_at > awaiting.updated_at);
+        let requested = published_of::<events::OrderPaymentRequested>(&db, NAME).await;
+        assert_eq!(requested.len(), 1);
+        assert_eq!(
+            (requested[0].amount, requested[0].payment_method.as_deref(), requested[0].attempt),
+            (order.total, Some("pm_card_visa"), 1)
+        );
+        assert!(published_of::<events::OrderConfirmed>(&db, NAME).await.is_empty(), "not paid yet");
+
+        let action = PaymentActionRequired {
+            payment_id: Uuid::now_v7(),
+            order_id: order.id.as_uuid(),
+            attempt: 1,
+            client_secret: "pi_1_secret".into(),
+        };
+        deliver(&db, &action).await.expect("handled");
+        let payment = reload(&db, &order).await.payment.expect("a payment");
+        assert_eq!(
+            (payment.status, payment.client_secret.as_deref()),
+            (PaymentStatus::RequiresAction, Some("pi_1_secret"))
+        );
+
+        deliver(&db, &succeeded(&order, 1)).await.expect("handled");
+        deliver(&db, &succeeded(&order, 1)).await.expect("handled");
+        let paid = reload(&db, &order).await;
+        assert_eq!(paid.status, OrderStatus::Confirmed);
+        assert!(paid.timeline.confirmed_at.is_some() && paid.payment.as_ref().is_some_and(|p| p.paid_at.is_some()));
+        assert_eq!(published_of::<events::OrderConfirmed>(&db, NAME).await.len(), 1, "one confirmation for two");
+        // A failure that overtook nothing, for the attempt that succeeded, changes nothing.
+        deliver(&db, &failed(&order, 1, false)).await.expect("handled");
+        assert_eq!(reload(&db, &order).await, paid);
+    }
+
+    #[tokio::test]
+    async fn a_declined_payment_rejects_the_order_and_releases_its_stock() {
+        let (_dir, db) = database().await;
+        let order = placed(&db).await;
+        deliver(&db, &reserved(&order)).await.expect("handled");
+        deliver(&db, &failed(&order, 2, false)).await.expect("handled");
+        assert_eq!(reload(&db, &order).await.status, OrderStatus::AwaitingPayment, "another attempt's news");
+        deliver(&db, &failed(&order, 1, false)).await.expect("handled");
+        deliver(&db, &failed(&order, 1, false)).await.expect("handled");
+        let rejected = reload(&db, &order).await;
+        assert_eq!(rejected.status, OrderStatus::Rejected);
+        assert_eq!(rejected.rejection_reason.as_deref(), Some("payment failed: Your card was declined."));
+        assert_eq!(rejected.payment.as_ref().map(|p| p.status), Some(PaymentStatus::Failed));
+        assert_eq!(published_of::<events::OrderRejected>(&db, NAME).await.len(), 1);
+        let released = published_of::<events::OrderCancelled>(&db, NAME).await;
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].items[0].quantity.get(), 2);
+        assert!(matches!(
+            orders(&db).pay(order.id, &owner(&order), PaymentMethod::parse("pm_card_visa").expect("valid")).await,
+            Err(ChangeOrderError::WrongState(OrderStatus::Rejected))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unusable_method_waits_for_another_and_one_request_runs_at_a_time() {
+        let (_dir, db) = database().await;
+        let orders = orders(&db);
+        let mut order = placed(&db).await;
+        order.payment_method = None;
+        persistence::update_order(&db, &order).await.expect("saved");
+        deliver(&db, &reserved(&order)).await.expect("handled");
+        let waiting = reload(&db, &order).await;
+        assert_eq!(
+            waiting.payment.as_ref().map(|p| (p.status, p.attempt)),
+            Some((PaymentStatus::RequiresPaymentMethod, 0))
+        );
+        assert!(published_of::<events::OrderPaymentRequested>(&db, NAME).await.is_empty(), "nothing to charge");
+
+        let visa = || PaymentMethod::parse("pm_card_visa").expect("valid");
+        let paying = orders.pay(order.id, &owner(&order), visa()).await.expect("requested");
+        assert_eq!(paying.payment.as_ref().map(|p| (p.status, p.attempt)), Some((PaymentStatus::Processing, 1)));
+        assert!(matches!(
+            orders.pay(order.id, &owner(&order), visa()).await,
+            Err(ChangeOrderError::PaymentUnderWay(PaymentStatus::Processing))
+        ));
+        deliver(&db, &failed(&order, 1, true)).await.expect("handled");
+        let unusable = reload(&db, &order).await;
+        assert_eq!(unusable.status, OrderStatus::AwaitingPayment);
+        assert_eq!(unusable.payment.as_ref().map(|p| p.status), Some(PaymentStatus::RequiresPaymentMethod));
+        assert_eq!(
+            unusable.payment.as_ref().and_then(|p| p.failure_reason.as_deref()),
+            Some("Your card was declined.")
+        );
+        orders.pay(order.id, &owner(&order), visa()).await.expect("requested again");
+        let requests = published_of::<events::OrderPaymentRequested>(&db, NAME).await;
+        assert_eq!(requests.iter().map(|r| r.attempt).collect::<Vec<_>>(), [1, 2]);
+        deliver(&db, &succeeded(&order, 2)).await.expect("handled");
+        assert_eq!(reload(&db, &order).await.status, OrderStatus::Confirmed);
+    }
+
+    #[tokio::test]
+    async fn an_unpaid_order_is_cancelled_when_due_and_a_late_payment_is_only_recorded() {
+        let (_dir, db) = database().await;
+        let orders = orders(&db);
+        let order = placed(&db).await;
+        deliver(&db, &reserved(&order)).await.expect("handled");
+        assert_eq!(orders.cancel_overdue().await.expect("scanned"), 0, "not due yet");
+        let mut due = reload(&db, &order).await;
+        if let Some(payment) = due.payment.as_mut() {
+            payment.due_at = kernel::db::now() - chrono::Duration::seconds(1);
+        }
+        persistence::update_order(&db, &due).await.expect("saved");
+        assert_eq!(orders.cancel_overdue().await.expect("scanned"), 1);
+        assert_eq!(orders.cancel_overdue().await.expect("scanned"), 0, "once");
+        let cancelled = reload(&db, &order).await;
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert_eq!(cancelled.cancellation_reason.as_deref(), Some(crate::service::CANCELLED_UNPAID));
+        assert_eq!(published_of::<events::OrderCancelled>(&db, NAME).await.len(), 1);
+
+        // The payment succeeded meanwhile: the order stays cancelled; payments refunds it.
+        deliver(&db, &succeeded(&order, 1)).await.expect("handled");
+        let late = reload(&db, &order).await;
+        assert_eq!(late.status, OrderStatus::Cancelled);
+        assert!(late.payment.as_ref().is_some_and(|p| p.paid_at.is_some()));
+        assert!(published_of::<events::OrderConfirmed>(&db, NAME).await.is_empty());
+        let refunded = PaymentRefunded {
+            payment_id: Uuid::now_v7(),
+            order_id: order.id.as_uuid(),
+            attempt: 1,
+            amount: order.total,
+            refunded_at: kernel::db::now(),
+        };
+        deliver(&db, &refunded).await.expect("handled");
+        let payment = reload(&db, &order).await.payment.expect("a payment");
+        assert_eq!(payment.status, PaymentStatus::Refunded);
+        assert!(payment.refunded_at.is_some() && payment.paid_at.is_some());
     }
 
     fn bath() -> Address {
@@ -440,8 +671,7 @@ mod tests {
         assert_eq!((moved.shipping_address.city(), moved.address_change.as_ref()), ("Bath", None));
         assert!(published(&db, NAME).await.is_empty(), "nothing to ask");
 
-        let order = placed(&db).await;
-        deliver(&db, &reserved(&order)).await.expect("handled");
+        let order = confirmed(&db).await;
         let Ok(AddressChanged::Requested(requested)) = orders.change_address(order.id, &owner(&order), bath()).await
         else {
             panic!("a confirmed order asks shipping")

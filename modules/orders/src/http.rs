@@ -11,9 +11,10 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Address, Money, Order, OrderId, OrderStatus, Quantity};
+use crate::domain::{Address, Money, Order, OrderId, OrderStatus, PaymentMethod, Quantity};
 use crate::service::{
-    AddressChanged, Cancelled, ChangeOrderError, Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed,
+    AddressChanged, CANCELLED_BY_CUSTOMER, CANCELLED_BY_SHIPPING, CANCELLED_UNPAID, Cancelled, ChangeOrderError,
+    Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed,
 };
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -39,6 +40,23 @@ pub struct PlaceOrderRequest {
     pub items: Option<Vec<ItemRequest>>,
     #[schema(required = true, value_type = Address)]
     pub shipping_address: Option<AddressForm>,
+    /// The provider's payment method, charged once the stock is reserved (`pm_card_visa` with the
+    /// built-in fake provider). Without one, the order awaits a method: `POST /orders/{id}/payment`.
+    #[schema(example = "pm_card_visa", pattern = "^[A-Za-z0-9_]{1,255}$")]
+    pub payment_method: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PayOrderRequest {
+    /// The provider's payment method, as at `POST /orders`.
+    #[schema(required = true, example = "pm_card_visa", pattern = "^[A-Za-z0-9_]{1,255}$")]
+    pub payment_method: Option<String>,
+}
+
+/// The request's payment method, or its problem recorded in `errors`.
+fn payment_method(raw: Option<&str>, errors: &mut FieldErrors) -> Option<PaymentMethod> {
+    raw.and_then(|raw| errors.check("paymentMethod", PaymentMethod::parse(raw)))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -93,8 +111,11 @@ impl TryFrom<&PlaceOrderRequest> for PlaceOrder {
             }
         }
         let shipping_address = address(body.shipping_address.as_ref(), &mut errors);
+        let payment_method = payment_method(body.payment_method.as_deref(), &mut errors);
         match shipping_address {
-            Some(shipping_address) if !errors.has_errors() => Ok(PlaceOrder { items, shipping_address }),
+            Some(shipping_address) if !errors.has_errors() => {
+                Ok(PlaceOrder { items, shipping_address, payment_method })
+            }
             _ => Err(errors.into_error()),
         }
     }
@@ -112,12 +133,37 @@ pub struct LineResponse {
     pub line_total: Money,
 }
 
+/// The order's payment, once its stock is reserved.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentResponse {
+    /// `requires_payment_method` (give one with `POST /orders/{id}/payment`), `processing`,
+    /// `requires_action` (complete it with the provider, using `clientSecret`), `succeeded`,
+    /// `failed` (declined: the order is rejected) or `refunded`.
+    #[schema(example = "succeeded")]
+    pub status: &'static str,
+    /// The order's total: what is charged.
+    #[serde(flatten)]
+    pub amount: Money,
+    pub payment_method: Option<String>,
+    /// What the customer hands the provider to complete a `requires_action` payment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// Unpaid by then, the order is cancelled (`payment_timeout`).
+    pub due_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub refunded_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderResponse {
     pub id: Uuid,
     pub user_id: Uuid,
-    /// `pending`, `confirmed`, `rejected`, `cancelling`, `cancelled`, `shipped` or `delivered`.
+    /// `pending`, `awaiting_payment`, `confirmed`, `rejected`, `cancelling`, `cancelled`, `shipped`
+    /// or `delivered`.
     pub status: &'static str,
     pub lines: Vec<LineResponse>,
     pub total: Money,
@@ -129,6 +175,11 @@ pub struct OrderResponse {
     pub address_change_requested_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
+    /// `customer`, `shipment_cancelled` or `payment_timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellation_reason: Option<&'static str>,
+    /// `null` until the stock is reserved.
+    pub payment: Option<PaymentResponse>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
@@ -163,6 +214,21 @@ impl From<&Order> for OrderResponse {
             requested_shipping_address: o.address_change.as_ref().map(|c| c.address.clone()),
             address_change_requested_at: o.address_change.as_ref().map(|c| c.requested_at),
             rejection_reason: o.rejection_reason.clone(),
+            cancellation_reason: o.cancellation_reason.as_deref().map(|r| match r {
+                CANCELLED_UNPAID => CANCELLED_UNPAID,
+                CANCELLED_BY_SHIPPING => CANCELLED_BY_SHIPPING,
+                _ => CANCELLED_BY_CUSTOMER,
+            }),
+            payment: o.payment.as_ref().map(|p| PaymentResponse {
+                status: p.status.as_str(),
+                amount: o.total,
+                payment_method: o.payment_method.as_ref().map(|m| m.as_str().to_owned()),
+                client_secret: p.client_secret.clone(),
+                failure_reason: p.failure_reason.clone(),
+                due_at: p.due_at,
+                paid_at: p.paid_at,
+                refunded_at: p.refunded_at,
+            }),
             created_at: o.created_at,
             updated_at: o.updated_at,
             confirmed_at: o.timeline.confirmed_at,
@@ -184,7 +250,7 @@ pub struct ListOrdersQuery {
     /// The `nextCursor` of the previous page.
     #[param(format = Uuid)]
     pub after: Option<String>,
-    #[param(pattern = "^(?:pending|confirmed|rejected|cancelling|cancelled|shipped|delivered)$")]
+    #[param(pattern = "^(?:pending|awaiting_payment|confirmed|rejected|cancelling|cancelled|shipped|delivered)$")]
     pub status: Option<String>,
 }
 
@@ -199,7 +265,9 @@ fn created(location: &str, body: String) -> HttpResponse {
         .body(body)
 }
 
-/// Place an order (customer). It starts `pending`; inventory's answer confirms or rejects it.
+/// Place an order (customer). It starts `pending`; once inventory reserves its stock it is
+/// `awaiting_payment` (charged with `paymentMethod`), and its payment confirms or rejects it;
+/// without stock it is rejected.
 /// With an `Idempotency-Key`, a repeat of the same request returns the first response.
 /// An order holds at most `orders.max_quantity_per_line` units of one product and
 /// `orders.max_quantity_per_order` units in all (100 and 1000 by default).
@@ -340,8 +408,8 @@ pub async fn change_address(
     })
 }
 
-/// Cancel an order. A pending order is cancelled at once (200); it is kept, `cancelled`, and its
-/// stock released. A confirmed order becomes `cancelling` (202): shipping cancels its shipment
+/// Cancel an order. A pending order, or one awaiting its payment, is cancelled at once (200); it
+/// is kept, `cancelled`, its stock released and a payment under way cancelled (or refunded). A confirmed order becomes `cancelling` (202): shipping cancels its shipment
 /// unless it was dispatched already, and the order then ends `cancelled` (stock released) or
 /// `shipped`. Asking again while it is `cancelling` is another 202 and changes nothing.
 #[utoipa::path(
@@ -369,10 +437,51 @@ pub async fn cancel_order(
     })
 }
 
+/// Give an order awaiting its payment a payment method: it had none, or the last one was unusable
+/// (`payment.status` is `requires_payment_method`). The order is charged with it (202: the payment
+/// is `processing`). While a payment is under way, done or declined, or once the order is not
+/// awaiting payment, 409.
+#[utoipa::path(
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "The order's id")),
+    request_body = PayOrderRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "The order, its payment `processing`", body = OrderResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not awaiting payment, or a payment under way", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 422, description = "Invalid payment method", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders/{id}/payment")]
+#[tracing::instrument(skip_all, fields(order.id = %id, user.id = %principal.user_id))]
+pub async fn pay_order(
+    principal: Principal,
+    orders: web::Data<Orders>,
+    id: web::Path<Uuid>,
+    body: web::Json<PayOrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    if body.payment_method.is_none() {
+        errors.check::<()>("paymentMethod", Err("is required".into()));
+    }
+    let Some(method) = payment_method(body.payment_method.as_deref(), &mut errors) else {
+        return Err(errors.into_error());
+    };
+    let order = orders.pay(id.into_inner().into(), &principal, method).await.map_err(change_error)?;
+    Ok(HttpResponse::Accepted().json(OrderResponse::from(&order)))
+}
+
 fn change_error(e: ChangeOrderError) -> ApiError {
     match e {
         ChangeOrderError::NotFound(id) => not_found(id),
         ChangeOrderError::WrongState(status) => ApiError::Conflict(format!("the order is {}", status.as_str())),
+        ChangeOrderError::PaymentUnderWay(status) => ApiError::Conflict(format!(
+            "the order's payment is {}; it takes a new method only when it requires one",
+            status.as_str()
+        )),
         ChangeOrderError::AddressChangePending => {
             ApiError::Conflict("an address change of the order is waiting for shipping's answer".into())
         }

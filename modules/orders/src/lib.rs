@@ -1,8 +1,10 @@
 //! The orders module: orders, their lines and status, and its side of the order saga.
 //!
-//! A placed order is `pending` and publishes `OrderCreated`; inventory's `StockReserved` confirms
-//! it (`OrderConfirmed`, with what shipping needs), `StockReservationFailed` rejects it
-//! (`OrderRejected`). Shipping's events move a confirmed order on: `ShipmentDispatched` ships it,
+//! A placed order is `pending` and publishes `OrderCreated`; inventory's `StockReserved` makes it
+//! `awaiting_payment` (`OrderPaymentRequested`), `StockReservationFailed` rejects it
+//! (`OrderRejected`). The payments module's `PaymentSucceeded` confirms it (`OrderConfirmed`, with
+//! what shipping needs), a declining `PaymentFailed` rejects it and releases its stock; unpaid
+//! within `orders.payment_timeout_secs`, it is cancelled. Shipping's events move a confirmed order on: `ShipmentDispatched` ships it,
 //! `ShipmentDelivered` delivers it. A pending order is cancelled at once (`OrderCancelled`); a
 //! confirmed one is only `cancelling` (`OrderCancellationRequested`) until shipping cancels its
 //! shipment (`ShipmentCancelled`, then `OrderCancelled`) or dispatches it first. Likewise a confirmed
@@ -18,29 +20,32 @@ mod persistence;
 mod service;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contracts::{EventType, IntegrationEvent};
+use futures::future::BoxFuture;
 use kernel::housekeeping::Purge;
 use kernel::settings::{Checks, Section, SectionSpec, SettingsError};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use orders_contracts::{
     OrderAddressChangeRequested, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderCreated,
-    OrderRejected,
+    OrderPaymentRequested, OrderRejected,
 };
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::domain::OrderLimits;
 use crate::service::Orders;
 
-/// The module's `[orders]` section: what one order may hold. An order beyond either limit is a
-/// 422. Until unpaid orders expire, they keep one order from reserving a whole stock; a wholesale
-/// shop raises them.
+/// The module's `[orders]` section: what one order may hold, and how long it may await its payment.
+/// An order beyond either limit is a 422; the limits keep one unpaid order from holding a whole
+/// stock until it times out. A wholesale shop raises them.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(default)]
 struct OrdersSection {
@@ -48,15 +53,27 @@ struct OrdersSection {
     max_quantity_per_line: u32,
     /// Units in one order, all lines together.
     max_quantity_per_order: u32,
+    /// Seconds an order may await its payment once its stock is reserved; then it is cancelled
+    /// (`payment_timeout`) and its stock released.
+    payment_timeout_secs: u64,
 }
 
 impl Default for OrdersSection {
     fn default() -> Self {
-        Self { max_quantity_per_line: 100, max_quantity_per_order: 1000 }
+        Self { max_quantity_per_line: 100, max_quantity_per_order: 1000, payment_timeout_secs: 900 }
     }
 }
 
 impl OrdersSection {
+    fn payment_timeout(&self) -> Result<Duration, SettingsError> {
+        match self.payment_timeout_secs {
+            1..=604_800 => Ok(Duration::from_secs(self.payment_timeout_secs)),
+            n => {
+                Err(SettingsError::new("orders.payment_timeout_secs", format!("must be 1 to 604800 (a week), not {n}")))
+            }
+        }
+    }
+
     fn limits(&self) -> Result<OrderLimits, SettingsError> {
         OrderLimits::new(self.max_quantity_per_line, self.max_quantity_per_order)
             .map_err(|(key, message)| SettingsError::new(key, message))
@@ -67,13 +84,21 @@ impl Section for OrdersSection {
     const KEY: &'static str = NAME;
 
     fn check(&self, _checks: Checks) -> Result<(), SettingsError> {
-        self.limits().map(drop)
+        self.limits()?;
+        self.payment_timeout().map(drop)
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(http::place_order, http::get_order, http::list_orders, http::change_address, http::cancel_order),
+    paths(
+        http::place_order,
+        http::get_order,
+        http::list_orders,
+        http::change_address,
+        http::cancel_order,
+        http::pay_order
+    ),
     tags((name = "orders", description = "Orders and their status"))
 )]
 struct OrdersApi;
@@ -105,6 +130,7 @@ impl Module for OrdersModule {
             OrderCancellationRequested::event_type(),
             OrderCancelled::event_type(),
             OrderAddressChangeRequested::event_type(),
+            OrderPaymentRequested::event_type(),
         ]
     }
 
@@ -121,13 +147,16 @@ impl Module for OrdersModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
-        let limits = ctx.section::<OrdersSection>().limits()?;
-        Ok(Box::new(HostedOrders { orders: web::Data::new(Orders::new(ctx.db, ctx.outbox, limits)) }))
+        let section = ctx.section::<OrdersSection>();
+        let (limits, timeout) = (section.limits()?, section.payment_timeout()?);
+        let orders = web::Data::new(Orders::new(ctx.db, ctx.outbox, limits, timeout));
+        Ok(Box::new(HostedOrders { orders, timeout }))
     }
 }
 
 struct HostedOrders {
     orders: web::Data<Orders>,
+    timeout: Duration,
 }
 
 impl Hosted for HostedOrders {
@@ -139,8 +168,28 @@ impl Hosted for HostedOrders {
                 .service(http::list_orders)
                 .service(http::get_order)
                 .service(http::change_address)
-                .service(http::cancel_order);
+                .service(http::cancel_order)
+                .service(http::pay_order);
         })
+    }
+
+    /// The payment timeout: overdue orders are cancelled within a quarter of the timeout (1 to 30 s).
+    fn background_tasks(&self, shutdown: CancellationToken) -> Vec<BoxFuture<'static, ()>> {
+        let orders = self.orders.clone();
+        let every = (self.timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        vec![Box::pin(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = orders.cancel_overdue().await {
+                    tracing::warn!(error = %format!("{e:#}"), "failed to cancel overdue orders; trying again");
+                }
+            }
+        })]
     }
 
     fn handler(&self) -> Option<Arc<dyn EventHandler>> {

@@ -8,7 +8,8 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 use contracts::{AddressForm, ProductStatus};
 
 use crate::domain::{
-    Address, AddressChange, Currency, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, Timeline,
+    Address, AddressChange, Currency, Money, Order, OrderId, OrderLine, OrderStatus, Payment, PaymentMethod,
+    PaymentStatus, Quantity, Timeline,
 };
 
 pub mod product {
@@ -68,6 +69,15 @@ pub mod order {
         pub requested_ship_postal_code: Option<String>,
         pub requested_ship_country: Option<String>,
         pub address_change_requested_at: Option<DateTime<Utc>>,
+        pub cancellation_reason: Option<String>,
+        pub payment_method: Option<String>,
+        pub payment_status: Option<String>,
+        pub payment_attempt: Option<i32>,
+        pub payment_client_secret: Option<String>,
+        pub payment_failure_reason: Option<String>,
+        pub payment_due_at: Option<DateTime<Utc>>,
+        pub paid_at: Option<DateTime<Utc>>,
+        pub refunded_at: Option<DateTime<Utc>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -265,6 +275,15 @@ fn order_model(o: &Order) -> order::ActiveModel {
         requested_ship_postal_code: Set(requested.map(|r| r.address.postal_code().to_owned())),
         requested_ship_country: Set(requested.map(|r| r.address.country().to_owned())),
         address_change_requested_at: Set(requested.map(|r| r.requested_at)),
+        cancellation_reason: Set(o.cancellation_reason.clone()),
+        payment_method: Set(o.payment_method.as_ref().map(|m| m.as_str().to_owned())),
+        payment_status: Set(o.payment.as_ref().map(|p| p.status.as_str().to_owned())),
+        payment_attempt: Set(o.payment.as_ref().map(|p| i32::try_from(p.attempt).unwrap_or(i32::MAX))),
+        payment_client_secret: Set(o.payment.as_ref().and_then(|p| p.client_secret.clone())),
+        payment_failure_reason: Set(o.payment.as_ref().and_then(|p| p.failure_reason.clone())),
+        payment_due_at: Set(o.payment.as_ref().map(|p| p.due_at)),
+        paid_at: Set(o.payment.as_ref().and_then(|p| p.paid_at)),
+        refunded_at: Set(o.payment.as_ref().and_then(|p| p.refunded_at)),
     }
 }
 
@@ -332,6 +351,18 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
         }
         _ => None,
     };
+    let payment = match (m.payment_status.as_deref(), m.payment_attempt, m.payment_due_at) {
+        (Some(status), Some(attempt), Some(due_at)) => Some(Payment {
+            status: PaymentStatus::parse(status).map_err(corrupt)?,
+            attempt: u32::try_from(attempt).map_err(|e| corrupt(e.to_string()))?,
+            client_secret: m.payment_client_secret,
+            failure_reason: m.payment_failure_reason,
+            due_at,
+            paid_at: m.paid_at,
+            refunded_at: m.refunded_at,
+        }),
+        _ => None,
+    };
     Ok(Order {
         id: m.id.into(),
         user_id: m.user_id,
@@ -348,6 +379,9 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
         address_change,
         total: Money::new(m.total_amount, currency).map_err(corrupt)?,
         rejection_reason: m.rejection_reason,
+        cancellation_reason: m.cancellation_reason,
+        payment_method: m.payment_method.as_deref().map(PaymentMethod::parse).transpose().map_err(corrupt)?,
+        payment,
         created_at: m.created_at,
         updated_at: m.updated_at,
         timeline: Timeline {
@@ -415,6 +449,22 @@ pub async fn list<C: ConnectionTrait>(
         query = query.filter(C::Id.gt(after.as_uuid()));
     }
     with_lines(db, query.all(db).await?).await
+}
+
+/// Orders still awaiting payment whose payment was due before `now`, oldest first.
+pub async fn overdue<C: ConnectionTrait>(db: &C, now: DateTime<Utc>, limit: u64) -> Result<Vec<OrderId>, DbErr> {
+    use order::Column as C;
+    let ids: Vec<Uuid> = order::Entity::find()
+        .select_only()
+        .column(C::Id)
+        .filter(C::Status.eq(OrderStatus::AwaitingPayment.as_str()))
+        .filter(C::PaymentDueAt.lt(now))
+        .order_by_asc(C::PaymentDueAt)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(ids.into_iter().map(OrderId::from).collect())
 }
 
 /// Forgets the `Idempotency-Key`s remembered before `cutoff`; returns how many.

@@ -18,7 +18,8 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, AddressChange, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus, Quantity, Timeline,
+    Address, AddressChange, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus, Payment,
+    PaymentMethod, PaymentStatus, Quantity, Timeline,
 };
 use crate::persistence;
 /// The local copy of a catalog product that [`Orders::copy_product`] keeps.
@@ -29,12 +30,16 @@ pub struct Orders {
     db: DatabaseConnection,
     outbox: Outbox<events::Orders>,
     limits: OrderLimits,
+    /// How long an order may await its payment before it is cancelled.
+    payment_timeout: chrono::Duration,
 }
 
 /// A validated request to place an order; products are checked by [`Orders::place`].
 pub struct PlaceOrder {
     pub items: Vec<(Uuid, Quantity)>,
     pub shipping_address: Address,
+    /// Without one, the order awaits a method (`POST /orders/{id}/payment`) once its stock is reserved.
+    pub payment_method: Option<PaymentMethod>,
 }
 
 /// An `Idempotency-Key` and the hash of the request body it came with.
@@ -84,6 +89,9 @@ pub enum ChangeOrderError {
     NotFound(OrderId),
     #[error("the order is {}", .0.as_str())]
     WrongState(OrderStatus),
+    /// A payment request is under way (or done): a new method would risk a second charge.
+    #[error("the order's payment is {}; it takes a new method only when it requires one", .0.as_str())]
+    PaymentUnderWay(PaymentStatus),
     #[error("an address change of the order is waiting for shipping's answer")]
     AddressChangePending,
     #[error(transparent)]
@@ -124,6 +132,35 @@ impl ShipmentNews {
     }
 }
 
+/// The payments module's news of an order's payment, for the attempt it names.
+#[derive(Debug)]
+pub enum PaymentNews {
+    /// The customer must complete it with the provider.
+    ActionRequired {
+        attempt: u32,
+        client_secret: String,
+    },
+    Succeeded {
+        attempt: u32,
+        paid_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Declined (`retryable == false`: the order is rejected), or the method was unusable and the
+    /// order takes another.
+    Failed {
+        attempt: u32,
+        reason: String,
+        retryable: bool,
+    },
+    Refunded {
+        refunded_at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// Why an order was cancelled, as `cancellationReason` shows it.
+pub const CANCELLED_BY_CUSTOMER: &str = "customer";
+pub const CANCELLED_UNPAID: &str = "payment_timeout";
+pub const CANCELLED_BY_SHIPPING: &str = "shipment_cancelled";
+
 /// Shipping's answer to an order's `OrderAddressChangeRequested`.
 #[derive(Debug)]
 pub enum AddressAnswer {
@@ -147,8 +184,14 @@ pub enum OrderNewsError {
 }
 
 impl Orders {
-    pub fn new(db: DatabaseConnection, outbox: Outbox, limits: OrderLimits) -> Self {
-        Self { db, outbox: outbox.bind(), limits }
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        limits: OrderLimits,
+        payment_timeout: std::time::Duration,
+    ) -> Self {
+        let payment_timeout = chrono::Duration::from_std(payment_timeout).unwrap_or(chrono::Duration::MAX);
+        Self { db, outbox: outbox.bind(), limits, payment_timeout }
     }
 
     /// Forgets the `Idempotency-Key`s remembered before `cutoff` (housekeeping).
@@ -246,6 +289,9 @@ impl Orders {
             address_change: None,
             total,
             rejection_reason: None,
+            cancellation_reason: None,
+            payment_method: request.payment_method,
+            payment: None,
             created_at: now,
             updated_at: now,
             timeline: Timeline::default(),
@@ -314,8 +360,9 @@ impl Orders {
         Ok(AddressChanged::Requested(order))
     }
 
-    /// Cancels an order. A pending one is `cancelled` at once and `OrderCancelled` tells inventory
-    /// to release whatever it reserved. A confirmed one becomes `cancelling` and
+    /// Cancels an order. A pending one, or one awaiting its payment, is `cancelled` at once and
+    /// `OrderCancelled` tells inventory to release whatever it reserved and payments to cancel (or
+    /// refund) whatever it started. A confirmed one becomes `cancelling` and
     /// `OrderCancellationRequested` asks shipping, the authority once an order is confirmed: it
     /// cancels the shipment unless it was dispatched. Asking again while `cancelling` changes nothing.
     #[tracing::instrument(level = "debug", skip_all, fields(order.id = %id))]
@@ -326,6 +373,9 @@ impl Orders {
             return Ok(Cancelled::Requested(order));
         }
         order.apply(OrderEvent::Cancel, kernel::db::now()).map_err(|e| ChangeOrderError::WrongState(e.from))?;
+        if order.status == OrderStatus::Cancelled {
+            order.cancellation_reason = Some(CANCELLED_BY_CUSTOMER.to_owned());
+        }
         persistence::update_order(&txn, &order).await.context("failed to save an order")?;
         if order.status == OrderStatus::Cancelling {
             let event = events::OrderCancellationRequested { order_id: id.as_uuid(), user_id: order.user_id };
@@ -338,6 +388,144 @@ impl Orders {
         self.outbox.commit(txn).await.context("failed to commit a cancellation")?;
         tracing::info!("order cancelled");
         Ok(Cancelled::Now(order))
+    }
+
+    /// Gives an order awaiting its payment a (new) payment method: the order had none, or the last
+    /// was unusable. A request under way (or done) is 409: two could both charge.
+    #[tracing::instrument(level = "debug", skip_all, fields(order.id = %id))]
+    pub async fn pay(&self, id: OrderId, who: &Principal, method: PaymentMethod) -> Result<Order, ChangeOrderError> {
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        let mut order = self.load_for(&txn, id, who).await?;
+        if order.status != OrderStatus::AwaitingPayment {
+            return Err(ChangeOrderError::WrongState(order.status));
+        }
+        let status = order.payment.as_ref().map_or(PaymentStatus::RequiresPaymentMethod, |p| p.status);
+        if status != PaymentStatus::RequiresPaymentMethod {
+            return Err(ChangeOrderError::PaymentUnderWay(status));
+        }
+        let request = request_payment(&mut order, method)?;
+        order.updated_at = kernel::db::now();
+        persistence::update_order(&txn, &order).await.context("failed to save an order")?;
+        self.outbox.publish(&txn, &request, None).await?;
+        self.outbox.commit(txn).await.context("failed to commit a payment request")?;
+        tracing::info!(attempt = request.attempt, "payment requested");
+        Ok(order)
+    }
+
+    /// Applies the payments module's news to the order. A success confirms an order awaiting its
+    /// payment (`OrderConfirmed`, with what shipping needs); a decline rejects it (`OrderRejected`,
+    /// and `OrderCancelled` so inventory releases its stock); an unusable method leaves it awaiting
+    /// another. The money facts (paid, refunded) are recorded whatever the order's status — a
+    /// payment that succeeds after the order was cancelled is refunded by payments, and the order
+    /// shows both. Other news of an attempt that is not the current one changes nothing.
+    #[tracing::instrument(skip_all, fields(order.id = %id, payment = ?news))]
+    pub async fn apply_payment(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        id: OrderId,
+        news: PaymentNews,
+    ) -> Result<(), OrderNewsError> {
+        let mut order = find_for_news(txn, id).await?;
+        let now = kernel::db::now();
+        let Some(payment) = order.payment.as_mut() else {
+            tracing::warn!("payment news for an order that never awaited payment; ignored");
+            return Ok(());
+        };
+        let current = |attempt: u32, payment: &Payment| {
+            attempt == payment.attempt
+                && matches!(payment.status, PaymentStatus::Processing | PaymentStatus::RequiresAction)
+        };
+        let mut publish: Vec<Publish> = Vec::new();
+        match news {
+            PaymentNews::ActionRequired { attempt, client_secret } => {
+                if !current(attempt, payment) {
+                    tracing::info!("action required for a payment that moved on; ignored");
+                    return Ok(());
+                }
+                payment.status = PaymentStatus::RequiresAction;
+                payment.client_secret = Some(client_secret);
+            }
+            PaymentNews::Succeeded { attempt, paid_at } => {
+                if payment.paid_at.is_some() {
+                    tracing::info!("already paid; ignored");
+                    return Ok(());
+                }
+                payment.paid_at = Some(paid_at);
+                if payment.status != PaymentStatus::Refunded {
+                    payment.status = PaymentStatus::Succeeded;
+                }
+                payment.attempt = payment.attempt.max(attempt);
+                payment.failure_reason = None;
+                if order.apply(OrderEvent::Paid, now).is_ok() {
+                    publish.push(Publish::Confirmed);
+                } else {
+                    tracing::warn!(status = order.status.as_str(), "paid after the order ended: payments refunds it");
+                }
+            }
+            PaymentNews::Failed { attempt, reason, retryable } => {
+                if !current(attempt, payment) {
+                    tracing::info!("failure of a payment that moved on; ignored");
+                    return Ok(());
+                }
+                payment.failure_reason = Some(reason.clone());
+                payment.client_secret = None;
+                if retryable {
+                    payment.status = PaymentStatus::RequiresPaymentMethod;
+                } else {
+                    payment.status = PaymentStatus::Failed;
+                    if order.apply(OrderEvent::PaymentDeclined, now).is_ok() {
+                        order.rejection_reason = Some(format!("payment failed: {reason}"));
+                        publish.push(Publish::Rejected);
+                        publish.push(Publish::Cancelled);
+                    }
+                }
+            }
+            PaymentNews::Refunded { refunded_at } => {
+                if payment.refunded_at.is_some() {
+                    return Ok(());
+                }
+                payment.status = PaymentStatus::Refunded;
+                payment.refunded_at = Some(refunded_at);
+            }
+        }
+        order.updated_at = now;
+        persistence::update_order(txn, &order).await.context("failed to save an order")?;
+        for event in publish {
+            match event {
+                Publish::Confirmed => self.outbox.publish(txn, &confirmed(&order), Some(cause)).await?,
+                Publish::Rejected => self.outbox.publish(txn, &rejected(&order), Some(cause)).await?,
+                Publish::Cancelled => self.outbox.publish(txn, &cancelled(&order), Some(cause)).await?,
+            }
+        }
+        tracing::info!(status = order.status.as_str(), "order follows its payment");
+        Ok(())
+    }
+
+    /// Cancels the orders whose payment is overdue (`OrderCancelled`: inventory releases, payments
+    /// cancels the payment under way or refunds one that succeeded meanwhile); returns how many.
+    /// Each in its own transaction, the order locked and checked again: a payment that confirmed
+    /// it meanwhile wins.
+    pub async fn cancel_overdue(&self) -> anyhow::Result<u64> {
+        let now = kernel::db::now();
+        let mut cancelled_orders = 0;
+        for id in persistence::overdue(&self.db, now, 100).await.context("failed to find overdue orders")? {
+            let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+            let Some(mut order) = persistence::find(&txn, id, true).await.context("failed to load an order")? else {
+                continue;
+            };
+            let due = order.payment.as_ref().is_some_and(|p| p.due_at < now);
+            if !due || order.apply(OrderEvent::PaymentTimedOut, now).is_err() {
+                continue;
+            }
+            order.cancellation_reason = Some(CANCELLED_UNPAID.to_owned());
+            persistence::update_order(&txn, &order).await.context("failed to save an order")?;
+            self.outbox.publish(&txn, &cancelled(&order), None).await?;
+            self.outbox.commit(txn).await.context("failed to commit a payment timeout")?;
+            tracing::info!(order.id = %id, "order cancelled: not paid in time");
+            cancelled_orders += 1;
+        }
+        Ok(cancelled_orders)
     }
 
     /// Keeps the local copy of a catalog product: an event is applied only if it is newer than the
@@ -362,8 +550,9 @@ impl Orders {
         persistence::discontinue_product(txn, product_id, sku, version).await.context("failed to discontinue a product")
     }
 
-    /// Applies inventory's answer to a pending order and tells the others what became of it:
-    /// `OrderConfirmed` (with what shipping needs) or `OrderRejected` (with the shortages).
+    /// Applies inventory's answer to a pending order and tells the others what became of it: it
+    /// awaits its payment until `orders.payment_timeout_secs` from now (`OrderPaymentRequested`, when
+    /// the customer gave a method), or `OrderRejected` (with the shortages).
     #[tracing::instrument(skip_all, fields(order.id = %id, answer = ?answer))]
     pub async fn apply_stock_answer(
         &self,
@@ -383,17 +572,30 @@ impl Orders {
             return Ok(());
         }
         order.rejection_reason = reason;
+        if event == OrderEvent::StockReserved {
+            let due_at = order.updated_at + self.payment_timeout;
+            order.payment = Some(Payment {
+                status: PaymentStatus::RequiresPaymentMethod,
+                attempt: 0,
+                client_secret: None,
+                failure_reason: None,
+                due_at,
+                paid_at: None,
+                refunded_at: None,
+            });
+        }
+        let request = match (event, order.payment_method.clone()) {
+            (OrderEvent::StockReserved, Some(method)) => Some(request_payment(&mut order, method)?),
+            _ => None,
+        };
         persistence::update_order(txn, &order).await.context("failed to save an order")?;
         match event {
-            OrderEvent::StockReserved => self.outbox.publish(txn, &confirmed(&order), Some(cause)).await?,
-            _ => {
-                let rejected = events::OrderRejected {
-                    order_id: id.as_uuid(),
-                    user_id: order.user_id,
-                    reason: order.rejection_reason.clone().unwrap_or_default(),
-                };
-                self.outbox.publish(txn, &rejected, Some(cause)).await?
+            OrderEvent::StockReserved => {
+                if let Some(request) = request {
+                    self.outbox.publish(txn, &request, Some(cause)).await?;
+                }
             }
+            _ => self.outbox.publish(txn, &rejected(&order), Some(cause)).await?,
         }
         tracing::info!(status = order.status.as_str(), "order answered");
         Ok(())
@@ -420,6 +622,7 @@ impl Orders {
         if order.status == OrderStatus::Cancelled {
             // Nothing ships: an address change still waiting is moot.
             order.address_change = None;
+            order.cancellation_reason = Some(CANCELLED_BY_SHIPPING.to_owned());
         }
         persistence::update_order(txn, &order).await.context("failed to save an order")?;
         if order.status == OrderStatus::Cancelled {
@@ -480,6 +683,40 @@ fn not_enough_stock(shortages: &[Shortage]) -> String {
         .map(|s| format!("{} available of {} requested for {}", s.available, s.requested, s.product_id))
         .collect();
     format!("not enough stock: {}", short.join("; "))
+}
+
+/// What [`Orders::apply_payment`] publishes.
+enum Publish {
+    Confirmed,
+    Rejected,
+    Cancelled,
+}
+
+/// The order's next payment attempt, with `method`: `OrderPaymentRequested` for it.
+fn request_payment(order: &mut Order, method: PaymentMethod) -> anyhow::Result<events::OrderPaymentRequested> {
+    let payment = order.payment.as_mut().context("an order awaiting payment has no payment")?;
+    payment.attempt += 1;
+    payment.status = PaymentStatus::Processing;
+    payment.failure_reason = None;
+    payment.client_secret = None;
+    let request = events::OrderPaymentRequested {
+        order_id: order.id.as_uuid(),
+        user_id: order.user_id,
+        amount: order.total,
+        payment_method: Some(method.as_str().to_owned()),
+        attempt: payment.attempt,
+    };
+    order.payment_method = Some(method);
+    Ok(request)
+}
+
+/// `OrderRejected` for `order`, with its reason.
+fn rejected(order: &Order) -> events::OrderRejected {
+    events::OrderRejected {
+        order_id: order.id.as_uuid(),
+        user_id: order.user_id,
+        reason: order.rejection_reason.clone().unwrap_or_default(),
+    }
 }
 
 /// `OrderConfirmed` for `order`: what shipping needs to ship it.
