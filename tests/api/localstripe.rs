@@ -260,6 +260,8 @@ fn build_venv(dir: &Path) -> Result<(), String> {
         "install",
         "--quiet",
         "--disable-pip-version-check",
+        "--retries",
+        "2",
         &format!("localstripe=={VERSION}"),
     ]))?;
     // A venv finds its packages from where its python is, so it survives the rename.

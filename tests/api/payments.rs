@@ -434,8 +434,9 @@ async fn a_payment_in_flight_when_its_order_times_out_or_is_cancelled_is_never_k
     for order in [&timed_out, &withdrawn] {
         eventually(20, || async { app.payments_of(&token, order).await.iter().any(rests).then_some(()) }).await;
     }
-    // Past the fake's answer (4 s after the orders): nothing turns the money around again.
-    tokio::time::sleep_until(placed_at + std::time::Duration::from_millis(4500)).await;
+    // Past the fake's answer (4 s after its call, itself after the reservation): nothing turns the
+    // money around again.
+    tokio::time::sleep_until(placed_at + std::time::Duration::from_secs(6)).await;
     for order in [&timed_out, &withdrawn] {
         let payments = app.payments_of(&token, order).await;
         assert_eq!(payments.len(), 1, "{payments:?}");
@@ -568,8 +569,8 @@ async fn with_stripe_a_card_that_pays_confirms_the_order_once_and_the_webhook_ch
     assert!(intent_id.starts_with("pi_"), "{intent_id}");
     let intent = shop.stripe.payment_intent(&intent_id).await;
     assert_eq!(
-        (intent["status"].as_str(), intent["amount"].as_i64(), intent["currency"].as_str()),
-        (Some("succeeded"), Some(2500), Some("eur")),
+        (intent["status"].as_str(), intent["amount"].as_i64(), intent["currency"].as_str().map(str::to_lowercase)),
+        (Some("succeeded"), Some(2500), Some("eur".to_owned())),
         "{intent}"
     );
     // The webhook of the same success arrives about a second later: no second effect.
@@ -666,7 +667,7 @@ async fn with_stripe_a_paid_order_cancelled_before_dispatch_is_refunded_once() {
     let refunded = app.order_when(&token, &order, 15, |o| o["payment"]["refundedAt"].is_string()).await;
     assert_eq!(refunded["payment"]["status"], "refunded", "{refunded}");
     app.payment_until(&token, &order, "refunded").await;
-    let refunds = shop.stripe.get("/v1/refunds?limit=100").await;
+    let refunds = shop.stripe.get(&format!("/v1/refunds?payment_intent={intent_id}&limit=100")).await;
     let of_this: Vec<&Value> = refunds["data"]
         .as_array()
         .expect("a list")
