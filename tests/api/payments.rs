@@ -2,48 +2,18 @@
 //! rejected | cancelled`, through the HTTP API only — with the embedded fake provider, and with
 //! the Stripe provider against a real Stripe-compatible server ([`LocalStripe`]) and its webhooks.
 //!
-//! The happy path and the 50-for-10 race run in every topology (one process on SQLite, one on
-//! PostgreSQL + RabbitMQ, the split with payments in a process of its own); a SIGKILL of that
-//! process runs in the split.
+//! The happy path and the 50-for-10 race run in every topology (`tests/api/topologies.rs`: one
+//! process on SQLite, one on PostgreSQL + RabbitMQ, the split with payments in a process of its
+//! own); a SIGKILL of that process runs in the split.
 
 use chrono::{DateTime, FixedOffset};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::engines::Engine;
-use crate::helpers::{As, Stack, TestApp, assert_problem, eventually, spawn_app_with};
+use crate::helpers::{As, TestApp, assert_problem, eventually, spawn_app_with};
 use crate::localstripe::{API_KEY, LocalStripe, WebhookRecorder};
 use crate::orders::{customer, eur, order_body};
-
-macro_rules! in_every_topology {
-    ($($name:ident => $scenario:path),* $(,)?) => {
-        mod a_one_process_sqlite_in_process {
-            $( #[tokio::test] async fn $name() { $scenario(&crate::helpers::spawn_app().await).await } )*
-        }
-        mod b_one_process_postgres_rabbitmq {
-            $( #[tokio::test] async fn $name() {
-                let Some(app) = super::postgres_and_rabbitmq().await else { return };
-                $scenario(&app).await
-            } )*
-        }
-        mod c_split_processes_mariadb_postgres_rabbitmq {
-            $( #[tokio::test] async fn $name() {
-                let Some((shop, _processes)) = crate::split::Split::start().await else { return };
-                $scenario(&shop).await
-            } )*
-        }
-    };
-}
-
-in_every_topology!(
-    a_paid_order_travels_from_pending_to_delivered => crate::payments::happy_path,
-    fifty_concurrent_paid_orders_for_ten_units_charge_exactly_ten => crate::payments::fifty_paid_orders_for_ten_units,
-);
-
-async fn postgres_and_rabbitmq() -> Option<TestApp> {
-    Some(Stack::new(Engine::Postgres, true).await?.spawn(&[]).await)
-}
 
 /// The fake provider's test payment methods (Stripe's names).
 const VISA: &str = "pm_card_visa";

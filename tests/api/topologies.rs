@@ -36,6 +36,8 @@ in_every_topology!(
     a_cancel_before_dispatch_cancels_the_shipment_and_releases_the_stock => crate::shipping::cancel_before_dispatch,
     a_new_address_before_dispatch_reaches_the_shipment => crate::shipping::address_change_before_dispatch,
     fifty_concurrent_orders_for_ten_units_confirm_exactly_ten => crate::orders::fifty_orders_for_ten_units,
+    a_paid_order_travels_from_pending_to_delivered => crate::payments::happy_path,
+    fifty_concurrent_paid_orders_for_ten_units_charge_exactly_ten => crate::payments::fifty_paid_orders_for_ten_units,
 );
 
 async fn postgres_and_rabbitmq() -> Option<TestApp> {
