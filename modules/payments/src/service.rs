@@ -1,89 +1,485 @@
-//! The payments module's use cases, the ones an event triggers included. Each write is one
-//! transaction: the state change and its events.
+//! The payments module's use cases: the ones an event triggers (an order asks for its payment, an
+//! order ends), the worker that talks to the provider, the provider's news (webhook, the fake's
+//! delayed answers, the development endpoints) and the reads.
+//!
+//! No provider call happens inside a transaction. The event handlers only write rows; the worker
+//! claims a due row with a lease (one conditional UPDATE), calls the provider, then applies the
+//! answer and its events in one transaction through [`Payments::apply`], the one place every
+//! answer goes through, whichever way it came. Races, decided there: a webhook ahead of the
+//! synchronous answer makes the answer a repeat; a cancel while the payment is in flight finds it
+//! `canceling`, and a success that still comes is told (`PaymentSucceeded`) and refunded.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use kernel::{Envelope, Outbox};
-use payments_contracts::NoteAdded;
+use kernel::{Outbox, Principal};
+use payments_contracts as events;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::domain::{Note, NoteId, NoteText};
+use crate::domain::{Failure, Intent, IntentStatus, Money, Outcome, Payment, PaymentId, PaymentStatus, ProviderAnswer};
 use crate::persistence;
+use crate::provider::fake::FakeProvider;
+use crate::provider::{NewIntent, PaymentProvider, ProviderError, idempotency_key};
+
+/// How the worker paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How often it looks for due work when nothing woke it.
+    pub poll_interval: Duration,
+    /// How long a `processing` or `requires_action` payment waits for news before the worker asks.
+    pub reconcile_after: Duration,
+}
 
 pub struct Payments {
     db: DatabaseConnection,
-    outbox: Outbox<payments_contracts::Payments>,
-    max_note_length: usize,
+    outbox: Outbox<events::Payments>,
+    provider: Arc<dyn PaymentProvider>,
+    /// The embedded provider, when it is the one: its delayed answers, its development endpoints.
+    fake: Option<Arc<FakeProvider>>,
+    /// Whether `POST /payments/{id}/confirm` and `/fail` serve (the fake provider, not in production).
+    dev_endpoints: bool,
+    timing: Timing,
+    wake: Notify,
+}
+
+/// An order's request for the payment of one attempt (`OrderPaymentRequested`).
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub amount: Money,
+    pub payment_method: Option<String>,
+    pub attempt: u32,
+}
+
+/// News of a payment from the provider: which intent, what it says, and the provider's event id
+/// that makes a repeat harmless.
+#[derive(Debug, Clone)]
+pub struct ProviderNews {
+    pub event_id: String,
+    pub intent_id: String,
+    pub answer: ProviderAnswer,
+}
+
+/// What became of a piece of provider news.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewsApplied {
+    Applied,
+    /// The event was handled before: nothing happened.
+    Repeat,
+    /// No payment here has that intent: acknowledged, nothing happened.
+    UnknownPayment,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AddNoteError {
-    #[error("the note {0}")]
-    Invalid(String),
+pub enum ActionError {
+    #[error("no payment {0}")]
+    NotFound(PaymentId),
+    /// The endpoints serve the fake provider outside production only.
+    #[error("not available")]
+    Unavailable,
+    #[error("the payment is {}", .0.as_str())]
+    WrongState(PaymentStatus),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
+/// How long a worker holds a payment: longer than two provider calls at their timeout.
+const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
 impl Payments {
-    pub fn new(db: DatabaseConnection, outbox: Outbox, max_note_length: usize) -> Self {
-        Self { db, outbox: outbox.bind(), max_note_length }
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        provider: Arc<dyn PaymentProvider>,
+        fake: Option<Arc<FakeProvider>>,
+        dev_endpoints: bool,
+        timing: Timing,
+    ) -> Self {
+        Self { db, outbox: outbox.bind(), provider, fake, dev_endpoints, timing, wake: Notify::new() }
     }
 
-    /// Adds a note; publishes `NoteAdded`.
-    #[tracing::instrument(skip_all)]
-    pub async fn add_note(&self, text: &str) -> Result<Note, AddNoteError> {
-        let text = NoteText::parse(text, self.max_note_length).map_err(AddNoteError::Invalid)?;
+    fn reconcile_after(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.timing.reconcile_after).unwrap_or(chrono::Duration::seconds(60))
+    }
+
+    /// An order asks for the payment of `request.attempt`: the row is written in the delivery's
+    /// transaction, the worker does the rest. A repeat of the attempt is a no-op; so is a new
+    /// attempt while the order has a payment succeeded or in flight (its answer is coming). An
+    /// order that ended already gets a payment `canceled` at once: nothing is charged.
+    #[tracing::instrument(skip_all, fields(order.id = %request.order_id, attempt = request.attempt))]
+    pub async fn request_payment(&self, txn: &DatabaseTransaction, request: PaymentRequest) -> anyhow::Result<()> {
+        let existing = persistence::of_order(txn, request.order_id, true).await.context("failed to load payments")?;
+        if existing.iter().any(|p| p.attempt == request.attempt) {
+            tracing::info!("payment requested again; ignored");
+            return Ok(());
+        }
+        let ended = existing.iter().any(|p| p.order_ended)
+            || persistence::order_ended(txn, request.order_id).await.context("failed to read ended orders")?;
+        if !ended
+            && let Some(open) =
+                existing.iter().find(|p| p.status.is_in_flight() || matches!(p.status, PaymentStatus::Succeeded))
+        {
+            tracing::warn!(payment.id = %open.id, status = open.status.as_str(), "the order has a payment already; ignored");
+            return Ok(());
+        }
+        let payment = Payment::requested(
+            request.order_id,
+            request.user_id,
+            request.attempt,
+            request.amount,
+            request.payment_method,
+            self.provider.name(),
+            ended,
+            kernel::db::now(),
+        );
+        if persistence::insert_new(txn, &payment).await.context("failed to insert a payment")? {
+            tracing::info!(payment.id = %payment.id, status = payment.status.as_str(), "payment requested");
+        }
+        // The delivery commits after this returns: the worker looks again shortly if it is early.
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The order ended (cancelled, rejected): its open payments are canceled, its paid one
+    /// refunded, by the worker; a payment that succeeds later is refunded too.
+    #[tracing::instrument(skip_all, fields(order.id = %order_id))]
+    pub async fn end_order(&self, txn: &DatabaseTransaction, order_id: Uuid) -> anyhow::Result<()> {
+        let now = kernel::db::now();
+        persistence::end_order(txn, order_id, now).await.context("failed to record an ended order")?;
+        for mut payment in persistence::of_order(txn, order_id, true).await.context("failed to load payments")? {
+            if payment.end_order(now) {
+                persistence::update(txn, &payment).await.context("failed to save a payment")?;
+                tracing::info!(payment.id = %payment.id, status = payment.status.as_str(), "order ended");
+            }
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Applies `answer` to the payment and publishes what it tells, in `txn`: the one function
+    /// every provider answer goes through. A repeat changes nothing and publishes nothing.
+    async fn apply(&self, txn: &DatabaseTransaction, payment: &mut Payment, answer: &ProviderAnswer) -> anyhow::Result<()> {
+        let now = kernel::db::now();
+        let before = payment.status;
+        for outcome in payment.apply(answer, now, self.reconcile_after()) {
+            self.publish(txn, payment, outcome).await?;
+        }
+        if payment.status != before {
+            tracing::info!(
+                payment.id = %payment.id,
+                from = before.as_str(),
+                to = payment.status.as_str(),
+                "payment moved"
+            );
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, txn: &DatabaseTransaction, p: &Payment, outcome: Outcome) -> anyhow::Result<()> {
+        let (payment_id, order_id, attempt) = (p.id.as_uuid(), p.order_id, p.attempt);
+        match outcome {
+            Outcome::ActionRequired { client_secret } => {
+                let event = events::PaymentActionRequired { payment_id, order_id, attempt, client_secret };
+                self.outbox.publish(txn, &event, None).await
+            }
+            Outcome::Succeeded => {
+                let paid_at = p.paid_at.unwrap_or_else(kernel::db::now);
+                let event = events::PaymentSucceeded { payment_id, order_id, attempt, amount: p.amount, paid_at };
+                self.outbox.publish(txn, &event, None).await
+            }
+            Outcome::Failed(failure) => {
+                let event = events::PaymentFailed {
+                    payment_id,
+                    order_id,
+                    attempt,
+                    code: failure.code,
+                    reason: failure.message,
+                    retryable: failure.retryable,
+                };
+                self.outbox.publish(txn, &event, None).await
+            }
+            Outcome::Refunded => {
+                let refunded_at = p.refunded_at.unwrap_or_else(kernel::db::now);
+                let event = events::PaymentRefunded { payment_id, order_id, attempt, amount: p.amount, refunded_at };
+                self.outbox.publish(txn, &event, None).await
+            }
+        }
+    }
+
+    /// News from the provider (a webhook, the fake's later answer, a completed action): applied in
+    /// one transaction with the record of its event id, so the same event twice has one effect.
+    #[tracing::instrument(skip_all, fields(event.id = %news.event_id, intent.id = %news.intent_id))]
+    pub async fn apply_news(&self, provider: &str, news: ProviderNews) -> anyhow::Result<NewsApplied> {
+        let now = kernel::db::now();
         let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
-        let note = self.write(&txn, text, None).await?;
-        self.outbox.commit(txn).await.context("failed to commit a note")?;
-        Ok(note)
+        if !persistence::remember_provider_event(&txn, provider, &news.event_id, now)
+            .await
+            .context("failed to record a provider event")?
+        {
+            tracing::info!("provider event handled before; ignored");
+            return Ok(NewsApplied::Repeat);
+        }
+        let found = persistence::find_by_provider_id(&txn, provider, &news.intent_id, true)
+            .await
+            .context("failed to load a payment")?;
+        let Some(mut payment) = found else {
+            txn.commit().await.context("failed to commit a provider event")?;
+            tracing::info!("provider event about no payment of Bazaar's; ignored");
+            return Ok(NewsApplied::UnknownPayment);
+        };
+        self.apply(&txn, &mut payment, &news.answer).await?;
+        persistence::update(&txn, &payment).await.context("failed to save a payment")?;
+        self.outbox.commit(txn).await.context("failed to commit a payment")?;
+        self.wake.notify_one();
+        Ok(NewsApplied::Applied)
     }
 
-    /// A user registered (`UserRegistered`): a note says so, in the inbox's transaction.
-    #[tracing::instrument(skip_all, fields(user.id = %user_id))]
-    pub async fn note_registration(
+    /// The payment, if `who` may see it: its owner or an admin. Anyone else is told it does not exist.
+    pub async fn get(&self, id: PaymentId, who: &Principal) -> anyhow::Result<Option<Payment>> {
+        let payment = persistence::find(&self.db, id, false).await.context("failed to load a payment")?;
+        Ok(payment.filter(|p| who.is_admin() || p.user_id == who.user_id))
+    }
+
+    /// `who`'s payments, or everyone's for an admin; only `order_id`'s if given.
+    pub async fn list(
         &self,
-        txn: &DatabaseTransaction,
-        user_id: uuid::Uuid,
-        cause: &Envelope,
-    ) -> anyhow::Result<()> {
-        let text = NoteText::parse(&format!("user {user_id} registered"), self.max_note_length.max(64))
-            .map_err(anyhow::Error::msg)?;
-        self.write(txn, text, Some(cause)).await.map(drop)
+        who: &Principal,
+        order_id: Option<Uuid>,
+        after: Option<PaymentId>,
+        limit: u64,
+    ) -> anyhow::Result<Vec<Payment>> {
+        let owner = (!who.is_admin()).then_some(who.user_id);
+        persistence::list(&self.db, owner, order_id, after, limit).await.context("failed to list payments")
     }
 
-    async fn write(&self, txn: &DatabaseTransaction, text: NoteText, cause: Option<&Envelope>) -> anyhow::Result<Note> {
-        let note = Note { id: NoteId::generate(), text, created_at: kernel::db::now() };
-        persistence::insert(txn, &note).await.context("failed to insert a note")?;
-        let event = NoteAdded { note_id: note.id.as_uuid(), text: note.text.as_str().to_owned() };
-        self.outbox.publish(txn, &event, cause).await?;
-        tracing::info!(note.id = %note.id, "note added");
-        Ok(note)
+    /// The development endpoints: the customer completes (`success`) or fails the action the fake
+    /// provider requires, and the answer reaches the payment as a webhook's would.
+    #[tracing::instrument(skip_all, fields(payment.id = %id, success))]
+    pub async fn complete_action(&self, id: PaymentId, who: &Principal, success: bool) -> Result<Payment, ActionError> {
+        let fake = match (&self.fake, self.dev_endpoints) {
+            (Some(fake), true) => fake,
+            _ => return Err(ActionError::Unavailable),
+        };
+        let payment = self.get(id, who).await?.ok_or(ActionError::NotFound(id))?;
+        let intent_id = match (&payment.provider_payment_id, payment.status) {
+            (Some(intent), PaymentStatus::RequiresAction) => intent.clone(),
+            (_, status) => return Err(ActionError::WrongState(status)),
+        };
+        let intent = match fake.complete_action(&intent_id, success).await {
+            Ok(intent) => intent,
+            Err(ProviderError::WrongState(_)) => return Err(ActionError::WrongState(payment.status)),
+            Err(e) => return Err(anyhow::Error::new(e).context("the fake provider failed").into()),
+        };
+        let news = ProviderNews {
+            event_id: format!("evt_{}_{}", intent.id, intent.status.as_str()),
+            intent_id,
+            answer: ProviderAnswer::Intent(intent),
+        };
+        self.apply_news(self.provider.name(), news).await?;
+        self.get(id, who).await?.ok_or(ActionError::NotFound(id))
     }
 
-    pub async fn notes(&self) -> anyhow::Result<u64> {
-        persistence::count(&self.db).await.context("failed to count notes")
+    /// Forgets the provider events received before `cutoff` (housekeeping).
+    pub async fn forget_provider_events_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+        persistence::forget_provider_events_before(&self.db, cutoff).await.context("failed to purge provider events")
+    }
+
+    /// The worker: acts on due payments until `shutdown`, woken by the event handlers, else every
+    /// `poll_interval`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if self.work().await > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {
+                    // The delivery that woke the worker may not have committed yet.
+                    for delay in [Duration::ZERO, Duration::from_millis(20), Duration::from_millis(100)] {
+                        tokio::time::sleep(delay).await;
+                        if self.work().await > 0 {
+                            break;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(self.timing.poll_interval) => {}
+            }
+        }
+    }
+
+    /// One round: the fake provider's due answers, then every due payment this worker can claim.
+    /// Returns how much it did; failures are logged and retried later.
+    pub async fn work(&self) -> usize {
+        let mut done = 0;
+        if let Some(fake) = &self.fake {
+            match fake.decide_due().await {
+                Ok(intents) => {
+                    for intent in intents {
+                        let news = ProviderNews {
+                            event_id: format!("evt_{}_{}", intent.id, intent.status.as_str()),
+                            intent_id: intent.id.clone(),
+                            answer: ProviderAnswer::Intent(intent),
+                        };
+                        match self.apply_news(fake_name(), news).await {
+                            Ok(_) => done += 1,
+                            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot apply the fake provider's answer"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot decide the fake provider's intents"),
+            }
+        }
+        let now = kernel::db::now();
+        let due = match persistence::due(&self.db, now, 20).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read due payments");
+                return done;
+            }
+        };
+        for id in due {
+            match persistence::claim(&self.db, id, now, now + LEASE).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a payment");
+                    continue;
+                }
+            }
+            done += 1;
+            if let Err(e) = self.process(id).await {
+                tracing::warn!(payment.id = %id, error = format!("{e:#}"), "payment work failed; retried later");
+            }
+        }
+        done
+    }
+
+    /// Acts on a claimed payment: the provider call first, outside any transaction, then its answer.
+    #[tracing::instrument(skip_all, fields(payment.id = %id))]
+    async fn process(&self, id: PaymentId) -> anyhow::Result<()> {
+        let Some(payment) = persistence::find(&self.db, id, false).await.context("failed to load a payment")? else {
+            return Ok(());
+        };
+        let key = |step: &str| idempotency_key(payment.order_id, payment.attempt, step);
+        let answer = match (payment.status, payment.provider_payment_id.clone()) {
+            (PaymentStatus::Creating, intent_id) => {
+                let Some(method) = payment.payment_method.clone() else {
+                    let failure = Failure::unusable("payment_method_missing", "No payment method was given.");
+                    return self.settle(id, Ok(ProviderAnswer::Refused(failure))).await;
+                };
+                let intent_id = match intent_id {
+                    Some(intent_id) => intent_id,
+                    None => {
+                        let new =
+                            NewIntent { amount: payment.amount, payment_method: method, order_id: payment.order_id, attempt: payment.attempt };
+                        match self.provider.create(&new, &key("create")).await {
+                            Ok(intent) => {
+                                self.record_intent(id, &intent).await?;
+                                intent.id
+                            }
+                            Err(e) => return self.settle(id, answer_of(Err(e))).await,
+                        }
+                    }
+                };
+                match self.provider.confirm(&intent_id, &key("confirm")).await {
+                    // Confirmed before (a crash after the call): read back, never charged again.
+                    Err(ProviderError::WrongState(_)) => answer_of(self.provider.retrieve(&intent_id).await),
+                    answer => answer_of(answer),
+                }
+            }
+            (PaymentStatus::Processing | PaymentStatus::RequiresAction, Some(intent_id)) => {
+                answer_of(self.provider.retrieve(&intent_id).await)
+            }
+            (PaymentStatus::Canceling, None) => {
+                // Nothing was confirmed (at worst an intent created unconfirmed): no money moved.
+                Ok(ProviderAnswer::Refused(Failure::unusable("canceled", "The order ended before the payment was sent.")))
+            }
+            (PaymentStatus::Canceling, Some(intent_id)) => match self.provider.cancel(&intent_id, &key("cancel")).await {
+                // Succeeded meanwhile: the answer says so, and the payment is refunded.
+                Err(ProviderError::WrongState(_)) => answer_of(self.provider.retrieve(&intent_id).await),
+                answer => answer_of(answer),
+            },
+            (PaymentStatus::Refunding, Some(intent_id)) => match self.provider.refund(&intent_id, &key("refund")).await {
+                Ok(refund) if matches!(refund.status.as_str(), "succeeded" | "pending") => {
+                    Ok(ProviderAnswer::Refunded { refund_id: refund.id })
+                }
+                Ok(refund) => Err(anyhow::anyhow!("the provider's refund is {}", refund.status)),
+                Err(e) => Err(anyhow::Error::new(e).context("failed to refund")),
+            },
+            (status, _) => Err(anyhow::anyhow!("nothing to do for a payment {}", status.as_str())),
+        };
+        self.settle(id, answer).await
+    }
+
+    /// Records the intent's id before it is confirmed: a crash after this confirms the same intent.
+    async fn record_intent(&self, id: PaymentId, intent: &Intent) -> anyhow::Result<()> {
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        let Some(mut payment) = persistence::find(&txn, id, true).await.context("failed to load a payment")? else {
+            return Ok(());
+        };
+        if payment.provider_payment_id.is_none() {
+            payment.provider_payment_id = Some(intent.id.clone());
+            persistence::update(&txn, &payment).await.context("failed to save a payment")?;
+        }
+        txn.commit().await.context("failed to record an intent")
+    }
+
+    /// Applies the worker's answer in one transaction with its events, and gives the lease back;
+    /// without an answer (the provider unreachable), tries again later.
+    async fn settle(&self, id: PaymentId, answer: anyhow::Result<ProviderAnswer>) -> anyhow::Result<()> {
+        let now = kernel::db::now();
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        let Some(mut payment) = persistence::find(&txn, id, true).await.context("failed to load a payment")? else {
+            return Ok(());
+        };
+        let before = payment.status;
+        let failed = match answer {
+            Ok(answer) => {
+                self.apply(&txn, &mut payment, &answer).await?;
+                None
+            }
+            Err(e) => Some(e),
+        };
+        if payment.status == before {
+            // Nothing moved: ask again when the status says, or after a backoff if it says now.
+            payment.next_action_at = match payment.status.next_action(now, self.reconcile_after()) {
+                Some(at) if at <= now => Some(now + backoff(payment.provider_calls)),
+                other => other,
+            };
+        }
+        persistence::update_and_release(&txn, &payment).await.context("failed to save a payment")?;
+        self.outbox.commit(txn).await.context("failed to commit a payment")?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kernel::testing::{Engine, TestDatabase, published_of};
-    use migrations::MigratorTrait;
+fn fake_name() -> &'static str {
+    crate::provider::fake::NAME
+}
 
-    #[tokio::test]
-    async fn adding_a_note_stores_it_and_publishes_note_added_in_one_transaction() {
-        let database = TestDatabase::fresh(Engine::Sqlite).await.expect("SQLite is always there");
-        let db = database.connect(crate::NAME).await;
-        migrations::Migrator::up(&db, None).await.expect("migrated");
-        let service = Payments::new(db.clone(), Outbox::new(crate::NAME, db.clone()), 20);
-
-        let note = service.add_note("  hello ").await.expect("added");
-        assert_eq!(note.text.as_str(), "hello");
-        assert!(matches!(service.add_note("far more than twenty characters").await, Err(AddNoteError::Invalid(_))));
-
-        assert_eq!(service.notes().await.expect("counted"), 1, "the refused note wrote nothing");
-        let published = published_of::<NoteAdded>(&db, crate::NAME).await;
-        assert_eq!(published, [NoteAdded { note_id: note.id.as_uuid(), text: "hello".into() }]);
+/// A provider's answer to a call, as the payment reads it: an intent, a refusal (with its intent's
+/// id when known), or no answer.
+fn answer_of(result: Result<Intent, ProviderError>) -> anyhow::Result<ProviderAnswer> {
+    match result {
+        Ok(intent) => Ok(ProviderAnswer::Intent(intent)),
+        Err(ProviderError::Refused { failure, intent: Some(intent) }) => {
+            Ok(ProviderAnswer::Intent(Intent { failure: Some(failure), status: IntentStatus::RequiresPaymentMethod, ..intent }))
+        }
+        Err(ProviderError::Refused { failure, intent: None }) => Ok(ProviderAnswer::Refused(failure)),
+        Err(e) => Err(anyhow::Error::new(e).context("the provider gave no answer")),
     }
+}
+
+/// How long to wait before asking the provider again after the `calls`-th call left the payment
+/// where it was: 1 s, doubling, at most 5 minutes.
+fn backoff(calls: u32) -> chrono::Duration {
+    chrono::Duration::seconds(1i64 << calls.saturating_sub(1).min(8)).min(chrono::Duration::minutes(5))
 }
