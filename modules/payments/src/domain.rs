@@ -64,7 +64,10 @@ impl PaymentStatus {
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| format!("'{s}' is not a payment status"))
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not a payment status"))
     }
 
     /// Sent to the provider and not decided yet: money may still move.
@@ -268,7 +271,12 @@ impl Payment {
 
     /// Applies a provider's answer. A repeat, or an answer the payment has moved past, changes
     /// nothing and tells nothing. Returns what the change tells the other modules, in order.
-    pub fn apply(&mut self, answer: &ProviderAnswer, now: DateTime<Utc>, reconcile_after: chrono::Duration) -> Vec<Outcome> {
+    pub fn apply(
+        &mut self,
+        answer: &ProviderAnswer,
+        now: DateTime<Utc>,
+        reconcile_after: chrono::Duration,
+    ) -> Vec<Outcome> {
         use PaymentStatus as S;
         let before = self.status;
         let mut outcomes = Vec::new();
@@ -281,7 +289,10 @@ impl Payment {
                     IntentStatus::Succeeded => {
                         // Money moved: whatever the payment thought, it is paid now (and refunded
                         // if the order ended).
-                        if matches!(self.status, S::Creating | S::Processing | S::RequiresAction | S::Canceling | S::Failed | S::Canceled) {
+                        if matches!(
+                            self.status,
+                            S::Creating | S::Processing | S::RequiresAction | S::Canceling | S::Failed | S::Canceled
+                        ) {
                             self.status = S::Succeeded;
                             self.paid_at = Some(now);
                             self.failure_code = None;
@@ -307,7 +318,9 @@ impl Payment {
                     }
                     IntentStatus::RequiresPaymentMethod | IntentStatus::Canceled => {
                         let failure = intent.failure.clone().unwrap_or_else(|| match intent.status {
-                            IntentStatus::Canceled => Failure::unusable("payment_intent_canceled", "The payment was canceled."),
+                            IntentStatus::Canceled => {
+                                Failure::unusable("payment_intent_canceled", "The payment was canceled.")
+                            }
                             _ => Failure::declined("payment_failed", "The payment failed."),
                         });
                         self.fail_or_cancel(failure, &mut outcomes);
@@ -360,11 +373,25 @@ mod tests {
 
     fn payment(method: Option<&str>) -> Payment {
         let now = kernel::db::now();
-        Payment::requested(uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), 1, eur(1000), method.map(Into::into), "fake", false, now)
+        Payment::requested(
+            uuid::Uuid::now_v7(),
+            uuid::Uuid::now_v7(),
+            1,
+            eur(1000),
+            method.map(Into::into),
+            "fake",
+            false,
+            now,
+        )
     }
 
     fn intent(status: IntentStatus) -> ProviderAnswer {
-        ProviderAnswer::Intent(Intent { id: "pi_1".into(), status, client_secret: Some("pi_1_secret".into()), failure: None })
+        ProviderAnswer::Intent(Intent {
+            id: "pi_1".into(),
+            status,
+            client_secret: Some("pi_1_secret".into()),
+            failure: None,
+        })
     }
 
     fn apply(p: &mut Payment, answer: ProviderAnswer) -> Vec<Outcome> {

@@ -207,11 +207,16 @@ impl Module for PaymentsModule {
                 if production {
                     tracing::warn!("payments.provider is \"fake\" in production: no money is taken");
                 }
-                let fake = Arc::new(FakeProvider::new(ctx.db.clone(), Duration::from_millis(section.fake.answer_delay_ms)));
+                let fake =
+                    Arc::new(FakeProvider::new(ctx.db.clone(), Duration::from_millis(section.fake.answer_delay_ms)));
                 (fake.clone(), Some(fake), None)
             }
             ProviderKind::Stripe => {
-                let key = section.stripe.api_key.clone().ok_or_else(|| anyhow::anyhow!("payments.stripe.api_key is not set"))?;
+                let key = section
+                    .stripe
+                    .api_key
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("payments.stripe.api_key is not set"))?;
                 let stripe = Arc::new(StripeProvider::new(
                     &section.stripe.api_base,
                     key,
@@ -222,14 +227,8 @@ impl Module for PaymentsModule {
         };
         let dev_endpoints = fake.is_some() && !production;
         let service = Payments::new(ctx.db, ctx.outbox, provider, fake, dev_endpoints, timing);
-        let webhook = http::StripeWebhook {
-            secret: stripe.as_ref().and(section.stripe.webhook_secret.clone()),
-        };
-        Ok(Box::new(HostedPayments {
-            service: web::Data::new(service),
-            webhook: web::Data::new(webhook),
-            stripe,
-        }))
+        let webhook = http::StripeWebhook { secret: stripe.as_ref().and(section.stripe.webhook_secret.clone()) };
+        Ok(Box::new(HostedPayments { service: web::Data::new(service), webhook: web::Data::new(webhook), stripe }))
     }
 }
 
@@ -316,10 +315,10 @@ mod tests {
     fn stripe_needs_its_key_and_its_webhook_secret() {
         assert!(PaymentsSection::default().check(DEVELOPMENT).is_ok(), "the fake needs nothing");
         let mut section = PaymentsSection { provider: ProviderKind::Stripe, ..Default::default() };
-        let missing = section.check(DEVELOPMENT).err().expect("refused");
+        let missing = section.check(DEVELOPMENT).expect_err("refused");
         assert_eq!(missing.key, "payments.stripe.api_key");
         section.stripe.api_key = Some("sk_test_1".into());
-        let missing = section.check(DEVELOPMENT).err().expect("refused");
+        let missing = section.check(DEVELOPMENT).expect_err("refused");
         assert_eq!(missing.key, "payments.stripe.webhook_secret");
         section.stripe.webhook_secret = Some("whsec_1".into());
         assert!(section.check(Checks { production: true }).is_ok());

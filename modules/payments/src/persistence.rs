@@ -1,8 +1,8 @@
 //! The payments module's tables and queries. Entities never leave this file.
 
 use chrono::{DateTime, Utc};
-use sea_orm::entity::prelude::*;
 use sea_orm::ExprTrait;
+use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 
@@ -426,7 +426,12 @@ pub mod fake {
         Ok(fake_request::Entity::find_by_id(key.to_owned()).one(db).await?.map(|m| m.response))
     }
 
-    pub async fn remember<C: ConnectionTrait>(db: &C, key: &str, response: &str, now: DateTime<Utc>) -> Result<(), DbErr> {
+    pub async fn remember<C: ConnectionTrait>(
+        db: &C,
+        key: &str,
+        response: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
         let row = fake_request::ActiveModel {
             idempotency_key: Set(key.to_owned()),
             response: Set(response.to_owned()),

@@ -163,7 +163,12 @@ impl Payments {
 
     /// Applies `answer` to the payment and publishes what it tells, in `txn`: the one function
     /// every provider answer goes through. A repeat changes nothing and publishes nothing.
-    async fn apply(&self, txn: &DatabaseTransaction, payment: &mut Payment, answer: &ProviderAnswer) -> anyhow::Result<()> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        payment: &mut Payment,
+        answer: &ProviderAnswer,
+    ) -> anyhow::Result<()> {
         let now = kernel::db::now();
         let before = payment.status;
         for outcome in payment.apply(answer, now, self.reconcile_after()) {
@@ -327,7 +332,9 @@ impl Payments {
                         };
                         match self.apply_news(fake_name(), news).await {
                             Ok(_) => done += 1,
-                            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot apply the fake provider's answer"),
+                            Err(e) => {
+                                tracing::warn!(error = format!("{e:#}"), "cannot apply the fake provider's answer")
+                            }
                         }
                     }
                 }
@@ -375,8 +382,12 @@ impl Payments {
                 let intent_id = match intent_id {
                     Some(intent_id) => intent_id,
                     None => {
-                        let new =
-                            NewIntent { amount: payment.amount, payment_method: method, order_id: payment.order_id, attempt: payment.attempt };
+                        let new = NewIntent {
+                            amount: payment.amount,
+                            payment_method: method,
+                            order_id: payment.order_id,
+                            attempt: payment.attempt,
+                        };
                         match self.provider.create(&new, &key("create")).await {
                             Ok(intent) => {
                                 self.record_intent(id, &intent).await?;
@@ -397,14 +408,19 @@ impl Payments {
             }
             (PaymentStatus::Canceling, None) => {
                 // Nothing was confirmed (at worst an intent created unconfirmed): no money moved.
-                Ok(ProviderAnswer::Refused(Failure::unusable("canceled", "The order ended before the payment was sent.")))
+                Ok(ProviderAnswer::Refused(Failure::unusable(
+                    "canceled",
+                    "The order ended before the payment was sent.",
+                )))
             }
-            (PaymentStatus::Canceling, Some(intent_id)) => match self.provider.cancel(&intent_id, &key("cancel")).await {
+            (PaymentStatus::Canceling, Some(intent_id)) => match self.provider.cancel(&intent_id, &key("cancel")).await
+            {
                 // Succeeded meanwhile: the answer says so, and the payment is refunded.
                 Err(ProviderError::WrongState(_)) => answer_of(self.provider.retrieve(&intent_id).await),
                 answer => answer_of(answer),
             },
-            (PaymentStatus::Refunding, Some(intent_id)) => match self.provider.refund(&intent_id, &key("refund")).await {
+            (PaymentStatus::Refunding, Some(intent_id)) => match self.provider.refund(&intent_id, &key("refund")).await
+            {
                 Ok(refund) if matches!(refund.status.as_str(), "succeeded" | "pending") => {
                     Ok(ProviderAnswer::Refunded { refund_id: refund.id })
                 }
@@ -470,9 +486,11 @@ fn fake_name() -> &'static str {
 fn answer_of(result: Result<Intent, ProviderError>) -> anyhow::Result<ProviderAnswer> {
     match result {
         Ok(intent) => Ok(ProviderAnswer::Intent(intent)),
-        Err(ProviderError::Refused { failure, intent: Some(intent) }) => {
-            Ok(ProviderAnswer::Intent(Intent { failure: Some(failure), status: IntentStatus::RequiresPaymentMethod, ..intent }))
-        }
+        Err(ProviderError::Refused { failure, intent: Some(intent) }) => Ok(ProviderAnswer::Intent(Intent {
+            failure: Some(failure),
+            status: IntentStatus::RequiresPaymentMethod,
+            ..*intent
+        })),
         Err(ProviderError::Refused { failure, intent: None }) => Ok(ProviderAnswer::Refused(failure)),
         Err(e) => Err(anyhow::Error::new(e).context("the provider gave no answer")),
     }
@@ -482,4 +500,305 @@ fn answer_of(result: Result<Intent, ProviderError>) -> anyhow::Result<ProviderAn
 /// where it was: 1 s, doubling, at most 5 minutes.
 fn backoff(calls: u32) -> chrono::Duration {
     chrono::Duration::seconds(1i64 << calls.saturating_sub(1).min(8)).min(chrono::Duration::minutes(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::web;
+    use contracts::{Currency, IntegrationEvent};
+    use kernel::testing::{Engine, TestDatabase, published_of};
+    use kernel::{Envelope, Role};
+    use migrations::MigratorTrait;
+    use orders_contracts::{OrderCancelled, OrderPaymentRequested};
+    use payments_contracts::{PaymentActionRequired, PaymentFailed, PaymentRefunded, PaymentSucceeded};
+
+    use crate::NAME;
+    use crate::events::{PaymentsEvents, routes};
+
+    struct Shop {
+        _database: TestDatabase,
+        db: DatabaseConnection,
+        fake: Arc<FakeProvider>,
+        payments: web::Data<Payments>,
+    }
+
+    async fn shop(answer_delay_ms: u64) -> Shop {
+        let database = TestDatabase::fresh(Engine::Sqlite).await.expect("SQLite is always there");
+        let db = database.connect(NAME).await;
+        migrations::Migrator::up(&db, None).await.expect("migrated");
+        let fake = Arc::new(FakeProvider::new(db.clone(), Duration::from_millis(answer_delay_ms)));
+        let timing = Timing { poll_interval: Duration::from_secs(1), reconcile_after: Duration::from_secs(60) };
+        let payments =
+            Payments::new(db.clone(), Outbox::new(NAME, db.clone()), fake.clone(), Some(fake.clone()), true, timing);
+        Shop { _database: database, db, fake, payments: web::Data::new(payments) }
+    }
+
+    impl Shop {
+        async fn deliver<E: IntegrationEvent>(&self, event: &E) {
+            let envelope = Envelope::new(event).expect("serialises");
+            let txn = kernel::db::begin_write(&self.db).await.expect("a transaction");
+            routes().bind(PaymentsEvents(self.payments.clone())).handle(&txn, &envelope).await.expect("handled");
+            txn.commit().await.expect("committed");
+        }
+
+        /// Runs the worker until it finds nothing to do.
+        async fn work(&self) {
+            for _ in 0..10 {
+                if self.payments.work().await == 0 {
+                    return;
+                }
+            }
+            panic!("the worker never ran out of work");
+        }
+
+        async fn payments_of(&self, order_id: Uuid) -> Vec<Payment> {
+            persistence::of_order(&self.db, order_id, false).await.expect("read")
+        }
+
+        async fn only_payment(&self, order_id: Uuid) -> Payment {
+            let mut payments = self.payments_of(order_id).await;
+            assert_eq!(payments.len(), 1, "{payments:?}");
+            payments.remove(0)
+        }
+
+        async fn succeeded(&self) -> Vec<PaymentSucceeded> {
+            published_of(&self.db, NAME).await
+        }
+
+        async fn refunded(&self) -> Vec<PaymentRefunded> {
+            published_of(&self.db, NAME).await
+        }
+    }
+
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, Currency::parse("EUR").expect("valid")).expect("valid")
+    }
+
+    fn requested(order_id: Uuid, method: Option<&str>, attempt: u32) -> OrderPaymentRequested {
+        OrderPaymentRequested {
+            order_id,
+            user_id: Uuid::from_u128(7),
+            amount: eur(1299),
+            payment_method: method.map(Into::into),
+            attempt,
+        }
+    }
+
+    fn cancelled(order_id: Uuid) -> OrderCancelled {
+        OrderCancelled { order_id, user_id: Uuid::from_u128(7), items: Vec::new() }
+    }
+
+    fn owner() -> Principal {
+        Principal { user_id: Uuid::from_u128(7), role: Role::Customer }
+    }
+
+    #[tokio::test]
+    async fn a_payment_succeeds_once_however_often_the_handler_and_the_worker_run() {
+        let shop = shop(0).await;
+        let order = Uuid::now_v7();
+        shop.deliver(&requested(order, Some("pm_card_visa"), 1)).await;
+        shop.deliver(&requested(order, Some("pm_card_visa"), 1)).await;
+        shop.work().await;
+        shop.work().await;
+        let payment = shop.only_payment(order).await;
+        assert_eq!(payment.status, PaymentStatus::Succeeded);
+        assert!(payment.provider_payment_id.as_deref().is_some_and(|id| id.starts_with("pi_fake_")));
+        let succeeded = shop.succeeded().await;
+        assert_eq!(succeeded.len(), 1);
+        assert_eq!((succeeded[0].order_id, succeeded[0].attempt, succeeded[0].amount), (order, 1, eur(1299)));
+        // Another attempt of a paid order starts nothing.
+        shop.deliver(&requested(order, Some("pm_card_visa"), 2)).await;
+        shop.work().await;
+        assert_eq!(shop.payments_of(order).await.len(), 1);
+        assert_eq!(shop.succeeded().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_decline_fails_the_order_and_an_unusable_method_lets_another_be_tried() {
+        let shop = shop(0).await;
+        let declined = Uuid::now_v7();
+        shop.deliver(&requested(declined, Some("pm_card_chargeDeclinedInsufficientFunds"), 1)).await;
+        let unknown = Uuid::now_v7();
+        shop.deliver(&requested(unknown, Some("card_4242"), 1)).await;
+        let waiting = Uuid::now_v7();
+        shop.deliver(&requested(waiting, None, 1)).await;
+        shop.work().await;
+
+        let failed: Vec<PaymentFailed> = published_of(&shop.db, NAME).await;
+        let summary: Vec<_> = failed.iter().map(|f| (f.order_id, f.code.as_str(), f.retryable)).collect();
+        assert_eq!(summary, [(declined, "insufficient_funds", false), (unknown, "resource_missing", true)]);
+        let payment = shop.only_payment(declined).await;
+        assert_eq!(
+            (payment.status, payment.failure_code.as_deref()),
+            (PaymentStatus::Failed, Some("insufficient_funds"))
+        );
+        assert_eq!(shop.only_payment(waiting).await.status, PaymentStatus::RequiresPaymentMethod, "nothing sent");
+
+        shop.deliver(&requested(unknown, Some("pm_card_mastercard"), 2)).await;
+        shop.work().await;
+        let attempts: Vec<_> = shop.payments_of(unknown).await.iter().map(|p| p.status).collect();
+        assert_eq!(attempts, [PaymentStatus::Failed, PaymentStatus::Succeeded]);
+        assert_eq!(shop.succeeded().await.iter().map(|s| s.attempt).collect::<Vec<_>>(), [2]);
+    }
+
+    #[tokio::test]
+    async fn an_order_cancelled_before_its_payment_charges_nothing() {
+        let shop = shop(0).await;
+        let order = Uuid::now_v7();
+        shop.deliver(&requested(order, Some("pm_card_visa"), 1)).await;
+        shop.deliver(&cancelled(order)).await;
+        assert_eq!(shop.only_payment(order).await.status, PaymentStatus::Canceling);
+        shop.work().await;
+        let payment = shop.only_payment(order).await;
+        assert_eq!((payment.status, payment.provider_payment_id), (PaymentStatus::Canceled, None));
+        // A request after the end (a redelivery overtaken by the cancel) is never charged.
+        let late = Uuid::now_v7();
+        shop.deliver(&cancelled(late)).await;
+        shop.deliver(&requested(late, Some("pm_card_visa"), 1)).await;
+        shop.work().await;
+        assert_eq!(shop.only_payment(late).await.status, PaymentStatus::Canceled);
+        assert!(shop.succeeded().await.is_empty());
+
+        // Waiting for the customer's action: the intent is canceled with the provider.
+        let pending = Uuid::now_v7();
+        shop.deliver(&requested(pending, Some("pm_card_threeDSecure2Required"), 1)).await;
+        shop.work().await;
+        let payment = shop.only_payment(pending).await;
+        assert_eq!(payment.status, PaymentStatus::RequiresAction);
+        let asked: Vec<PaymentActionRequired> = published_of(&shop.db, NAME).await;
+        assert_eq!(asked.len(), 1);
+        assert_eq!(Some(&asked[0].client_secret), payment.client_secret.as_ref());
+        shop.deliver(&cancelled(pending)).await;
+        shop.work().await;
+        assert_eq!(shop.only_payment(pending).await.status, PaymentStatus::Canceled);
+        let intent =
+            shop.fake.retrieve(payment.provider_payment_id.as_deref().expect("an intent")).await.expect("read");
+        assert_eq!(intent.status, IntentStatus::Canceled);
+        assert!(shop.succeeded().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_paid_order_cancelled_is_refunded_once() {
+        let shop = shop(0).await;
+        let order = Uuid::now_v7();
+        shop.deliver(&requested(order, Some("pm_card_visa"), 1)).await;
+        shop.work().await;
+        shop.deliver(&cancelled(order)).await;
+        shop.deliver(&cancelled(order)).await;
+        shop.work().await;
+        shop.work().await;
+        let payment = shop.only_payment(order).await;
+        assert_eq!(payment.status, PaymentStatus::Refunded);
+        assert!(payment.refund_id.as_deref().is_some_and(|id| id.starts_with("re_fake_")));
+        let refunded = shop.refunded().await;
+        assert_eq!(refunded.len(), 1);
+        assert_eq!((refunded[0].order_id, refunded[0].amount), (order, eur(1299)));
+        assert_eq!(shop.succeeded().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_success_that_comes_after_the_order_ended_is_told_and_refunded() {
+        let shop = shop(0).await;
+        let order = Uuid::now_v7();
+        shop.deliver(&requested(order, Some("pm_card_authenticationRequired"), 1)).await;
+        shop.work().await;
+        let intent = shop.only_payment(order).await.provider_payment_id.expect("an intent");
+        // The order times out while the customer completes the action with the provider.
+        shop.deliver(&cancelled(order)).await;
+        shop.fake.complete_action(&intent, true).await.expect("completed");
+        // The worker's cancel finds the intent succeeded: it is paid, then refunded.
+        shop.work().await;
+        let payment = shop.only_payment(order).await;
+        assert_eq!(payment.status, PaymentStatus::Refunded);
+        assert!(payment.paid_at.is_some() && payment.refunded_at.is_some());
+        assert_eq!(shop.succeeded().await.len(), 1, "the order shows it was paid");
+        assert_eq!(shop.refunded().await.len(), 1);
+        // The provider's news of the success, late, changes nothing more.
+        let news = ProviderNews {
+            event_id: "evt_late".into(),
+            intent_id: intent.clone(),
+            answer: ProviderAnswer::Intent(shop.fake.retrieve(&intent).await.expect("read")),
+        };
+        assert_eq!(shop.payments.apply_news("fake", news).await.expect("applied"), NewsApplied::Applied);
+        shop.work().await;
+        assert_eq!((shop.succeeded().await.len(), shop.refunded().await.len()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn the_same_provider_event_twice_has_one_effect() {
+        let shop = shop(0).await;
+        let order = Uuid::now_v7();
+        shop.deliver(&requested(order, Some("pm_card_threeDSecure2Required"), 1)).await;
+        shop.work().await;
+        let intent_id = shop.only_payment(order).await.provider_payment_id.expect("an intent");
+        let intent = shop.fake.complete_action(&intent_id, true).await.expect("completed");
+        let news = ProviderNews { event_id: "evt_1".into(), intent_id, answer: ProviderAnswer::Intent(intent) };
+        assert_eq!(shop.payments.apply_news("fake", news.clone()).await.expect("applied"), NewsApplied::Applied);
+        assert_eq!(shop.payments.apply_news("fake", news.clone()).await.expect("applied"), NewsApplied::Repeat);
+        assert_eq!(shop.only_payment(order).await.status, PaymentStatus::Succeeded);
+        assert_eq!(shop.succeeded().await.len(), 1);
+        // A new event saying the same is applied, and changes nothing.
+        let again = ProviderNews { event_id: "evt_2".into(), ..news.clone() };
+        assert_eq!(shop.payments.apply_news("fake", again).await.expect("applied"), NewsApplied::Applied);
+        assert_eq!(shop.succeeded().await.len(), 1);
+        let stranger = ProviderNews { event_id: "evt_3".into(), intent_id: "pi_other".into(), ..news };
+        assert_eq!(shop.payments.apply_news("fake", stranger).await.expect("applied"), NewsApplied::UnknownPayment);
+    }
+
+    #[tokio::test]
+    async fn the_customer_completes_or_fails_the_action_through_the_development_endpoints() {
+        let shop = shop(0).await;
+        let (paid, failed) = (Uuid::now_v7(), Uuid::now_v7());
+        shop.deliver(&requested(paid, Some("pm_card_threeDSecure2Required"), 1)).await;
+        shop.deliver(&requested(failed, Some("pm_card_threeDSecure2Required"), 1)).await;
+        shop.work().await;
+        let id = shop.only_payment(paid).await.id;
+        let stranger = Principal { user_id: Uuid::from_u128(8), role: Role::Customer };
+        assert!(matches!(shop.payments.complete_action(id, &stranger, true).await, Err(ActionError::NotFound(_))));
+        let payment = shop.payments.complete_action(id, &owner(), true).await.expect("completed");
+        assert_eq!(payment.status, PaymentStatus::Succeeded);
+        assert!(matches!(
+            shop.payments.complete_action(id, &owner(), false).await,
+            Err(ActionError::WrongState(PaymentStatus::Succeeded))
+        ));
+
+        let id = shop.only_payment(failed).await.id;
+        let payment = shop.payments.complete_action(id, &owner(), false).await.expect("failed");
+        assert_eq!(payment.status, PaymentStatus::Failed);
+        let failures: Vec<PaymentFailed> = published_of(&shop.db, NAME).await;
+        assert_eq!(failures.len(), 1);
+        assert_eq!(
+            (failures[0].code.as_str(), failures[0].retryable),
+            ("payment_intent_authentication_failure", false)
+        );
+        assert_eq!(shop.succeeded().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_delayed_answer_reaches_the_payment_the_way_a_webhook_does() {
+        let shop = shop(30).await;
+        let order = Uuid::now_v7();
+        shop.deliver(&requested(order, Some("pm_card_visa"), 1)).await;
+        shop.work().await;
+        assert_eq!(shop.only_payment(order).await.status, PaymentStatus::Processing);
+        assert!(shop.succeeded().await.is_empty());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        shop.work().await;
+        shop.work().await;
+        assert_eq!(shop.only_payment(order).await.status, PaymentStatus::Succeeded);
+        assert_eq!(shop.succeeded().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn two_workers_claim_a_payment_once() {
+        let shop = shop(0).await;
+        let order = Uuid::now_v7();
+        shop.deliver(&requested(order, Some("pm_card_visa"), 1)).await;
+        let id = shop.only_payment(order).await.id;
+        let now = kernel::db::now();
+        assert!(persistence::claim(&shop.db, id, now, now + LEASE).await.expect("claimed"));
+        assert!(!persistence::claim(&shop.db, id, now, now + LEASE).await.expect("refused"), "leased");
+        assert_eq!(shop.payments.work().await, 0, "the worker leaves a leased payment alone");
+    }
 }

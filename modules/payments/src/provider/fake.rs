@@ -41,7 +41,9 @@ enum Behaviour {
 
 fn behaviour(payment_method: &str) -> Result<Behaviour, Failure> {
     match payment_method {
-        "pm_card_chargeDeclined" => Ok(Behaviour::Decline(Failure::declined("card_declined", "Your card was declined."))),
+        "pm_card_chargeDeclined" => {
+            Ok(Behaviour::Decline(Failure::declined("card_declined", "Your card was declined.")))
+        }
         "pm_card_chargeDeclinedInsufficientFunds" => {
             Ok(Behaviour::Decline(Failure::declined("insufficient_funds", "Your card has insufficient funds.")))
         }
@@ -76,7 +78,7 @@ impl FakeProvider {
             Remembered::Intent { id } => Ok(self.retrieve(&id).await?),
             Remembered::Refused { code, message, retryable, intent } => {
                 let intent = match intent {
-                    Some(id) => Some(self.retrieve(&id).await?),
+                    Some(id) => Some(Box::new(self.retrieve(&id).await?)),
                     None => None,
                 };
                 Err(ProviderError::Refused { failure: Failure { code, message, retryable }, intent })
@@ -96,13 +98,12 @@ impl FakeProvider {
     }
 
     async fn load(&self, id: &str) -> Result<FakeIntentRow, ProviderError> {
-        persistence::fake::find(&self.db, id, false)
-            .await
-            .context("failed to read an intent")?
-            .ok_or_else(|| ProviderError::Refused {
+        persistence::fake::find(&self.db, id, false).await.context("failed to read an intent")?.ok_or_else(|| {
+            ProviderError::Refused {
                 failure: Failure::unusable("resource_missing", format!("No such payment_intent: '{id}'")),
                 intent: None,
-            })
+            }
+        })
     }
 
     async fn save(&self, row: &FakeIntentRow) -> Result<(), ProviderError> {
@@ -218,7 +219,10 @@ impl PaymentProvider for FakeProvider {
         // Of two concurrent creates with one key, the first remembered is the answer to both (the
         // other intent stays unconfirmed: no money).
         if !self.remember(key, &Remembered::Intent { id: row.id.clone() }).await? {
-            return self.replay(key).await?.unwrap_or_else(|| Err(anyhow::anyhow!("a key vanished after a conflict").into()));
+            return self
+                .replay(key)
+                .await?
+                .unwrap_or_else(|| Err(anyhow::anyhow!("a key vanished after a conflict").into()));
         }
         Ok(intent(&row))
     }
@@ -234,7 +238,8 @@ impl PaymentProvider for FakeProvider {
             // Confirmed already: read back, never charged again.
             _ => return Ok(intent(&row)),
         }
-        let delayed = !self.answer_delay.is_zero() && !matches!(behaviour(&row.payment_method), Ok(Behaviour::RequireAction));
+        let delayed =
+            !self.answer_delay.is_zero() && !matches!(behaviour(&row.payment_method), Ok(Behaviour::RequireAction));
         if delayed {
             row.status = IntentStatus::Processing.as_str().to_owned();
             row.decide_at = Some(kernel::db::now() + self.answer_delay);
@@ -252,12 +257,15 @@ impl PaymentProvider for FakeProvider {
             None => Remembered::Intent { id: row.id.clone() },
         };
         if !self.remember(key, &remembered).await? {
-            return self.replay(key).await?.unwrap_or_else(|| Err(anyhow::anyhow!("a key vanished after a conflict").into()));
+            return self
+                .replay(key)
+                .await?
+                .unwrap_or_else(|| Err(anyhow::anyhow!("a key vanished after a conflict").into()));
         }
         self.save(&row).await?;
         match answer.failure.clone() {
             // Stripe answers a decline with HTTP 402 naming the intent.
-            Some(failure) => Err(ProviderError::Refused { failure, intent: Some(answer) }),
+            Some(failure) => Err(ProviderError::Refused { failure, intent: Some(Box::new(answer)) }),
             None => Ok(answer),
         }
     }
@@ -392,7 +400,10 @@ mod tests {
         let paid = fake.confirm(&first.id, "o:1:confirm").await.expect("paid");
         let replayed = fake.confirm(&first.id, "o:1:confirm").await.expect("replayed");
         let other_key = fake.confirm(&first.id, "o:1:confirm-again").await.expect("read back");
-        assert_eq!((paid.status, replayed.status, other_key.status), (IntentStatus::Succeeded, IntentStatus::Succeeded, IntentStatus::Succeeded));
+        assert_eq!(
+            (paid.status, replayed.status, other_key.status),
+            (IntentStatus::Succeeded, IntentStatus::Succeeded, IntentStatus::Succeeded)
+        );
         assert!(matches!(fake.cancel(&first.id, "o:1:cancel").await, Err(ProviderError::WrongState(_))));
 
         let refund = fake.refund(&first.id, "o:1:refund").await.expect("refunded");

@@ -34,7 +34,7 @@ pub enum ProviderError {
     /// The provider refused the request (a decline, an unknown payment method): asking again
     /// gives the same answer. The intent, when the provider named it.
     #[error("refused by the provider: {} ({})", .failure.code, .failure.message)]
-    Refused { failure: Failure, intent: Option<Intent> },
+    Refused { failure: Failure, intent: Option<Box<Intent>> },
     /// The intent is not in a state that allows the call (canceling a succeeded one, say): read it.
     #[error("the intent is in another state: {0}")]
     WrongState(String),

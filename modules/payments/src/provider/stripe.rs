@@ -142,7 +142,7 @@ impl StripeProvider {
         let code = error.code.clone().unwrap_or_default();
         match status.as_u16() {
             402 => {
-                let intent = error.payment_intent.take().map(|pi| pi.into_intent());
+                let intent = error.payment_intent.take().map(|pi| Box::new(pi.into_intent()));
                 ProviderError::Refused { failure: error.failure(false), intent }
             }
             401 | 403 | 408 | 409 | 429 | 500.. => ProviderError::Unavailable(anyhow::anyhow!(
@@ -191,8 +191,16 @@ impl PaymentProvider for StripeProvider {
         let intent: PaymentIntent =
             self.post("/v1/payment_intents", &form, key).await.map_err(|e| self.refused(e, false))?;
         // A key reused with another request would be refused by Stripe; this guards the rest.
-        if intent.amount != new.amount.amount_minor() || !intent.currency.eq_ignore_ascii_case(new.amount.currency().code()) {
-            return Err(anyhow::anyhow!("Stripe's intent {} is for {} {}, not the order's amount", intent.id, intent.amount, intent.currency).into());
+        if intent.amount != new.amount.amount_minor()
+            || !intent.currency.eq_ignore_ascii_case(new.amount.currency().code())
+        {
+            return Err(anyhow::anyhow!(
+                "Stripe's intent {} is for {} {}, not the order's amount",
+                intent.id,
+                intent.amount,
+                intent.currency
+            )
+            .into());
         }
         Ok(intent.into_intent())
     }
@@ -212,7 +220,9 @@ impl PaymentProvider for StripeProvider {
     async fn refund(&self, id: &str, key: &str) -> Result<Refund, ProviderError> {
         let form = [("payment_intent", id.to_owned())];
         match self.post::<RefundObject>("/v1/refunds", &form, key).await {
-            Ok(refund) => Ok(Refund { id: Some(refund.id), status: refund.status.unwrap_or_else(|| "succeeded".into()) }),
+            Ok(refund) => {
+                Ok(Refund { id: Some(refund.id), status: refund.status.unwrap_or_else(|| "succeeded".into()) })
+            }
             // Refunded already (from the dashboard, say): the money is back all the same.
             Err((_, error)) if error.code.as_deref() == Some("charge_already_refunded") => {
                 Ok(Refund { id: None, status: "succeeded".into() })
@@ -222,7 +232,8 @@ impl PaymentProvider for StripeProvider {
     }
 
     async fn retrieve(&self, id: &str) -> Result<Intent, ProviderError> {
-        let request = self.http.get(self.url(&format!("/v1/payment_intents/{id}"))).bearer_auth(self.api_key.expose_secret());
+        let request =
+            self.http.get(self.url(&format!("/v1/payment_intents/{id}"))).bearer_auth(self.api_key.expose_secret());
         let intent: PaymentIntent = self.send(request).await.map_err(|e| self.refused(e, false))?;
         Ok(intent.into_intent())
     }
@@ -396,7 +407,9 @@ pub(crate) mod tests {
             r#"{"id":"evt_2","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":"pi_1","refunds":{"data":[{"id":"re_1","status":"succeeded"}]}}}}"#,
         )
         .expect("parses");
-        assert!(matches!(refunded.news(), Ok(News::Refunded { intent_id, refund_id: Some(r) }) if intent_id == "pi_1" && r == "re_1"));
+        assert!(
+            matches!(refunded.news(), Ok(News::Refunded { intent_id, refund_id: Some(r) }) if intent_id == "pi_1" && r == "re_1")
+        );
         let other: Event =
             serde_json::from_str(r#"{"id":"evt_3","type":"customer.created","data":{"object":{}}}"#).expect("parses");
         assert!(matches!(other.news(), Ok(News::Ignored)));
