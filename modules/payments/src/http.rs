@@ -248,3 +248,107 @@ pub async fn stripe_webhook(
     payments.apply_news(stripe::NAME, ProviderNews { event_id, intent_id, answer }).await?;
     Ok(HttpResponse::Ok().finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use actix_web::{App, test};
+    use kernel::Outbox;
+    use kernel::testing::{Engine, TestDatabase, published_of};
+    use migrations::MigratorTrait;
+    use payments_contracts::PaymentSucceeded;
+
+    use super::*;
+    use crate::persistence;
+    use crate::provider::stripe::StripeProvider;
+    use crate::service::{PaymentRequest, Timing};
+
+    const SECRET: &str = "whsec_test";
+
+    /// A payment sent to Stripe as `pi_1`, and the webhook that hears about it.
+    async fn stripe_shop() -> (TestDatabase, sea_orm::DatabaseConnection, web::Data<Payments>) {
+        let database = TestDatabase::fresh(Engine::Sqlite).await.expect("SQLite is always there");
+        let db = database.connect(crate::NAME).await;
+        migrations::Migrator::up(&db, None).await.expect("migrated");
+        // Never called: the worker does not run here.
+        let stripe =
+            StripeProvider::new("http://127.0.0.1:9", "sk_test_1".into(), Duration::from_secs(1)).expect("a client");
+        let timing = Timing { poll_interval: Duration::from_secs(1), reconcile_after: Duration::from_secs(60) };
+        let payments =
+            Payments::new(db.clone(), Outbox::new(crate::NAME, db.clone()), Arc::new(stripe), None, false, timing);
+        let order_id = Uuid::now_v7();
+        let request = PaymentRequest {
+            order_id,
+            user_id: Uuid::now_v7(),
+            amount: Money::new(500, contracts::Currency::parse("EUR").expect("valid")).expect("valid"),
+            payment_method: Some("pm_card_visa".into()),
+            attempt: 1,
+        };
+        let txn = kernel::db::begin_write(&db).await.expect("a transaction");
+        payments.request_payment(&txn, request).await.expect("requested");
+        let mut payment = persistence::of_order(&txn, order_id, false).await.expect("read").remove(0);
+        payment.provider_payment_id = Some("pi_1".into());
+        payment.status = PaymentStatus::Processing;
+        persistence::update(&txn, &payment).await.expect("saved");
+        txn.commit().await.expect("committed");
+        (database, db, web::Data::new(payments))
+    }
+
+    fn succeeded(event_id: &str) -> String {
+        format!(
+            r#"{{"id":"{event_id}","object":"event","type":"payment_intent.succeeded","data":{{"object":{{"id":"pi_1","object":"payment_intent","status":"succeeded","client_secret":"pi_1_secret_x","amount":500,"currency":"eur","last_payment_error":null}}}}}}"#
+        )
+    }
+
+    fn signed(body: &str, secret: &str) -> String {
+        crate::provider::stripe::tests::sign(body.as_bytes(), secret.as_bytes(), Utc::now().timestamp())
+    }
+
+    #[actix_web::test]
+    async fn the_webhook_acts_only_on_a_valid_signature_and_once_per_event() {
+        let (_database, db, payments) = stripe_shop().await;
+        let webhook = web::Data::new(StripeWebhook { secret: Some(SECRET.into()) });
+        let app = test::init_service(App::new().app_data(payments).app_data(webhook).service(stripe_webhook)).await;
+        let post = |body: String, signature: Option<String>| {
+            let mut request = test::TestRequest::post().uri("/payments/webhooks/stripe").set_payload(body);
+            if let Some(signature) = signature {
+                request = request.insert_header(("Stripe-Signature", signature));
+            }
+            request.to_request()
+        };
+
+        let body = succeeded("evt_1");
+        for forged in [None, Some(signed(&body, "whsec_other")), Some(signed(&succeeded("evt_0"), SECRET))] {
+            let response = test::call_service(&app, post(body.clone(), forged)).await;
+            assert_eq!(response.status(), 400);
+            assert_eq!(response.headers().get("content-type").expect("a type"), "application/problem+json");
+        }
+        assert!(published_of::<PaymentSucceeded>(&db, crate::NAME).await.is_empty(), "no effect");
+
+        for _ in 0..2 {
+            let response = test::call_service(&app, post(body.clone(), Some(signed(&body, SECRET)))).await;
+            assert_eq!(response.status(), 200);
+        }
+        assert_eq!(published_of::<PaymentSucceeded>(&db, crate::NAME).await.len(), 1, "one effect");
+
+        let other = r#"{"id":"evt_9","type":"customer.created","data":{"object":{}}}"#.to_owned();
+        let response = test::call_service(&app, post(other.clone(), Some(signed(&other, SECRET)))).await;
+        assert_eq!(response.status(), 200, "acknowledged, ignored");
+    }
+
+    #[actix_web::test]
+    async fn the_webhook_is_not_there_without_stripe() {
+        let (_database, _db, payments) = stripe_shop().await;
+        let webhook = web::Data::new(StripeWebhook { secret: None });
+        let app = test::init_service(App::new().app_data(payments).app_data(webhook).service(stripe_webhook)).await;
+        let body = succeeded("evt_1");
+        let request = test::TestRequest::post()
+            .uri("/payments/webhooks/stripe")
+            .insert_header(("Stripe-Signature", signed(&body, SECRET)))
+            .set_payload(body)
+            .to_request();
+        assert_eq!(test::call_service(&app, request).await.status(), 404);
+    }
+}

@@ -415,3 +415,97 @@ pub(crate) mod tests {
         assert!(matches!(other.news(), Ok(News::Ignored)));
     }
 }
+
+/// Against a Stripe-compatible server: `BAZAAR_TEST_LOCALSTRIPE=http://127.0.0.1:PORT` (localstripe,
+/// see `../shared/STACK-NOTES.md`); skipped when unset.
+#[cfg(test)]
+mod localstripe {
+    use super::*;
+    use crate::domain::Money;
+
+    fn stripe() -> Option<(StripeProvider, String)> {
+        let base = std::env::var("BAZAAR_TEST_LOCALSTRIPE").ok()?;
+        let stripe = StripeProvider::new(&base, "sk_test_bazaar".into(), Duration::from_secs(5)).expect("a client");
+        Some((stripe, base))
+    }
+
+    fn new(method: &str) -> NewIntent {
+        NewIntent {
+            amount: Money::new(1299, contracts::Currency::parse("EUR").expect("valid")).expect("valid"),
+            payment_method: method.into(),
+            order_id: uuid::Uuid::now_v7(),
+            attempt: 1,
+        }
+    }
+
+    fn key(step: &str) -> String {
+        format!("{}:{step}", uuid::Uuid::now_v7())
+    }
+
+    /// A card payment method of localstripe's, by number.
+    async fn card(base: &str, number: &str) -> String {
+        #[derive(Deserialize)]
+        struct Created {
+            id: String,
+        }
+        let form = [
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2040"),
+            ("card[cvc]", "123"),
+        ];
+        let response = reqwest::Client::new()
+            .post(format!("{base}/v1/payment_methods"))
+            .bearer_auth("sk_test_bazaar")
+            .form(&form)
+            .send()
+            .await
+            .expect("localstripe answers");
+        response.json::<Created>().await.expect("a payment method").id
+    }
+
+    #[tokio::test]
+    async fn a_card_is_charged_refunded_declined_or_asked_for_an_action() {
+        let Some((stripe, base)) = stripe() else {
+            eprintln!("skipped: BAZAAR_TEST_LOCALSTRIPE is not set");
+            return;
+        };
+        assert_eq!(stripe.reachable().await, Ok(()));
+
+        let created = stripe.create(&new("pm_card_visa"), &key("create")).await.expect("created");
+        assert_eq!(created.status, IntentStatus::RequiresConfirmation);
+        let paid = stripe.confirm(&created.id, &key("confirm")).await.expect("confirmed");
+        assert_eq!(paid.status, IntentStatus::Succeeded);
+        assert!(matches!(stripe.confirm(&created.id, &key("confirm")).await, Err(ProviderError::WrongState(_))));
+        assert!(matches!(stripe.cancel(&created.id, &key("cancel")).await, Err(ProviderError::WrongState(_))));
+        let refund = stripe.refund(&created.id, &key("refund")).await.expect("refunded");
+        assert!(refund.id.is_some_and(|id| id.starts_with("re_")));
+
+        let declined = stripe.create(&new("pm_card_chargeCustomerFail"), &key("create")).await.expect("created");
+        match stripe.confirm(&declined.id, &key("confirm")).await {
+            Err(ProviderError::Refused { failure, intent }) => {
+                assert_eq!((failure.code.as_str(), failure.retryable), ("card_declined", false));
+                // Stripe names the intent in `error.payment_intent`; localstripe does not.
+                assert!(intent.is_none_or(|i| i.status == IntentStatus::RequiresPaymentMethod));
+            }
+            other => panic!("not declined: {other:?}"),
+        }
+        let read = stripe.retrieve(&declined.id).await.expect("read");
+        assert_eq!(read.status, IntentStatus::RequiresPaymentMethod);
+        assert!(read.failure.is_some_and(|f| !f.retryable));
+
+        let three_d = card(&base, "4000002500003155").await;
+        let pending = stripe.create(&new(&three_d), &key("create")).await.expect("created");
+        let pending = stripe.confirm(&pending.id, &key("confirm")).await.expect("confirmed");
+        assert_eq!(pending.status, IntentStatus::RequiresAction);
+        assert!(pending.client_secret.is_some());
+        let canceled = stripe.cancel(&pending.id, &key("cancel")).await.expect("canceled");
+        assert_eq!(canceled.status, IntentStatus::Canceled);
+
+        match stripe.create(&new("pm_doesNotExist"), &key("create")).await {
+            Err(ProviderError::Refused { failure, .. }) => assert!(failure.retryable, "{failure:?}"),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+}
