@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{Money, Payment, PaymentId, PaymentStatus, ProviderAnswer};
+use crate::provider::fake::CustomerAction;
 use crate::provider::stripe::{self, News};
 use crate::service::{ActionError, Payments, ProviderNews};
 
@@ -150,7 +151,7 @@ pub async fn confirm_payment(
     payments: web::Data<Payments>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<PaymentResponse>, ApiError> {
-    complete(principal, payments, id.into_inner(), true).await
+    complete(principal, payments, id.into_inner(), CustomerAction::Complete).await
 }
 
 /// Development only, with the fake provider: fail the action (3-D Secure) a payment requires, as
@@ -174,17 +175,17 @@ pub async fn fail_payment(
     payments: web::Data<Payments>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<PaymentResponse>, ApiError> {
-    complete(principal, payments, id.into_inner(), false).await
+    complete(principal, payments, id.into_inner(), CustomerAction::Fail).await
 }
 
 async fn complete(
     principal: Principal,
     payments: web::Data<Payments>,
     id: Uuid,
-    success: bool,
+    action: CustomerAction,
 ) -> Result<web::Json<PaymentResponse>, ApiError> {
     let id = PaymentId::from(id);
-    let payment = payments.complete_action(id, &principal, success).await.map_err(|e| match e {
+    let payment = payments.complete_action(id, &principal, action).await.map_err(|e| match e {
         ActionError::NotFound(id) => not_found(id),
         ActionError::Unavailable => ApiError::NotFound("no such endpoint with this payment provider".into()),
         ActionError::WrongState(status) => requires_no_action(status),

@@ -5,9 +5,17 @@
 //! confirms with the provider; the answer is published as `PaymentSucceeded`, `PaymentFailed` or
 //! `PaymentActionRequired` (the customer completes 3-D Secure, then the provider's webhook
 //! decides). `OrderCancelled` cancels an open payment or refunds a paid one (`PaymentRefunded`),
-//! and a success that arrives after the order ended is refunded too. The provider is the embedded
-//! fake (default) or Stripe (`[payments]`, see [`PaymentsSection`]); `service.rs` says how money
+//! and a success that arrives after the order ended is refunded too. `service.rs` says how money
 //! never moves twice.
+//!
+//! The provider is the embedded fake (`payments.provider = "fake"`, the default: Stripe's test
+//! payment methods, no network) or Stripe. For Stripe's test mode:
+//! `BAZAAR__PAYMENTS__PROVIDER=stripe`, `BAZAAR__PAYMENTS__STRIPE__API_KEY=sk_test_…`, and the
+//! webhook's signing secret in `BAZAAR__PAYMENTS__STRIPE__WEBHOOK_SECRET=whsec_…` — the one
+//! `stripe listen --forward-to localhost:8080/payments/webhooks/stripe` prints, or the endpoint's
+//! in the dashboard (events `payment_intent.succeeded`, `payment_intent.payment_failed`,
+//! `charge.refunded`). `payments.stripe.api_base` points at a Stripe-compatible server instead
+//! (localstripe in tests).
 
 mod domain;
 mod events;

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::domain::{Failure, Intent, IntentStatus, Money, Outcome, Payment, PaymentId, PaymentStatus, ProviderAnswer};
 use crate::persistence;
-use crate::provider::fake::FakeProvider;
+use crate::provider::fake::{CustomerAction, FakeProvider};
 use crate::provider::{NewIntent, PaymentProvider, ProviderError, idempotency_key};
 
 /// How the worker paces itself.
@@ -262,10 +262,15 @@ impl Payments {
         persistence::list(&self.db, owner, order_id, after, limit).await.context("failed to list payments")
     }
 
-    /// The development endpoints: the customer completes (`success`) or fails the action the fake
-    /// provider requires, and the answer reaches the payment as a webhook's would.
-    #[tracing::instrument(skip_all, fields(payment.id = %id, success))]
-    pub async fn complete_action(&self, id: PaymentId, who: &Principal, success: bool) -> Result<Payment, ActionError> {
+    /// The development endpoints: the customer completes or fails the action the fake provider
+    /// requires, and the answer reaches the payment as a webhook's would.
+    #[tracing::instrument(skip_all, fields(payment.id = %id, action = ?action))]
+    pub async fn complete_action(
+        &self,
+        id: PaymentId,
+        who: &Principal,
+        action: CustomerAction,
+    ) -> Result<Payment, ActionError> {
         let fake = match (&self.fake, self.dev_endpoints) {
             (Some(fake), true) => fake,
             _ => return Err(ActionError::Unavailable),
@@ -275,7 +280,7 @@ impl Payments {
             (Some(intent), PaymentStatus::RequiresAction) => intent.clone(),
             (_, status) => return Err(ActionError::WrongState(status)),
         };
-        let intent = match fake.complete_action(&intent_id, success).await {
+        let intent = match fake.complete_action(&intent_id, action).await {
             Ok(intent) => intent,
             Err(ProviderError::WrongState(_)) => return Err(ActionError::WrongState(payment.status)),
             Err(e) => return Err(anyhow::Error::new(e).context("the fake provider failed").into()),
@@ -706,7 +711,7 @@ mod tests {
         let intent = shop.only_payment(order).await.provider_payment_id.expect("an intent");
         // The order times out while the customer completes the action with the provider.
         shop.deliver(&cancelled(order)).await;
-        shop.fake.complete_action(&intent, true).await.expect("completed");
+        shop.fake.complete_action(&intent, CustomerAction::Complete).await.expect("completed");
         // The worker's cancel finds the intent succeeded: it is paid, then refunded.
         shop.work().await;
         let payment = shop.only_payment(order).await;
@@ -732,7 +737,7 @@ mod tests {
         shop.deliver(&requested(order, Some("pm_card_threeDSecure2Required"), 1)).await;
         shop.work().await;
         let intent_id = shop.only_payment(order).await.provider_payment_id.expect("an intent");
-        let intent = shop.fake.complete_action(&intent_id, true).await.expect("completed");
+        let intent = shop.fake.complete_action(&intent_id, CustomerAction::Complete).await.expect("completed");
         let news = ProviderNews { event_id: "evt_1".into(), intent_id, answer: ProviderAnswer::Intent(intent) };
         assert_eq!(shop.payments.apply_news("fake", news.clone()).await.expect("applied"), NewsApplied::Applied);
         assert_eq!(shop.payments.apply_news("fake", news.clone()).await.expect("applied"), NewsApplied::Repeat);
@@ -755,16 +760,19 @@ mod tests {
         shop.work().await;
         let id = shop.only_payment(paid).await.id;
         let stranger = Principal { user_id: Uuid::from_u128(8), role: Role::Customer };
-        assert!(matches!(shop.payments.complete_action(id, &stranger, true).await, Err(ActionError::NotFound(_))));
-        let payment = shop.payments.complete_action(id, &owner(), true).await.expect("completed");
+        assert!(matches!(
+            shop.payments.complete_action(id, &stranger, CustomerAction::Complete).await,
+            Err(ActionError::NotFound(_))
+        ));
+        let payment = shop.payments.complete_action(id, &owner(), CustomerAction::Complete).await.expect("completed");
         assert_eq!(payment.status, PaymentStatus::Succeeded);
         assert!(matches!(
-            shop.payments.complete_action(id, &owner(), false).await,
+            shop.payments.complete_action(id, &owner(), CustomerAction::Fail).await,
             Err(ActionError::WrongState(PaymentStatus::Succeeded))
         ));
 
         let id = shop.only_payment(failed).await.id;
-        let payment = shop.payments.complete_action(id, &owner(), false).await.expect("failed");
+        let payment = shop.payments.complete_action(id, &owner(), CustomerAction::Fail).await.expect("failed");
         assert_eq!(payment.status, PaymentStatus::Failed);
         let failures: Vec<PaymentFailed> = published_of(&shop.db, NAME).await;
         assert_eq!(failures.len(), 1);

@@ -27,6 +27,13 @@ use crate::persistence::{self, FakeIntentRow};
 
 pub const NAME: &str = "fake";
 
+/// What the customer does with an action the provider requires (3-D Secure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerAction {
+    Complete,
+    Fail,
+}
+
 pub struct FakeProvider {
     db: DatabaseConnection,
     answer_delay: Duration,
@@ -125,14 +132,14 @@ impl FakeProvider {
         }
     }
 
-    /// The customer completed (`success`) or failed the action an intent requires; the new
-    /// intent, to apply as the provider's news. `WrongState` when it requires none.
-    pub async fn complete_action(&self, id: &str, success: bool) -> Result<Intent, ProviderError> {
+    /// The customer completed or failed the action an intent requires; the new intent, to apply
+    /// as the provider's news. `WrongState` when it requires none.
+    pub async fn complete_action(&self, id: &str, action: CustomerAction) -> Result<Intent, ProviderError> {
         let mut row = self.load(id).await?;
         if row.status != IntentStatus::RequiresAction.as_str() {
             return Err(ProviderError::WrongState(format!("the intent is {}", row.status)));
         }
-        if success {
+        if action == CustomerAction::Complete {
             row.status = IntentStatus::Succeeded.as_str().to_owned();
         } else {
             row.status = IntentStatus::RequiresPaymentMethod.as_str().to_owned();
@@ -379,12 +386,15 @@ mod tests {
         let pending = pay(&fake, "pm_card_threeDSecure2Required").await.expect("answered");
         assert_eq!(pending.status, IntentStatus::RequiresAction);
         assert!(pending.client_secret.as_deref().is_some_and(|s| s.starts_with(&format!("{}_secret_", pending.id))));
-        let done = fake.complete_action(&pending.id, true).await.expect("completed");
+        let done = fake.complete_action(&pending.id, CustomerAction::Complete).await.expect("completed");
         assert_eq!(done.status, IntentStatus::Succeeded);
-        assert!(matches!(fake.complete_action(&pending.id, false).await, Err(ProviderError::WrongState(_))));
+        assert!(matches!(
+            fake.complete_action(&pending.id, CustomerAction::Fail).await,
+            Err(ProviderError::WrongState(_))
+        ));
 
         let pending = pay(&fake, "pm_card_authenticationRequired").await.expect("answered");
-        let failed = fake.complete_action(&pending.id, false).await.expect("failed");
+        let failed = fake.complete_action(&pending.id, CustomerAction::Fail).await.expect("failed");
         assert_eq!(failed.status, IntentStatus::RequiresPaymentMethod);
         let failure = failed.failure.expect("a failure");
         assert_eq!((failure.code.as_str(), failure.retryable), ("payment_intent_authentication_failure", false));
