@@ -184,13 +184,12 @@ fn all(models: Vec<payment::Model>) -> Result<Vec<Payment>, DbErr> {
     models.into_iter().map(from_model).collect()
 }
 
-/// Inserts the payment unless its order's attempt has one already; returns whether it did.
-pub async fn insert_new<C: ConnectionTrait>(db: &C, p: &Payment) -> Result<bool, DbErr> {
+/// Inserts a new payment. A second of the same order's attempt is a unique violation: the caller
+/// looks first (under the lock), so that one only meets a concurrent insert, and retries.
+pub async fn insert<C: ConnectionTrait>(db: &C, p: &Payment) -> Result<(), DbErr> {
     let mut row = to_model(p);
     row.lease_until = Set(None);
-    // The only conflict a fresh id can meet is the unique (order_id, attempt).
-    let inserted = payment::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(db).await?;
-    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+    payment::Entity::insert(row).exec_without_returning(db).await.map(drop)
 }
 
 /// Saves the payment's state; the lease is left as it is.
@@ -299,31 +298,42 @@ pub async fn claim<C: ConnectionTrait>(
     Ok(claimed.rows_affected == 1)
 }
 
+// Insert-or-ignore is not portable here: MySQL counts a duplicate that `ON DUPLICATE KEY UPDATE`
+// leaves alone as a row found, and a failed INSERT aborts a PostgreSQL transaction. So these look
+// first and insert plainly: only a concurrent twin meets the unique key, fails, and is retried.
+
 /// Records that the order ended; returns whether it was news.
 pub async fn end_order<C: ConnectionTrait>(db: &C, order_id: Uuid, now: DateTime<Utc>) -> Result<bool, DbErr> {
+    if order_ended(db, order_id).await? {
+        return Ok(false);
+    }
     let row = ended_order::ActiveModel { order_id: Set(order_id), ended_at: Set(now) };
-    let inserted = ended_order::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(db).await?;
-    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+    ended_order::Entity::insert(row).exec_without_returning(db).await?;
+    Ok(true)
 }
 
 pub async fn order_ended<C: ConnectionTrait>(db: &C, order_id: Uuid) -> Result<bool, DbErr> {
     Ok(ended_order::Entity::find_by_id(order_id).one(db).await?.is_some())
 }
 
-/// Remembers a provider's event; `false` if it was handled already.
+/// Remembers a provider's event; `false` if it was handled already. A concurrent twin fails on
+/// the primary key (and its transaction with it): the provider sends it again, and it is a repeat.
 pub async fn remember_provider_event<C: ConnectionTrait>(
     db: &C,
     provider: &str,
     event_id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
+    if provider_event::Entity::find_by_id((provider.to_owned(), event_id.to_owned())).one(db).await?.is_some() {
+        return Ok(false);
+    }
     let row = provider_event::ActiveModel {
         provider: Set(provider.to_owned()),
         event_id: Set(event_id.to_owned()),
         received_at: Set(now),
     };
-    let inserted = provider_event::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(db).await?;
-    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+    provider_event::Entity::insert(row).exec_without_returning(db).await?;
+    Ok(true)
 }
 
 /// Forgets the provider events received before `cutoff`; returns how many.

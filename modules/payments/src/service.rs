@@ -137,9 +137,8 @@ impl Payments {
             ended,
             kernel::db::now(),
         );
-        if persistence::insert_new(txn, &payment).await.context("failed to insert a payment")? {
-            tracing::info!(payment.id = %payment.id, status = payment.status.as_str(), "payment requested");
-        }
+        persistence::insert(txn, &payment).await.context("failed to insert a payment")?;
+        tracing::info!(payment.id = %payment.id, status = payment.status.as_str(), "payment requested");
         // The delivery commits after this returns: the worker looks again shortly if it is early.
         self.wake.notify_one();
         Ok(())
@@ -529,14 +528,19 @@ mod tests {
     }
 
     async fn shop(answer_delay_ms: u64) -> Shop {
-        let database = TestDatabase::fresh(Engine::Sqlite).await.expect("SQLite is always there");
+        shop_on(Engine::Sqlite, answer_delay_ms).await.expect("SQLite is always there")
+    }
+
+    /// `None` when the engine's server is not there (the test skips).
+    async fn shop_on(engine: Engine, answer_delay_ms: u64) -> Option<Shop> {
+        let database = TestDatabase::fresh(engine).await?;
         let db = database.connect(NAME).await;
         migrations::Migrator::up(&db, None).await.expect("migrated");
         let fake = Arc::new(FakeProvider::new(db.clone(), Duration::from_millis(answer_delay_ms)));
         let timing = Timing { poll_interval: Duration::from_secs(1), reconcile_after: Duration::from_secs(60) };
         let payments =
             Payments::new(db.clone(), Outbox::new(NAME, db.clone()), fake.clone(), Some(fake.clone()), true, timing);
-        Shop { _database: database, db, fake, payments: web::Data::new(payments) }
+        Some(Shop { _database: database, db, fake, payments: web::Data::new(payments) })
     }
 
     impl Shop {
@@ -796,6 +800,51 @@ mod tests {
         shop.work().await;
         assert_eq!(shop.only_payment(order).await.status, PaymentStatus::Succeeded);
         assert_eq!(shop.succeeded().await.len(), 1);
+    }
+
+    /// The statements every engine runs differently: insert-or-ignore, the lease's conditional
+    /// UPDATE, row locks.
+    #[tokio::test]
+    async fn a_payment_is_made_canceled_and_refunded_on_every_engine() {
+        for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+            let Some(shop) = shop_on(engine, 0).await else { continue };
+            let (paid, unpaid) = (Uuid::now_v7(), Uuid::now_v7());
+            shop.deliver(&requested(paid, Some("pm_card_visa"), 1)).await;
+            shop.deliver(&requested(paid, Some("pm_card_visa"), 1)).await;
+            shop.deliver(&requested(unpaid, Some("pm_card_visa"), 1)).await;
+            shop.deliver(&cancelled(unpaid)).await;
+            shop.work().await;
+            assert_eq!(shop.only_payment(paid).await.status, PaymentStatus::Succeeded, "{engine:?}");
+            assert_eq!(shop.only_payment(unpaid).await.status, PaymentStatus::Canceled, "{engine:?}");
+            shop.deliver(&cancelled(paid)).await;
+            shop.work().await;
+            assert_eq!(shop.only_payment(paid).await.status, PaymentStatus::Refunded, "{engine:?}");
+            assert_eq!((shop.succeeded().await.len(), shop.refunded().await.len()), (1, 1), "{engine:?}");
+            let id = shop.only_payment(paid).await.id;
+            let now = kernel::db::now();
+            let news = ProviderNews {
+                event_id: "evt_1".into(),
+                intent_id: "pi_none".into(),
+                answer: ProviderAnswer::Refunded { refund_id: None },
+            };
+            assert_eq!(
+                shop.payments.apply_news("fake", news.clone()).await.expect("applied"),
+                NewsApplied::UnknownPayment
+            );
+            assert_eq!(
+                shop.payments.apply_news("fake", news).await.expect("applied"),
+                NewsApplied::Repeat,
+                "{engine:?}"
+            );
+            // The claim is the statement's: two claims of a due payment, one wins.
+            shop.deliver(&requested(Uuid::now_v7(), Some("pm_card_visa"), 1)).await;
+            let due = persistence::due(&shop.db, now + LEASE, 10).await.expect("read");
+            assert_eq!(due.len(), 1, "{engine:?}");
+            assert_ne!(due[0], id);
+            let later = kernel::db::now();
+            assert!(persistence::claim(&shop.db, due[0], later, later + LEASE).await.expect("claimed"));
+            assert!(!persistence::claim(&shop.db, due[0], later, later + LEASE).await.expect("refused"), "{engine:?}");
+        }
     }
 
     #[tokio::test]
