@@ -4,10 +4,11 @@
 //!
 //! No provider call happens inside a transaction. The event handlers only write rows; the worker
 //! claims a due row with a lease (one conditional UPDATE), calls the provider, then applies the
-//! answer and its events in one transaction through [`Payments::apply`], the one place every
-//! answer goes through, whichever way it came. Races, decided there: a webhook ahead of the
-//! synchronous answer makes the answer a repeat; a cancel while the payment is in flight finds it
-//! `canceling`, and a success that still comes is told (`PaymentSucceeded`) and refunded.
+//! answer and its events in one transaction through `apply_provider_status`, the one place every
+//! answer goes through, whichever way it came (synchronous, webhook, reconciliation, the fake's
+//! later answer). Races, decided there: a webhook ahead of the synchronous answer makes the answer
+//! a repeat; a cancel while the payment is in flight finds it `canceling`, and a success that
+//! still comes is told (`PaymentSucceeded`) and refunded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,7 +163,7 @@ impl Payments {
 
     /// Applies `answer` to the payment and publishes what it tells, in `txn`: the one function
     /// every provider answer goes through. A repeat changes nothing and publishes nothing.
-    async fn apply(
+    async fn apply_provider_status(
         &self,
         txn: &DatabaseTransaction,
         payment: &mut Payment,
@@ -236,7 +237,7 @@ impl Payments {
             tracing::info!("provider event about no payment of Bazaar's; ignored");
             return Ok(NewsApplied::UnknownPayment);
         };
-        self.apply(&txn, &mut payment, &news.answer).await?;
+        self.apply_provider_status(&txn, &mut payment, &news.answer).await?;
         persistence::update(&txn, &payment).await.context("failed to save a payment")?;
         self.outbox.commit(txn).await.context("failed to commit a payment")?;
         self.wake.notify_one();
@@ -302,7 +303,7 @@ impl Payments {
     /// `poll_interval`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            if self.work().await > 0 {
+            if self.round(&shutdown).await > 0 {
                 continue;
             }
             tokio::select! {
@@ -311,7 +312,7 @@ impl Payments {
                     // The delivery that woke the worker may not have committed yet.
                     for delay in [Duration::ZERO, Duration::from_millis(20), Duration::from_millis(100)] {
                         tokio::time::sleep(delay).await;
-                        if self.work().await > 0 {
+                        if self.round(&shutdown).await > 0 {
                             break;
                         }
                     }
@@ -321,9 +322,15 @@ impl Payments {
         }
     }
 
-    /// One round: the fake provider's due answers, then every due payment this worker can claim.
-    /// Returns how much it did; failures are logged and retried later.
+    /// One round of the worker (see [`run`](Self::run)).
+    #[cfg(test)]
     pub async fn work(&self) -> usize {
+        self.round(&CancellationToken::new()).await
+    }
+
+    /// One round: the fake provider's due answers, then every due payment this worker can claim,
+    /// until `shutdown`. Returns how much it did; failures are logged and retried later.
+    async fn round(&self, shutdown: &CancellationToken) -> usize {
         let mut done = 0;
         if let Some(fake) = &self.fake {
             match fake.decide_due().await {
@@ -354,6 +361,9 @@ impl Payments {
             }
         };
         for id in due {
+            if shutdown.is_cancelled() {
+                break;
+            }
             match persistence::claim(&self.db, id, now, now + LEASE).await {
                 Ok(true) => {}
                 Ok(false) => continue,
@@ -460,7 +470,7 @@ impl Payments {
         let before = payment.status;
         let failed = match answer {
             Ok(answer) => {
-                self.apply(&txn, &mut payment, &answer).await?;
+                self.apply_provider_status(&txn, &mut payment, &answer).await?;
                 None
             }
             Err(e) => Some(e),
