@@ -491,3 +491,66 @@ pub fn problem_for_actix_errors<B: MessageBody + 'static>(
     }
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, problem).map_into_right_body()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{App, test};
+
+    struct Check {
+        required: bool,
+        state: Result<(), &'static str>,
+    }
+
+    #[async_trait::async_trait]
+    impl HealthCheck for Check {
+        fn name(&self) -> &'static str {
+            if self.required { "required" } else { "optional" }
+        }
+
+        fn required(&self) -> bool {
+            self.required
+        }
+
+        async fn check(&self) -> Result<(), String> {
+            self.state.map_err(str::to_owned)
+        }
+    }
+
+    async fn ready(checks: Vec<Check>) -> (StatusCode, serde_json::Value) {
+        let policy = kernel::bus::RetryPolicy {
+            max_attempts: 1,
+            base_delay: std::time::Duration::from_millis(1),
+            max_delay: std::time::Duration::from_millis(1),
+        };
+        let ops = Ops {
+            modules: Vec::new(),
+            bus: Arc::new(crate::bus::InProcessBus::new(policy)),
+            checks: checks.into_iter().map(|c| ("payments", Arc::new(c) as Arc<dyn HealthCheck>)).collect(),
+            stopping: Default::default(),
+        };
+        let app = test::init_service(App::new().app_data(web::Data::new(ops)).service(health_ready)).await;
+        let response = test::call_service(&app, test::TestRequest::get().uri("/health/ready").to_request()).await;
+        let status = response.status();
+        (status, test::read_body_json(response).await)
+    }
+
+    #[actix_web::test]
+    async fn a_modules_checks_are_reported_and_only_a_required_one_makes_the_process_not_ready() {
+        let passing =
+            ready(vec![Check { required: true, state: Ok(()) }, Check { required: false, state: Ok(()) }]).await;
+        assert_eq!(passing.0, StatusCode::OK);
+        assert_eq!(passing.1["status"], "ok");
+        assert_eq!(passing.1["checks"]["payments.required"], "ok");
+
+        let degraded = ready(vec![Check { required: false, state: Err("unreachable") }]).await;
+        assert_eq!(degraded.0, StatusCode::OK);
+        assert_eq!(degraded.1["status"], "degraded");
+        assert_eq!(degraded.1["checks"]["payments.optional"], "degraded: unreachable");
+
+        let failing = ready(vec![Check { required: true, state: Err("unreachable") }]).await;
+        assert_eq!(failing.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(failing.1["checks"]["payments.required"], "unreachable");
+        assert!(failing.1["detail"].as_str().is_some_and(|d| d.contains("payments.required")), "{}", failing.1);
+    }
+}
