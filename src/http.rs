@@ -12,7 +12,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, get, post, web};
 use kernel::error::{Problem, problem_response, problem_with};
-use kernel::{EventBus, Module, ModuleContext};
+use kernel::{EventBus, HealthCheck, Module, ModuleContext};
 use serde::Serialize;
 use tracing::Instrument;
 use utoipa::openapi::header::HeaderBuilder;
@@ -32,6 +32,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Ops {
     pub modules: Vec<(Arc<dyn Module>, ModuleContext)>,
     pub bus: Arc<dyn EventBus>,
+    /// The hosted modules' own checks ([`kernel::Hosted::checks`]), each with its module's name.
+    pub checks: Vec<(&'static str, Arc<dyn HealthCheck>)>,
     /// Cancelled when the process starts to stop: from then on it is not ready.
     pub stopping: tokio_util::sync::CancellationToken,
 }
@@ -156,7 +158,8 @@ fn declare_common_answers(doc: &mut utoipa::openapi::OpenApi) {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`; `degraded` while the bus is unreachable (still ready: the outbox keeps the events).
+    /// `ok`; `degraded` while the bus or a check that is not required fails (still ready: the
+    /// outbox keeps the events, and a module's optional dependency may come back).
     status: &'static str,
     /// Each dependency's state: `ok`, or what is wrong.
     checks: std::collections::BTreeMap<String, String>,
@@ -169,10 +172,11 @@ pub async fn health_live() -> web::Json<Health> {
     web::Json(Health { status: "ok", checks: Default::default() })
 }
 
-/// Readiness: every hosted module's database answers.
+/// Readiness: every hosted module's database answers, and each check a module requires passes.
 ///
 /// The bus is reported, not required: while a broker is unreachable the outbox keeps what is
-/// written, so the process stays ready, `degraded`.
+/// written, so the process stays ready, `degraded`; so are a module's checks that are not required
+/// (a payment provider's reachability).
 #[utoipa::path(tag = "operations", responses(
     (status = 200, description = "Ready (perhaps with the bus degraded)", body = Health),
     (status = 503, description = "Not ready: a problem whose `checks` say why", body = Problem,
@@ -184,6 +188,7 @@ pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
         return problem_response(StatusCode::SERVICE_UNAVAILABLE, Some("not ready: shutting down".into()), None);
     }
     let mut checks = std::collections::BTreeMap::new();
+    let mut failing = Vec::new();
     for (module, ctx) in &ops.modules {
         // The driver's error stays in the log: it may name hosts, users and databases.
         let state = match tokio::time::timeout(std::time::Duration::from_secs(2), ctx.db.ping()).await {
@@ -194,9 +199,34 @@ pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
             }
             Err(_) => "database did not answer within 2 s",
         };
-        checks.insert(format!("{}.database", module.name()), state.to_owned());
+        let name = format!("{}.database", module.name());
+        if state != "ok" {
+            failing.push(name.clone());
+        }
+        checks.insert(name, state.to_owned());
     }
-    let failing: Vec<&str> = checks.iter().filter(|(_, state)| *state != "ok").map(|(name, _)| name.as_str()).collect();
+    let mut degraded = false;
+    for (module, check) in &ops.checks {
+        let name = format!("{module}.{}", check.name());
+        let state = match tokio::time::timeout(std::time::Duration::from_secs(2), check.check()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("did not answer within 2 s".to_owned()),
+        };
+        let state = match state {
+            Ok(()) => "ok".to_owned(),
+            Err(e) if check.required() => {
+                tracing::warn!(check = name, error = e, "not ready: a required check fails");
+                failing.push(name.clone());
+                e
+            }
+            Err(e) => {
+                degraded = true;
+                format!("degraded: {e}")
+            }
+        };
+        checks.insert(name, state);
+    }
     let failing = failing.join(", ");
     let bus = ops.bus.check().await;
     checks.insert(
@@ -204,7 +234,7 @@ pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
         bus.as_ref().map_or_else(|e| format!("degraded: {e}"), |()| "ok".to_owned()),
     );
     if failing.is_empty() {
-        let status = if bus.is_ok() { "ok" } else { "degraded" };
+        let status = if bus.is_ok() && !degraded { "ok" } else { "degraded" };
         return HttpResponse::Ok().json(Health { status, checks });
     }
     let detail = format!("not ready: {failing}");
@@ -460,4 +490,67 @@ pub fn problem_for_actix_errors<B: MessageBody + 'static>(
         }
     }
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, problem).map_into_right_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{App, test};
+
+    struct Check {
+        required: bool,
+        state: Result<(), &'static str>,
+    }
+
+    #[async_trait::async_trait]
+    impl HealthCheck for Check {
+        fn name(&self) -> &'static str {
+            if self.required { "required" } else { "optional" }
+        }
+
+        fn required(&self) -> bool {
+            self.required
+        }
+
+        async fn check(&self) -> Result<(), String> {
+            self.state.map_err(str::to_owned)
+        }
+    }
+
+    async fn ready(checks: Vec<Check>) -> (StatusCode, serde_json::Value) {
+        let policy = kernel::bus::RetryPolicy {
+            max_attempts: 1,
+            base_delay: std::time::Duration::from_millis(1),
+            max_delay: std::time::Duration::from_millis(1),
+        };
+        let ops = Ops {
+            modules: Vec::new(),
+            bus: Arc::new(crate::bus::InProcessBus::new(policy)),
+            checks: checks.into_iter().map(|c| ("payments", Arc::new(c) as Arc<dyn HealthCheck>)).collect(),
+            stopping: Default::default(),
+        };
+        let app = test::init_service(App::new().app_data(web::Data::new(ops)).service(health_ready)).await;
+        let response = test::call_service(&app, test::TestRequest::get().uri("/health/ready").to_request()).await;
+        let status = response.status();
+        (status, test::read_body_json(response).await)
+    }
+
+    #[actix_web::test]
+    async fn a_modules_checks_are_reported_and_only_a_required_one_makes_the_process_not_ready() {
+        let passing =
+            ready(vec![Check { required: true, state: Ok(()) }, Check { required: false, state: Ok(()) }]).await;
+        assert_eq!(passing.0, StatusCode::OK);
+        assert_eq!(passing.1["status"], "ok");
+        assert_eq!(passing.1["checks"]["payments.required"], "ok");
+
+        let degraded = ready(vec![Check { required: false, state: Err("unreachable") }]).await;
+        assert_eq!(degraded.0, StatusCode::OK);
+        assert_eq!(degraded.1["status"], "degraded");
+        assert_eq!(degraded.1["checks"]["payments.optional"], "degraded: unreachable");
+
+        let failing = ready(vec![Check { required: true, state: Err("unreachable") }]).await;
+        assert_eq!(failing.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(failing.1["checks"]["payments.required"], "unreachable");
+        assert!(failing.1["detail"].as_str().is_some_and(|d| d.contains("payments.required")), "{}", failing.1);
+    }
 }

@@ -75,7 +75,8 @@ impl Application {
         let shutdown = CancellationToken::new();
         let background = spawn_background_work(&settings, &bus, &running, &shutdown);
         let stopping = CancellationToken::new();
-        let ops = Ops { modules: hosted, bus, stopping: stopping.clone() };
+        let checks = running.iter().flat_map(|(m, _, s)| s.checks().into_iter().map(|c| (m.name(), c))).collect();
+        let ops = Ops { modules: hosted, bus, checks, stopping: stopping.clone() };
         let (port, server) = bind_http(&settings, ops, &running, verifier)?;
         Ok(Self {
             port,

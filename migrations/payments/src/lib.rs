@@ -7,7 +7,7 @@ use sea_orm_migration::prelude::*;
 use migrations_kernel::KernelTables;
 pub use migrations_kernel::MigratorTrait;
 
-mod m20261127_000002_create_notes;
+mod m20261127_000002_create_payments;
 
 pub struct Migrator;
 
@@ -18,6 +18,6 @@ impl MigratorTrait for Migrator {
     }
 
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(KernelTables::new("payments")), Box::new(m20261127_000002_create_notes::Migration)]
+        vec![Box::new(KernelTables::new("payments")), Box::new(m20261127_000002_create_payments::Migration)]
     }
 }

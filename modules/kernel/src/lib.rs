@@ -43,7 +43,7 @@ pub use delivery::{Disposition, Pipeline, Received};
 pub use envelope::Envelope;
 pub use error::{ApiError, FieldError};
 pub use inbox::Inbox;
-pub use module::{Hosted, Module, ModuleContext, Routes};
+pub use module::{HealthCheck, Hosted, Module, ModuleContext, Routes};
 pub use outbox::Outbox;
 pub use pagination::{Page, after_cursor, page_limit};
 pub use routing::{EventRoutes, Handles};

@@ -95,4 +95,23 @@ pub trait Hosted: Send + Sync {
     fn verification_keys(&self) -> Vec<VerificationKey> {
         Vec::new()
     }
+
+    /// What `/health/ready` checks for it besides its database (a provider it calls, say).
+    fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        Vec::new()
+    }
+}
+
+/// A dependency of a hosted module that readiness reports, as `<module>.<name>`; each check gets
+/// the database ping's 2 s.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// Its name within the module (`provider`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the process is not ready while it fails (503); otherwise it is only `degraded`.
+    fn required(&self) -> bool;
+
+    /// `Err` says what is wrong, in words fit for the readiness answer (no secrets, no hosts).
+    async fn check(&self) -> Result<(), String>;
 }

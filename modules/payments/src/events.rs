@@ -1,29 +1,43 @@
-//! The events the payments module consumes: each is decoded by the kernel and handed to a use case
-//! of `service.rs`; nothing else happens here.
+//! The events the payments module consumes — an order's request for a payment, and its end —
+//! each decoded and handed to its use case in `service.rs`.
 
 use actix_web::web;
 use async_trait::async_trait;
 use kernel::{Envelope, EventRoutes, HandlerError, Handles};
+use orders_contracts::{OrderCancelled, OrderPaymentRequested};
 use sea_orm::DatabaseTransaction;
-use users_contracts::UserRegistered;
 
-use crate::service::Payments;
+use crate::service::{PaymentRequest, Payments};
+
+/// The events payments consumes (its `consumes()`), each handled by [`PaymentsEvents`].
+pub fn routes() -> EventRoutes<PaymentsEvents> {
+    EventRoutes::new().on::<OrderPaymentRequested>().on::<OrderCancelled>()
+}
 
 pub struct PaymentsEvents(pub web::Data<Payments>);
 
-/// What the module consumes: its `consumes()` and its dispatch, in one list.
-pub fn routes() -> EventRoutes<PaymentsEvents> {
-    EventRoutes::new().on::<UserRegistered>()
-}
-
 #[async_trait]
-impl Handles<UserRegistered> for PaymentsEvents {
+impl Handles<OrderPaymentRequested> for PaymentsEvents {
     async fn handle(
         &self,
         txn: &DatabaseTransaction,
-        event: UserRegistered,
-        cause: &Envelope,
+        event: OrderPaymentRequested,
+        _: &Envelope,
     ) -> Result<(), HandlerError> {
-        Ok(self.0.note_registration(txn, event.user_id, cause).await?)
+        let request = PaymentRequest {
+            order_id: event.order_id,
+            user_id: event.user_id,
+            amount: event.amount,
+            payment_method: event.payment_method,
+            attempt: event.attempt,
+        };
+        Ok(self.0.request_payment(txn, request).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<OrderCancelled> for PaymentsEvents {
+    async fn handle(&self, txn: &DatabaseTransaction, event: OrderCancelled, _: &Envelope) -> Result<(), HandlerError> {
+        Ok(self.0.end_order(txn, event.order_id).await?)
     }
 }

@@ -87,20 +87,6 @@ impl IntegrationEvent for PaymentRefunded {
     const VERSION: u32 = 1;
 }
 
-/// The scaffold's example event, until the module's own code replaces its use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NoteAdded {
-    pub note_id: Uuid,
-    pub text: String,
-}
-
-impl IntegrationEvent for NoteAdded {
-    type Publisher = Payments;
-    const NAME: &'static str = "NoteAdded";
-    const VERSION: u32 = 1;
-}
-
 /// The JSON of every event, byte for byte: consumers on other versions decode it.
 #[cfg(test)]
 mod wire {
