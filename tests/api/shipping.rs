@@ -189,6 +189,8 @@ impl TestApp {
             ("shipping", "shipping_shipments", "id"),
             ("inventory", "inventory_stock", "product_id"),
             ("inventory", "inventory_orders", "order_id"),
+            ("payments", "payments_payments", "id"),
+            ("payments", "payments_fake_intents", "id"),
         ] {
             let db = self.db(module).await;
             let select =
@@ -196,7 +198,7 @@ impl TestApp {
             let rows = JsonValue::find_by_statement(select).all(&db).await.expect("rows");
             state.insert(table.to_owned(), Value::Array(rows));
         }
-        for module in ["orders", "shipping", "inventory"] {
+        for module in ["orders", "shipping", "inventory", "payments"] {
             let db = self.db(module).await;
             state.insert(format!("{module}_outbox"), json!(count(&db, &format!("{module}_outbox")).await));
         }
@@ -580,8 +582,9 @@ pub async fn address_change_after_dispatch(app: &TestApp) {
     assert_eq!(app.order(&token, &order).await["shippingAddress"]["city"], "London");
 }
 
-/// Every event the orders and shipping modules consume, delivered again twice once the saga has
-/// settled: the inbox drops a redelivery, and a copy under a new id finds the state moved on.
+/// Every event the orders, shipping and payments modules consume, delivered again twice once the
+/// saga has settled: the inbox drops a redelivery, and a copy under a new id finds the state moved
+/// on (and moves no money).
 pub async fn redelivered_events_change_nothing(app: &TestApp) {
     // Every way an order ends: delivered, cancelled once confirmed, cancelled while pending, rejected.
     let product = app.stocked_product("REDELIVER", 10, eur(100)).await;
@@ -612,6 +615,14 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
     assert_eq!(app.cancel(&token, &cancelled).await.status(), 202);
     let rejected = place(50).await;
     assert_eq!(app.settled(&token, &rejected).await["status"], "rejected");
+    // Payments' every event: one declined, one completed by the customer after 3-D Secure (the
+    // refund is the cancelled order's).
+    let declined = app.place_paid(&token, &product, 1, Some("pm_card_chargeDeclined")).await;
+    assert_eq!(app.settled(&token, &declined).await["status"], "rejected");
+    let authenticated = app.place_paid(&token, &product, 1, Some("pm_card_threeDSecure2Required")).await;
+    let payment = app.payment_until(&token, &authenticated, "requires_action").await;
+    assert_eq!(app.complete_fake(&token, &payment, "confirm").await.status(), 200);
+    assert_eq!(app.settled(&token, &authenticated).await["status"], "confirmed");
     let path = format!("/products/{}", id(&product));
     let renamed =
         app.request(Method::PUT, &path, As::Admin).json(&crate::helpers::product_body("REDELIVER", "Renamed"));
@@ -622,15 +633,16 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
     {
         app.order_until(&token, order, status).await;
     }
+    app.payment_until(&token, &cancelled, "refunded").await;
     app.quiet().await;
     let before = app.saga_state().await;
-    assert_eq!(app.levels(&product).await, (6, 0, 6));
+    assert_eq!(app.levels(&product).await, (6, 1, 5));
 
     let mut published = Vec::new();
-    for module in ["catalog", "inventory", "orders", "shipping"] {
+    for module in ["catalog", "inventory", "orders", "shipping", "payments"] {
         published.extend(app.published(module).await);
     }
-    for module in ["orders", "shipping"] {
+    for module in ["orders", "shipping", "payments"] {
         let (inbox, handler, consumes) = app.consumer(module).await;
         for event_type in &consumes {
             let events: Vec<&Envelope> = published.iter().filter(|e| e.matches(event_type)).collect();
@@ -655,5 +667,5 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
     }
     app.quiet().await;
     assert_eq!(app.saga_state().await, before);
-    assert_eq!(app.levels(&product).await, (6, 0, 6));
+    assert_eq!(app.levels(&product).await, (6, 1, 5));
 }

@@ -136,7 +136,7 @@ pub struct LineResponse {
 /// The order's payment, once its stock is reserved.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PaymentResponse {
+pub struct OrderPaymentResponse {
     /// `requires_payment_method` (give one with `POST /orders/{id}/payment`), `processing`,
     /// `requires_action` (complete it with the provider, using `clientSecret`), `succeeded`,
     /// `failed` (declined: the order is rejected) or `refunded`.
@@ -179,7 +179,7 @@ pub struct OrderResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancellation_reason: Option<&'static str>,
     /// `null` until the stock is reserved.
-    pub payment: Option<PaymentResponse>,
+    pub payment: Option<OrderPaymentResponse>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
@@ -219,7 +219,7 @@ impl From<&Order> for OrderResponse {
                 CANCELLED_BY_SHIPPING => CANCELLED_BY_SHIPPING,
                 _ => CANCELLED_BY_CUSTOMER,
             }),
-            payment: o.payment.as_ref().map(|p| PaymentResponse {
+            payment: o.payment.as_ref().map(|p| OrderPaymentResponse {
                 status: p.status.as_str(),
                 amount: o.total,
                 payment_method: o.payment_method.as_ref().map(|m| m.as_str().to_owned()),
@@ -409,8 +409,9 @@ pub async fn change_address(
 }
 
 /// Cancel an order. A pending order, or one awaiting its payment, is cancelled at once (200); it
-/// is kept, `cancelled`, its stock released and a payment under way cancelled (or refunded). A confirmed order becomes `cancelling` (202): shipping cancels its shipment
-/// unless it was dispatched already, and the order then ends `cancelled` (stock released) or
+/// is kept, `cancelled`, its stock released and a payment under way cancelled (or refunded). A
+/// confirmed order becomes `cancelling` (202): shipping cancels its shipment unless it was
+/// dispatched already, and the order then ends `cancelled` (stock released, payment refunded) or
 /// `shipped`. Asking again while it is `cancelling` is another 202 and changes nothing.
 #[utoipa::path(
     tag = "orders",
