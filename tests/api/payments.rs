@@ -239,9 +239,9 @@ pub async fn fifty_paid_orders_for_ten_units(app: &TestApp) {
     assert_eq!(published.iter().filter(|e| e.event == "PaymentSucceeded").count(), 10, "ten charges in all");
 }
 
-#[tokio::test]
-async fn a_declined_card_rejects_the_order_with_the_reason_and_releases_the_stock() {
-    let app = spawn_app_with(&[]).await;
+/// Declined cards (two of the provider's reasons): the order is rejected with the reason, nothing
+/// is charged and the stock is released.
+pub async fn declined(app: &TestApp) {
     let product = app.stocked_product("PAY-DECLINE", 10, eur(400)).await;
     let token = customer(&Uuid::now_v7());
     for (method, reason) in [(DECLINED, "declined"), (INSUFFICIENT_FUNDS, "insufficient")] {
@@ -265,9 +265,9 @@ async fn a_declined_card_rejects_the_order_with_the_reason_and_releases_the_stoc
     }
 }
 
-#[tokio::test]
-async fn a_paid_order_cancelled_before_dispatch_is_refunded_and_releases_its_stock() {
-    let app = spawn_app_with(&[]).await;
+/// A paid order cancelled before dispatch: shipping grants it, the stock is released and the
+/// payment refunded, once.
+pub async fn refunded_on_cancel(app: &TestApp) {
     let product = app.stocked_product("PAY-REFUND", 10, eur(300)).await;
     let token = customer(&Uuid::now_v7());
     let order = app.place_paid(&token, &product, 2, Some(VISA)).await;

@@ -38,6 +38,8 @@ in_every_topology!(
     fifty_concurrent_orders_for_ten_units_confirm_exactly_ten => crate::orders::fifty_orders_for_ten_units,
     a_paid_order_travels_from_pending_to_delivered => crate::payments::happy_path,
     fifty_concurrent_paid_orders_for_ten_units_charge_exactly_ten => crate::payments::fifty_paid_orders_for_ten_units,
+    a_declined_card_rejects_the_order_and_releases_the_stock => crate::payments::declined,
+    a_paid_order_cancelled_before_dispatch_is_refunded_and_releases_its_stock => crate::payments::refunded_on_cancel,
 );
 
 async fn postgres_and_rabbitmq() -> Option<TestApp> {
