@@ -274,7 +274,7 @@ impl Hosted for HostedPayments {
 
     fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
         match &self.stripe {
-            Some(stripe) => vec![Arc::new(StripeReachable(stripe.clone()))],
+            Some(stripe) => vec![Arc::new(StripeReachable::new(stripe.clone()))],
             None => Vec::new(),
         }
     }
@@ -296,7 +296,20 @@ impl Purge for OldProviderEvents {
 }
 
 /// Whether Stripe answers: reported, not required (payments wait for it; the rest of the shop works).
-struct StripeReachable(Arc<StripeProvider>);
+/// An answer is kept for [`StripeReachable::FOR`]: readiness probes come every few seconds from
+/// every replica, and each would otherwise be a call to Stripe, under its rate limit.
+struct StripeReachable {
+    stripe: Arc<StripeProvider>,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+}
+
+impl StripeReachable {
+    const FOR: Duration = Duration::from_secs(30);
+
+    fn new(stripe: Arc<StripeProvider>) -> Self {
+        Self { stripe, last: tokio::sync::Mutex::new(None) }
+    }
+}
 
 #[async_trait]
 impl HealthCheck for StripeReachable {
@@ -309,7 +322,16 @@ impl HealthCheck for StripeReachable {
     }
 
     async fn check(&self) -> Result<(), String> {
-        self.0.reachable().await
+        // Held across the call: probes arriving meanwhile wait for its answer instead of asking too.
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = last.as_ref()
+            && at.elapsed() < Self::FOR
+        {
+            return answer.clone();
+        }
+        let answer = self.stripe.reachable().await;
+        *last = Some((std::time::Instant::now(), answer.clone()));
+        answer
     }
 }
 
@@ -333,5 +355,29 @@ mod tests {
         assert!(section.production.load(Ordering::Relaxed), "recorded for the development endpoints");
         let shown = serde_json::to_value(&section).expect("serialises");
         assert_eq!((shown["stripe"]["api_key"].as_str(), shown["provider"].as_str()), (Some("***"), Some("stripe")));
+    }
+
+    /// A readiness probe every few seconds is not a call to Stripe each: one answer serves 30 s.
+    #[tokio::test]
+    async fn the_stripe_check_asks_stripe_once_for_many_probes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        let stripe = StripeProvider::new(&base, "sk_test_1".into(), Duration::from_secs(5)).expect("a client");
+        let check = StripeReachable::new(Arc::new(stripe));
+        for _ in 0..3 {
+            assert_eq!(check.check().await, Err("answered 503 Service Unavailable".to_owned()));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }
