@@ -218,7 +218,8 @@ pub struct StripeWebhook {
         (status = 200, description = "Handled, or acknowledged and ignored"),
         (status = 400, description = "No valid signature (or a body that is no event): nothing happened", body = Problem,
             content_type = "application/problem+json"),
-        (status = 404, description = "The provider is not Stripe", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The provider is not Stripe (a signed request; without the header, 400)", body = Problem,
+            content_type = "application/problem+json"),
     )
 )]
 #[post("/payments/webhooks/stripe")]
@@ -229,10 +230,14 @@ pub async fn stripe_webhook(
     payments: web::Data<Payments>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let header = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
+    // A request without its required header is malformed whatever the provider.
+    if header.is_none() {
+        return Err(ApiError::BadRequest("the Stripe-Signature header is missing".into()));
+    }
     let Some(secret) = &webhook.secret else {
         return Err(ApiError::NotFound("no Stripe webhook with this payment provider".into()));
     };
-    let header = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
     let now = Utc::now().timestamp();
     if let Err(e) = stripe::verify_signature(header, &body, secret.expose_secret().as_bytes(), now) {
         tracing::info!(reason = %e, "webhook refused");
@@ -348,8 +353,11 @@ mod tests {
         let request = test::TestRequest::post()
             .uri("/payments/webhooks/stripe")
             .insert_header(("Stripe-Signature", signed(&body, SECRET)))
-            .set_payload(body)
+            .set_payload(body.clone())
             .to_request();
         assert_eq!(test::call_service(&app, request).await.status(), 404);
+        // Without its required header the request is malformed, whatever the provider.
+        let unsigned = test::TestRequest::post().uri("/payments/webhooks/stripe").set_payload(body).to_request();
+        assert_eq!(test::call_service(&app, unsigned).await.status(), 400);
     }
 }
