@@ -309,8 +309,9 @@ impl Payments {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {
-                    // The delivery that woke the worker may not have committed yet.
-                    for delay in [Duration::ZERO, Duration::from_millis(20), Duration::from_millis(100)] {
+                    // The delivery that woke the worker may not have committed yet: look again
+                    // soon, then less often (a commit is a few milliseconds away, rarely more).
+                    for delay in [0, 1, 2, 5, 10, 20, 50, 100].map(Duration::from_millis) {
                         tokio::time::sleep(delay).await;
                         if self.round(&shutdown).await > 0 {
                             break;
