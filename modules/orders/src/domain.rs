@@ -208,6 +208,33 @@ impl PaymentMethod {
     }
 }
 
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancellationReason {
+    /// The customer cancelled it before it was confirmed.
+    Customer,
+    /// Shipping granted the customer's cancel of a confirmed order.
+    ShipmentCancelled,
+    /// It was not paid within `orders.payment_timeout_secs`.
+    PaymentTimeout,
+}
+
+impl CancellationReason {
+    pub const ALL: [CancellationReason; 3] = [Self::Customer, Self::ShipmentCancelled, Self::PaymentTimeout];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::ShipmentCancelled => "shipment_cancelled",
+            Self::PaymentTimeout => "payment_timeout",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|r| r.as_str() == raw).ok_or_else(|| format!("'{raw}' is not a cancellation reason"))
+    }
+}
+
 /// How the order's payment stands, as the payments module's events tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {
@@ -283,9 +310,8 @@ pub struct Order {
     pub address_change: Option<AddressChange>,
     pub total: Money,
     pub rejection_reason: Option<String>,
-    /// Why an order was cancelled: `customer` (before confirmation), `shipment_cancelled` (shipping
-    /// granted the customer's cancel) or `payment_timeout`.
-    pub cancellation_reason: Option<String>,
+    /// Set once the order is cancelled.
+    pub cancellation_reason: Option<CancellationReason>,
     /// The method the next payment request carries.
     pub payment_method: Option<PaymentMethod>,
     /// `None` until the stock is reserved.
@@ -421,6 +447,10 @@ mod tests {
         for status in PaymentStatus::ALL {
             assert_eq!(PaymentStatus::parse(status.as_str()), Ok(status));
         }
+        for reason in CancellationReason::ALL {
+            assert_eq!(CancellationReason::parse(reason.as_str()), Ok(reason));
+        }
+        assert!(CancellationReason::parse("bored").is_err());
     }
 
     #[test]

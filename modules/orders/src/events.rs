@@ -634,7 +634,7 @@ mod tests {
         assert_eq!(orders.cancel_overdue().await.expect("scanned"), 0, "once");
         let cancelled = reload(&db, &order).await;
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
-        assert_eq!(cancelled.cancellation_reason.as_deref(), Some(crate::service::CANCELLED_UNPAID));
+        assert_eq!(cancelled.cancellation_reason, Some(crate::domain::CancellationReason::PaymentTimeout));
         assert_eq!(published_of::<events::OrderCancelled>(&db, NAME).await.len(), 1);
 
         // The payment succeeded meanwhile: the order stays cancelled; payments refunds it.

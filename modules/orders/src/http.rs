@@ -13,8 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::{Address, Money, Order, OrderId, OrderStatus, PaymentMethod, Quantity};
 use crate::service::{
-    AddressChanged, CANCELLED_BY_CUSTOMER, CANCELLED_BY_SHIPPING, CANCELLED_UNPAID, Cancelled, ChangeOrderError,
-    Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed,
+    AddressChanged, Cancelled, ChangeOrderError, Idempotency, Orders, PlaceOrder, PlaceOrderError, Placed,
 };
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -214,11 +213,7 @@ impl From<&Order> for OrderResponse {
             requested_shipping_address: o.address_change.as_ref().map(|c| c.address.clone()),
             address_change_requested_at: o.address_change.as_ref().map(|c| c.requested_at),
             rejection_reason: o.rejection_reason.clone(),
-            cancellation_reason: o.cancellation_reason.as_deref().map(|r| match r {
-                CANCELLED_UNPAID => CANCELLED_UNPAID,
-                CANCELLED_BY_SHIPPING => CANCELLED_BY_SHIPPING,
-                _ => CANCELLED_BY_CUSTOMER,
-            }),
+            cancellation_reason: o.cancellation_reason.map(|r| r.as_str()),
             payment: o.payment.as_ref().map(|p| OrderPaymentResponse {
                 status: p.status.as_str(),
                 amount: o.total,

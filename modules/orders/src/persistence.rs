@@ -8,8 +8,8 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
 use contracts::{AddressForm, ProductStatus};
 
 use crate::domain::{
-    Address, AddressChange, Currency, Money, Order, OrderId, OrderLine, OrderStatus, Payment, PaymentMethod,
-    PaymentStatus, Quantity, Timeline,
+    Address, AddressChange, CancellationReason, Currency, Money, Order, OrderId, OrderLine, OrderStatus, Payment,
+    PaymentMethod, PaymentStatus, Quantity, Timeline,
 };
 
 pub mod product {
@@ -275,7 +275,7 @@ fn order_model(o: &Order) -> order::ActiveModel {
         requested_ship_postal_code: Set(requested.map(|r| r.address.postal_code().to_owned())),
         requested_ship_country: Set(requested.map(|r| r.address.country().to_owned())),
         address_change_requested_at: Set(requested.map(|r| r.requested_at)),
-        cancellation_reason: Set(o.cancellation_reason.clone()),
+        cancellation_reason: Set(o.cancellation_reason.map(|r| r.as_str().to_owned())),
         payment_method: Set(o.payment_method.as_ref().map(|m| m.as_str().to_owned())),
         payment_status: Set(o.payment.as_ref().map(|p| p.status.as_str().to_owned())),
         payment_attempt: Set(o.payment.as_ref().map(|p| i32::try_from(p.attempt).unwrap_or(i32::MAX))),
@@ -379,7 +379,12 @@ fn to_domain(m: order::Model, lines: Vec<line::Model>) -> Result<Order, DbErr> {
         address_change,
         total: Money::new(m.total_amount, currency).map_err(corrupt)?,
         rejection_reason: m.rejection_reason,
-        cancellation_reason: m.cancellation_reason,
+        cancellation_reason: m
+            .cancellation_reason
+            .as_deref()
+            .map(CancellationReason::parse)
+            .transpose()
+            .map_err(corrupt)?,
         payment_method: m.payment_method.as_deref().map(PaymentMethod::parse).transpose().map_err(corrupt)?,
         payment,
         created_at: m.created_at,

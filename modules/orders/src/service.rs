@@ -18,8 +18,8 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, AddressChange, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus, Payment,
-    PaymentMethod, PaymentStatus, Quantity, Timeline,
+    Address, AddressChange, CancellationReason, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus,
+    Payment, PaymentMethod, PaymentStatus, Quantity, Timeline,
 };
 use crate::persistence;
 /// The local copy of a catalog product that [`Orders::copy_product`] keeps.
@@ -155,11 +155,6 @@ pub enum PaymentNews {
         refunded_at: chrono::DateTime<chrono::Utc>,
     },
 }
-
-/// Why an order was cancelled, as `cancellationReason` shows it.
-pub const CANCELLED_BY_CUSTOMER: &str = "customer";
-pub const CANCELLED_UNPAID: &str = "payment_timeout";
-pub const CANCELLED_BY_SHIPPING: &str = "shipment_cancelled";
 
 /// Shipping's answer to an order's `OrderAddressChangeRequested`.
 #[derive(Debug)]
@@ -374,7 +369,7 @@ impl Orders {
         }
         order.apply(OrderEvent::Cancel, kernel::db::now()).map_err(|e| ChangeOrderError::WrongState(e.from))?;
         if order.status == OrderStatus::Cancelled {
-            order.cancellation_reason = Some(CANCELLED_BY_CUSTOMER.to_owned());
+            order.cancellation_reason = Some(CancellationReason::Customer);
         }
         persistence::update_order(&txn, &order).await.context("failed to save an order")?;
         if order.status == OrderStatus::Cancelling {
@@ -518,7 +513,7 @@ impl Orders {
             if !due || order.apply(OrderEvent::PaymentTimedOut, now).is_err() {
                 continue;
             }
-            order.cancellation_reason = Some(CANCELLED_UNPAID.to_owned());
+            order.cancellation_reason = Some(CancellationReason::PaymentTimeout);
             persistence::update_order(&txn, &order).await.context("failed to save an order")?;
             self.outbox.publish(&txn, &cancelled(&order), None).await?;
             self.outbox.commit(txn).await.context("failed to commit a payment timeout")?;
@@ -622,7 +617,7 @@ impl Orders {
         if order.status == OrderStatus::Cancelled {
             // Nothing ships: an address change still waiting is moot.
             order.address_change = None;
-            order.cancellation_reason = Some(CANCELLED_BY_SHIPPING.to_owned());
+            order.cancellation_reason = Some(CancellationReason::ShipmentCancelled);
         }
         persistence::update_order(txn, &order).await.context("failed to save an order")?;
         if order.status == OrderStatus::Cancelled {
