@@ -8,6 +8,7 @@ use migrations_kernel::KernelTables;
 pub use migrations_kernel::MigratorTrait;
 
 mod m20261127_000002_create_payments;
+mod m20261128_000003_index_fake_decide_at;
 
 pub struct Migrator;
 
@@ -18,6 +19,10 @@ impl MigratorTrait for Migrator {
     }
 
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(KernelTables::new("payments")), Box::new(m20261127_000002_create_payments::Migration)]
+        vec![
+            Box::new(KernelTables::new("payments")),
+            Box::new(m20261127_000002_create_payments::Migration),
+            Box::new(m20261128_000003_index_fake_decide_at::Migration),
+        ]
     }
 }

@@ -60,6 +60,13 @@ fn behaviour(payment_method: &str) -> Result<Behaviour, Failure> {
     }
 }
 
+/// What an answer changes of the intent.
+enum Change<'a> {
+    Nothing,
+    Insert(&'a FakeIntentRow),
+    Update(&'a FakeIntentRow),
+}
+
 /// An answer as remembered under its idempotency key.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -94,14 +101,35 @@ impl FakeProvider {
         }))
     }
 
-    /// Remembers the answer to `key`; if a concurrent request remembered one first, that one wins.
-    async fn remember(&self, key: &str, answer: &Remembered) -> Result<bool, ProviderError> {
+    /// Remembers the answer to `key` and makes its change to the intent, in one transaction: a
+    /// remembered answer is never apart from its effect (a crash between them would replay an
+    /// answer the intent does not show). `false`, with nothing written, if a concurrent request
+    /// remembered its answer first: that one wins.
+    async fn answer(&self, key: &str, answer: &Remembered, change: Change<'_>) -> Result<bool, ProviderError> {
         let json = serde_json::to_string(answer).context("failed to serialise an answer")?;
-        match persistence::fake::remember(&self.db, key, &json, kernel::db::now()).await {
-            Ok(()) => Ok(true),
-            Err(e) if kernel::db::is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(anyhow::Error::new(e).context("failed to remember a key").into()),
+        let now = kernel::db::now();
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        match persistence::fake::remember(&txn, key, &json, now).await {
+            Ok(()) => {}
+            Err(e) if kernel::db::is_unique_violation(&e) => return Ok(false),
+            Err(e) => return Err(anyhow::Error::new(e).context("failed to remember a key").into()),
         }
+        match change {
+            Change::Nothing => {}
+            Change::Insert(row) => {
+                persistence::fake::insert(&txn, row, now).await.context("failed to insert an intent")?
+            }
+            Change::Update(row) => {
+                persistence::fake::update(&txn, row, now).await.context("failed to save an intent")?
+            }
+        }
+        txn.commit().await.context("failed to commit an answer")?;
+        Ok(true)
+    }
+
+    /// The answer a concurrent request with `key` remembered first.
+    async fn answer_of_winner(&self, key: &str) -> Result<Intent, ProviderError> {
+        self.replay(key).await?.unwrap_or_else(|| Err(anyhow::anyhow!("a key vanished after a conflict").into()))
     }
 
     async fn load(&self, id: &str) -> Result<FakeIntentRow, ProviderError> {
@@ -206,7 +234,9 @@ impl PaymentProvider for FakeProvider {
                 retryable: failure.retryable,
                 intent: None,
             };
-            self.remember(key, &refused).await?;
+            if !self.answer(key, &refused, Change::Nothing).await? {
+                return self.answer_of_winner(key).await;
+            }
             return Err(ProviderError::Refused { failure, intent: None });
         }
         let id = format!("pi_fake_{}", uuid::Uuid::now_v7().simple());
@@ -222,14 +252,10 @@ impl PaymentProvider for FakeProvider {
             refund_id: None,
             decide_at: None,
         };
-        persistence::fake::insert(&self.db, &row, kernel::db::now()).await.context("failed to insert an intent")?;
         // Of two concurrent creates with one key, the first remembered is the answer to both (the
-        // other intent stays unconfirmed: no money).
-        if !self.remember(key, &Remembered::Intent { id: row.id.clone() }).await? {
-            return self
-                .replay(key)
-                .await?
-                .unwrap_or_else(|| Err(anyhow::anyhow!("a key vanished after a conflict").into()));
+        // other's intent is never written).
+        if !self.answer(key, &Remembered::Intent { id: row.id.clone() }, Change::Insert(&row)).await? {
+            return self.answer_of_winner(key).await;
         }
         Ok(intent(&row))
     }
@@ -263,13 +289,9 @@ impl PaymentProvider for FakeProvider {
             },
             None => Remembered::Intent { id: row.id.clone() },
         };
-        if !self.remember(key, &remembered).await? {
-            return self
-                .replay(key)
-                .await?
-                .unwrap_or_else(|| Err(anyhow::anyhow!("a key vanished after a conflict").into()));
+        if !self.answer(key, &remembered, Change::Update(&row)).await? {
+            return self.answer_of_winner(key).await;
         }
-        self.save(&row).await?;
         match answer.failure.clone() {
             // Stripe answers a decline with HTTP 402 naming the intent.
             Some(failure) => Err(ProviderError::Refused { failure, intent: Some(Box::new(answer)) }),
@@ -289,8 +311,9 @@ impl PaymentProvider for FakeProvider {
         }
         row.status = IntentStatus::Canceled.as_str().to_owned();
         row.decide_at = None;
-        self.remember(key, &Remembered::Intent { id: row.id.clone() }).await?;
-        self.save(&row).await?;
+        if !self.answer(key, &Remembered::Intent { id: row.id.clone() }, Change::Update(&row)).await? {
+            return self.answer_of_winner(key).await;
+        }
         Ok(intent(&row))
     }
 
@@ -309,13 +332,12 @@ impl PaymentProvider for FakeProvider {
             return Ok(Refund { id: Some(refund.clone()), status: "succeeded".into() });
         }
         let refund_id = format!("re_fake_{}", uuid::Uuid::now_v7().simple());
-        if !self.remember(key, &Remembered::Refund { id: refund_id.clone(), status: "succeeded".into() }).await? {
+        row.refund_id = Some(refund_id.clone());
+        let remembered = Remembered::Refund { id: refund_id.clone(), status: "succeeded".into() };
+        if !self.answer(key, &remembered, Change::Update(&row)).await? {
             return Box::pin(self.refund(id, key)).await;
         }
-        row.refund_id = Some(refund_id.clone());
-        let refund = Refund { id: Some(refund_id), status: "succeeded".into() };
-        self.save(&row).await?;
-        Ok(refund)
+        Ok(Refund { id: Some(refund_id), status: "succeeded".into() })
     }
 
     async fn retrieve(&self, id: &str) -> Result<Intent, ProviderError> {
