@@ -78,6 +78,7 @@ mod rabbitmq_only {
 }
 
 on_every_engine!(
+    a_handler_hears_of_each_commit_of_its_effects_and_of_nothing_else,
     an_event_accepted_for_a_consumer_survives_a_crash_before_it_is_handled,
     the_relay_retries_with_backoff_while_the_bus_refuses,
     several_relays_on_one_outbox_publish_each_event_once_in_order,
@@ -118,6 +119,8 @@ struct Recorder {
     /// Whether the first failures are the database's (unreachable) rather than the handler's own.
     transient: bool,
     fail_sku: Option<&'static str>,
+    /// How many commits of its effects it was told of ([`EventHandler::committed`]).
+    committed: AtomicU32,
     /// The skus handled, in the order their effects committed... or were attempted: a rolled-back
     /// attempt is not removed, so tests of order use a handler that does not fail.
     seen: std::sync::Mutex<Vec<String>>,
@@ -131,6 +134,7 @@ impl Recorder {
             fail_first: 0,
             transient: false,
             fail_sku: None,
+            committed: AtomicU32::new(0),
             seen: Default::default(),
         }
     }
@@ -162,6 +166,10 @@ impl EventHandler for Recorder {
         txn.execute(&insert).await?;
         self.seen.lock().expect("not poisoned").push(event.sku);
         Ok(())
+    }
+
+    fn committed(&self) {
+        self.committed.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -345,6 +353,27 @@ async fn a_redelivered_event_has_no_second_effect(engine: Engine, carrier: Carri
     eventually(10, || async { (effects(&consumer_db, "consumer", "AFTER-1").await == 1).then_some(()) }).await;
     eventually(10, || async { (producer.pending().await.expect("pending") == 0).then_some(()) }).await;
     assert_eq!(effects(&consumer_db, "consumer", "ONCE-1").await, 1);
+}
+
+/// `committed` is how a module wakes a worker that acts on what its handler wrote (payments):
+/// once per commit that holds an effect, never for a repeat or a failure, which commit nothing.
+async fn a_handler_hears_of_each_commit_of_its_effects_and_of_nothing_else(engine: Engine) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some(database) = TestDatabase::create(engine, dir.path()).await else { return };
+    let db = module_db(&database, "consumer").await;
+    let inbox = Inbox::new(Outbox::new("consumer", db.clone()));
+    let recorder = Recorder { fail_sku: Some("REFUSED-1"), ..Recorder::new("consumer") };
+    let told = || recorder.committed.load(Ordering::SeqCst);
+
+    let first = event("TOLD-1");
+    assert_eq!(inbox.process("consumer", &first, &recorder).await.expect("processed"), Processed::Handled);
+    assert_eq!((told(), effects(&db, "consumer", "TOLD-1").await), (1, 1));
+    assert_eq!(inbox.process("consumer", &first, &recorder).await.expect("processed"), Processed::Duplicate);
+    assert_eq!(told(), 1, "a repeat commits nothing");
+    assert!(inbox.process("consumer", &event("REFUSED-1"), &recorder).await.is_err());
+    assert_eq!(told(), 1, "a failure is rolled back");
+    assert_eq!(inbox.process("consumer", &event("TOLD-2"), &recorder).await.expect("processed"), Processed::Handled);
+    assert_eq!(told(), 2);
 }
 
 async fn every_consuming_module_gets_each_event_once(engine: Engine, carrier: Carrier) {

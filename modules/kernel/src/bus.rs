@@ -78,6 +78,11 @@ pub enum BusError {
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
     async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError>;
+
+    /// Called once a transaction in which this handler handled at least one event committed: the
+    /// moment a worker that acts on what the handler wrote can see it (a wake-up sent from
+    /// `handle` itself comes before the commit, and the worker would find nothing).
+    fn committed(&self) {}
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -88,7 +88,7 @@ impl Inbox {
     /// Handles several events in one transaction, each in a savepoint of its own: one that fails
     /// is rolled back alone and reported, the others commit together. One commit for many events
     /// is what lets a single-writer SQLite keep up under load. If the commit itself fails, nothing
-    /// was handled. A [transient](HandlerError::is_transient) failure ends the batch there: the
+    /// was handled; once it succeeded with an event handled, [`EventHandler::committed`] runs. A [transient](HandlerError::is_transient) failure ends the batch there: the
     /// outcomes are one shorter than `envelopes` per event not tried, so that the events behind it
     /// wait with it and keep their order.
     pub(crate) async fn process_batch(
@@ -126,6 +126,9 @@ impl Inbox {
             }
         }
         self.outbox.commit(txn).await?;
+        if outcomes.iter().any(|o| matches!(o, Ok(Processed::Handled))) {
+            handler.committed();
+        }
         Ok(outcomes)
     }
 

@@ -31,6 +31,7 @@ type Dispatch<S> = for<'a> fn(&'a S, &'a DatabaseTransaction, &'a Envelope) -> B
 /// The events a module consumes, each with the handler's method for it.
 pub struct EventRoutes<S> {
     routes: Vec<(EventType, Dispatch<S>)>,
+    committed: Option<fn(&S)>,
 }
 
 impl<S: Send + Sync + 'static> Default for EventRoutes<S> {
@@ -41,7 +42,7 @@ impl<S: Send + Sync + 'static> Default for EventRoutes<S> {
 
 impl<S: Send + Sync + 'static> EventRoutes<S> {
     pub fn new() -> Self {
-        Self { routes: Vec::new() }
+        Self { routes: Vec::new(), committed: None }
     }
 
     /// Consumes `E`, handled by `S`'s [`Handles<E>`].
@@ -58,6 +59,13 @@ impl<S: Send + Sync + 'static> EventRoutes<S> {
         self
     }
 
+    /// Runs `hook` after every commit of events `S` handled ([`EventHandler::committed`]): to wake
+    /// a worker that acts on the rows the handlers wrote.
+    pub fn after_commit(mut self, hook: fn(&S)) -> Self {
+        self.committed = Some(hook);
+        self
+    }
+
     /// The events routed: the module's `consumes()`.
     pub fn events(&self) -> Vec<EventType> {
         self.routes.iter().map(|(event, _)| *event).collect()
@@ -65,7 +73,7 @@ impl<S: Send + Sync + 'static> EventRoutes<S> {
 
     /// The routes with the handler that serves them: what the delivery pipeline calls.
     pub fn bind(self, handler: S) -> Arc<dyn EventHandler> {
-        Arc::new(Bound { routes: self.routes, handler })
+        Arc::new(Bound { routes: self.routes, committed: self.committed, handler })
     }
 }
 
@@ -82,6 +90,7 @@ fn dispatch<'a, S: Handles<E>, E: IntegrationEvent>(
 
 struct Bound<S> {
     routes: Vec<(EventType, Dispatch<S>)>,
+    committed: Option<fn(&S)>,
     handler: S,
 }
 
@@ -91,6 +100,12 @@ impl<S: Send + Sync + 'static> EventHandler for Bound<S> {
         match self.routes.iter().find(|(event, _)| envelope.matches(event)) {
             Some((_, dispatch)) => dispatch(&self.handler, txn, envelope).await,
             None => Err(HandlerError::Malformed(format!("{} is not routed here", envelope.event))),
+        }
+    }
+
+    fn committed(&self) {
+        if let Some(hook) = self.committed {
+            hook(&self.handler);
         }
     }
 }

@@ -9,9 +9,10 @@ use sea_orm::DatabaseTransaction;
 
 use crate::service::{PaymentRequest, Payments};
 
-/// The events payments consumes (its `consumes()`), each handled by [`PaymentsEvents`].
+/// The events payments consumes (its `consumes()`), each handled by [`PaymentsEvents`]. Once
+/// their rows are committed, the worker is woken to act on them.
 pub fn routes() -> EventRoutes<PaymentsEvents> {
-    EventRoutes::new().on::<OrderPaymentRequested>().on::<OrderCancelled>()
+    EventRoutes::new().on::<OrderPaymentRequested>().on::<OrderCancelled>().after_commit(|events| events.0.wake())
 }
 
 pub struct PaymentsEvents(pub web::Data<Payments>);

@@ -140,8 +140,6 @@ impl Payments {
         );
         persistence::insert(txn, &payment).await.context("failed to insert a payment")?;
         tracing::info!(payment.id = %payment.id, status = payment.status.as_str(), "payment requested");
-        // The delivery commits after this returns: the worker looks again shortly if it is early.
-        self.wake.notify_one();
         Ok(())
     }
 
@@ -157,8 +155,12 @@ impl Payments {
                 tracing::info!(payment.id = %payment.id, status = payment.status.as_str(), "order ended");
             }
         }
-        self.wake.notify_one();
         Ok(())
+    }
+
+    /// Wakes the worker: the event handlers' rows are committed ([`crate::events::routes`]).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Applies `answer` to the payment and publishes what it tells, in `txn`: the one function
@@ -299,8 +301,9 @@ impl Payments {
         persistence::forget_provider_events_before(&self.db, cutoff).await.context("failed to purge provider events")
     }
 
-    /// The worker: acts on due payments until `shutdown`, woken by the event handlers, else every
-    /// `poll_interval`.
+    /// The worker: acts on due payments until `shutdown`, woken once the event handlers' rows are
+    /// committed (or news applied), else every `poll_interval` (a payment due later, another
+    /// process's work, a lease that expired).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             if self.round(&shutdown).await > 0 {
@@ -308,16 +311,7 @@ impl Payments {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.wake.notified() => {
-                    // The delivery that woke the worker may not have committed yet: look again
-                    // soon, then less often (a commit is a few milliseconds away, rarely more).
-                    for delay in [0, 1, 2, 5, 10, 20, 50, 100].map(Duration::from_millis) {
-                        tokio::time::sleep(delay).await;
-                        if self.round(&shutdown).await > 0 {
-                            break;
-                        }
-                    }
-                }
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.timing.poll_interval) => {}
             }
         }
