@@ -23,7 +23,7 @@ use crate::domain::{
 use crate::persistence::{self, BasketRow};
 
 /// How many times a change is tried when other changes keep coming first.
-const ATTEMPTS: u32 = 5;
+const ATTEMPTS: u32 = 10;
 
 pub struct Baskets {
     db: DatabaseConnection,
@@ -446,4 +446,343 @@ enum CheckedOut {
     New(Uuid, BasketId),
     /// A concurrent request with the same key checked out first.
     Repeated,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix_web::web;
+    use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
+    use contracts::{AddressForm, IntegrationEvent, ProductStatus};
+    use kernel::testing::{Engine, TestDatabase, published_of};
+    use kernel::{Envelope, EventHandler};
+    use migrations::MigratorTrait;
+
+    use super::*;
+    use crate::NAME;
+    use crate::domain::{Availability, Currency, Money, Quantity};
+    use crate::events::{BasketEvents, routes};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// The module on a fresh database: 3 products of 10 units at most, baskets kept `ttl`.
+    struct Shop {
+        _database: TestDatabase,
+        db: DatabaseConnection,
+        baskets: web::Data<Baskets>,
+    }
+
+    async fn shop_on(engine: Engine, ttl: Duration) -> Option<Shop> {
+        let database = TestDatabase::fresh(engine).await?;
+        let db = database.connect(NAME).await;
+        migrations::Migrator::up(&db, None).await.expect("migrated");
+        let limits = BasketLimits::new(3, 10).expect("valid");
+        let baskets = Baskets::new(db.clone(), Outbox::new(NAME, db.clone()), limits, ttl);
+        Some(Shop { _database: database, db, baskets: web::Data::new(baskets) })
+    }
+
+    async fn shop() -> Shop {
+        shop_on(Engine::Sqlite, 30 * DAY).await.expect("SQLite is always there")
+    }
+
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, Currency::parse("EUR").expect("valid")).expect("valid")
+    }
+
+    fn snapshot(product_id: Uuid, price: i64, version: u64) -> ProductSnapshot {
+        ProductSnapshot {
+            product_id,
+            sku: format!("SKU-{version}-{}", &product_id.simple().to_string()[24..]),
+            name: format!("Product v{version}"),
+            description: String::new(),
+            price: eur(price),
+            status: ProductStatus::Active,
+            version,
+        }
+    }
+
+    fn address() -> Address {
+        Address::parse(&AddressForm {
+            name: Some("Ada Lovelace".into()),
+            line1: Some("12 St James's Square".into()),
+            line2: None,
+            city: Some("London".into()),
+            postal_code: Some("SW1Y 4JH".into()),
+            country: Some("GB".into()),
+        })
+        .expect("valid")
+    }
+
+    fn checkout_at(prices: Prices) -> Checkout {
+        Checkout {
+            shipping_address: address(),
+            payment_method: Some(PaymentMethod::parse("pm_card_visa").expect("valid")),
+            prices,
+        }
+    }
+
+    fn key(key: &str, body: &str) -> Idempotency {
+        Idempotency { key: key.to_owned(), request_hash: body.to_owned() }
+    }
+
+    impl Shop {
+        async fn deliver<E: IntegrationEvent>(&self, event: &E) {
+            let envelope = Envelope::new(event).expect("serialises");
+            let txn = kernel::db::begin_write(&self.db).await.expect("a transaction");
+            routes().bind(BasketEvents(self.baskets.clone())).handle(&txn, &envelope).await.expect("handled");
+            txn.commit().await.expect("committed");
+        }
+
+        /// A product the copy knows, at `price`.
+        async fn product(&self, price: i64) -> Uuid {
+            let id = Uuid::now_v7();
+            self.deliver(&ProductCreated(snapshot(id, price, 1))).await;
+            id
+        }
+
+        async fn set(&self, holder: &Holder, product_id: Uuid, units: u32) -> Result<BasketView, EditError> {
+            self.baskets.edit(holder, None, Edit::Set { product_id, units }).await
+        }
+
+        async fn units(&self, holder: &Holder) -> Vec<(Uuid, u32)> {
+            let view = self.baskets.view(holder).await.expect("a basket");
+            view.lines.iter().map(|l| (l.product_id, l.quantity.get())).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_set_changed_and_removed_and_every_change_raises_the_version() {
+        let shop = shop().await;
+        let (mug, pot) = (shop.product(500).await, shop.product(250).await);
+        let me = Holder::Customer(Uuid::now_v7());
+        let empty = shop.baskets.view(&me).await.expect("an empty basket");
+        assert_eq!((empty.version, empty.lines.len(), empty.total), (0, 0, 0));
+
+        shop.set(&me, mug, 2).await.expect("added");
+        let view = shop.set(&me, pot, 1).await.expect("added");
+        assert_eq!((view.version, view.total, view.currency.map(|c| c.code())), (2, 1250, Some("EUR")));
+        assert_eq!(view.lines[0].line_total, Some(eur(1000)));
+        let view = shop.set(&me, mug, 3).await.expect("changed");
+        assert_eq!((view.version, view.total), (3, 1750));
+        let view = shop.baskets.edit(&me, None, Edit::Set { product_id: pot, units: 0 }).await.expect("removed");
+        assert_eq!((view.version, shop.units(&me).await), (4, vec![(mug, 3)]));
+        let unchanged = shop.set(&me, pot, 0).await.expect("nothing to remove");
+        assert_eq!(unchanged.version, 4, "nothing changed, no new version");
+        let cleared = shop.baskets.edit(&me, None, Edit::Clear).await.expect("emptied");
+        assert_eq!((cleared.version, cleared.lines.len()), (5, 0));
+    }
+
+    #[tokio::test]
+    async fn the_limits_are_refused_naming_the_field_and_nothing_changes() {
+        let shop = shop().await;
+        let me = Holder::Customer(Uuid::now_v7());
+        let too_many = shop.set(&me, shop.product(1).await, 11).await;
+        assert!(matches!(&too_many, Err(EditError::OverLimit(e)) if e.field == "quantity"), "{too_many:?}");
+        for _ in 0..3 {
+            shop.set(&me, shop.product(1).await, 10).await.expect("within the limits");
+        }
+        let fourth = shop.set(&me, shop.product(1).await, 1).await;
+        assert!(matches!(&fourth, Err(EditError::OverLimit(e)) if e.field == "lines"), "{fourth:?}");
+        assert_eq!(shop.baskets.view(&me).await.expect("a basket").version, 3);
+    }
+
+    #[tokio::test]
+    async fn a_stale_if_match_is_refused_with_the_basket_as_it_is() {
+        let shop = shop().await;
+        let (mug, pot) = (shop.product(500).await, shop.product(250).await);
+        let me = Holder::Customer(Uuid::now_v7());
+        let seen = shop.set(&me, mug, 1).await.expect("added");
+        shop.set(&me, pot, 1).await.expect("another tab adds a line");
+        let stale = shop.baskets.edit(&me, Some(seen.version), Edit::Set { product_id: mug, units: 5 }).await;
+        let Err(EditError::Mismatch(now)) = stale else { panic!("{stale:?}") };
+        assert_eq!((now.version, now.lines.len()), (2, 2));
+        let fresh = shop.baskets.edit(&me, Some(now.version), Edit::Set { product_id: mug, units: 5 }).await;
+        assert_eq!(fresh.expect("current").version, 3);
+    }
+
+    #[tokio::test]
+    async fn a_price_is_accepted_when_the_line_is_set_and_a_change_is_flagged_after() {
+        let shop = shop().await;
+        let mug = shop.product(500).await;
+        let unknown = Uuid::now_v7();
+        let me = Holder::Customer(Uuid::now_v7());
+        shop.set(&me, mug, 1).await.expect("added");
+        let view = shop.set(&me, unknown, 1).await.expect("an unknown product may be added");
+        assert_eq!(view.lines[1].availability, Availability::Unknown);
+
+        shop.deliver(&ProductUpdated(snapshot(mug, 600, 2))).await;
+        let view = shop.baskets.view(&me).await.expect("a basket");
+        let change = view.lines[0].price_changed.expect("flagged");
+        assert_eq!((change.from, change.to), (Some(eur(500)), eur(600)));
+        let view = shop.set(&me, mug, 2).await.expect("set again");
+        assert_eq!(view.lines[0].price_changed, None, "setting the line accepted the price now");
+    }
+
+    #[tokio::test]
+    async fn a_guest_basket_merges_into_the_customers_within_the_limits_and_is_gone_after() {
+        let shop = shop().await;
+        let (mug, pot, cup, jar) =
+            (shop.product(100).await, shop.product(200).await, shop.product(300).await, shop.product(400).await);
+        let (token, guest_basket) = shop.baskets.create_guest().await.expect("a guest basket");
+        assert_eq!(guest_basket.version, 0);
+        let guest = Holder::Guest(token.clone());
+        shop.set(&guest, mug, 4).await.expect("added");
+        shop.set(&guest, cup, 1).await.expect("added");
+        let user = Uuid::now_v7();
+        let me = Holder::Customer(user);
+        shop.set(&me, mug, 6).await.expect("added");
+        shop.set(&me, pot, 1).await.expect("added");
+
+        let merged = shop.baskets.merge(user, &token).await.expect("merged");
+        assert_eq!(shop.units(&me).await, vec![(mug, 10), (pot, 1), (cup, 1)]);
+        assert_eq!(merged.version, 3);
+        assert!(matches!(shop.baskets.view(&guest).await, Err(EditError::NotFound)), "the guest basket is gone");
+        assert!(matches!(shop.baskets.merge(user, &token).await, Err(MergeError::NotFound)));
+
+        // Beyond the limits: nothing changes on either side.
+        let (token, _) = shop.baskets.create_guest().await.expect("a guest basket");
+        let guest = Holder::Guest(token.clone());
+        shop.set(&guest, mug, 1).await.expect("added");
+        shop.set(&guest, jar, 1).await.expect("added");
+        let refused = shop.baskets.merge(user, &token).await;
+        let Err(MergeError::OverLimit(errors)) = refused else { panic!("{refused:?}") };
+        assert_eq!(errors.len(), 2, "11 mugs, and a fourth product: {errors:?}");
+        assert_eq!(shop.units(&me).await, vec![(mug, 10), (pot, 1), (cup, 1)]);
+        assert_eq!(shop.units(&guest).await, vec![(mug, 1), (jar, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_checkout_publishes_basket_checked_out_empties_the_basket_and_replays_its_key() {
+        let shop = shop().await;
+        let (mug, gone) = (shop.product(500).await, shop.product(100).await);
+        let user = Uuid::now_v7();
+        let me = Holder::Customer(user);
+        let empty = shop.baskets.checkout(user, &checkout_at(Prices::Accepted), None).await;
+        assert!(matches!(&empty, Err(CheckoutError::Invalid(e)) if e[0].0 == "lines"), "{empty:?}");
+
+        shop.set(&me, mug, 2).await.expect("added");
+        shop.set(&me, gone, 1).await.expect("added");
+        shop.deliver(&ProductDiscontinued { product_id: gone, sku: "GONE".into(), version: 2 }).await;
+        shop.deliver(&ProductUpdated(snapshot(mug, 550, 2))).await;
+        let refused = shop.baskets.checkout(user, &checkout_at(Prices::Accepted), None).await;
+        let Err(CheckoutError::Invalid(errors)) = refused else { panic!("{refused:?}") };
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["lines[0]", "lines[1]"], "a changed price, a discontinued product: {errors:?}");
+        shop.set(&me, gone, 0).await.expect("removed");
+
+        let first = key("k-1", "body");
+        let order_id = shop.baskets.checkout(user, &checkout_at(Prices::Current), Some(&first)).await.expect("out");
+        let again = shop.baskets.checkout(user, &checkout_at(Prices::Current), Some(&first)).await.expect("replayed");
+        assert_eq!(again, order_id);
+        let reused = shop.baskets.checkout(user, &checkout_at(Prices::Current), Some(&key("k-1", "other"))).await;
+        assert!(matches!(reused, Err(CheckoutError::KeyReused)), "{reused:?}");
+        let emptied = shop.baskets.checkout(user, &checkout_at(Prices::Current), Some(&key("k-2", "body"))).await;
+        assert!(matches!(emptied, Err(CheckoutError::Invalid(_))), "the basket was emptied: {emptied:?}");
+
+        let published = published_of::<BasketCheckedOut>(&shop.db, NAME).await;
+        assert_eq!(published.len(), 1);
+        let event = &published[0];
+        assert_eq!((event.order_id, event.user_id, event.basket_id), (order_id, user, user));
+        assert_eq!(event.payment_method.as_deref(), Some("pm_card_visa"));
+        assert_eq!(event.lines.len(), 1);
+        let line = &event.lines[0];
+        assert_eq!((line.product_id, line.quantity, line.unit_price), (mug, Quantity::new(2).expect("2"), eur(550)));
+        assert_eq!(line.name, "Product v2");
+        assert!(shop.baskets.view(&me).await.expect("a basket").lines.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_copy_keeps_the_newest_version_of_a_product() {
+        let shop = shop().await;
+        let mug = Uuid::now_v7();
+        shop.deliver(&ProductUpdated(snapshot(mug, 300, 3))).await;
+        shop.deliver(&ProductCreated(snapshot(mug, 100, 1))).await;
+        shop.deliver(&ProductDiscontinued { product_id: mug, sku: "OLD".into(), version: 2 }).await;
+        let me = Holder::Customer(Uuid::now_v7());
+        let view = shop.set(&me, mug, 1).await.expect("added");
+        assert_eq!((view.lines[0].unit_price, view.lines[0].availability), (Some(eur(300)), Availability::Available));
+        shop.deliver(&ProductDiscontinued { product_id: mug, sku: "MUG".into(), version: 4 }).await;
+        let view = shop.baskets.view(&me).await.expect("a basket");
+        assert_eq!(view.lines[0].availability, Availability::Discontinued);
+    }
+
+    #[tokio::test]
+    async fn abandoned_baskets_are_purged_and_an_expired_guest_token_opens_nothing() {
+        let shop = shop().await;
+        let user = Uuid::now_v7();
+        let me = Holder::Customer(user);
+        shop.set(&me, shop.product(100).await, 1).await.expect("added");
+        let now = kernel::db::now();
+        assert_eq!(shop.baskets.purge_abandoned(now).await.expect("purged"), 0, "not abandoned yet");
+        let later = now + chrono::Duration::days(31);
+        assert_eq!(shop.baskets.purge_abandoned(later).await.expect("purged"), 1);
+        let view = shop.baskets.view(&me).await.expect("an empty basket");
+        assert_eq!((view.version, view.lines.len()), (0, 0));
+        let lines = persistence::lines(&shop.db, BasketId::from(user)).await.expect("read");
+        assert!(lines.is_empty(), "its lines went with it");
+
+        let short = shop_on(Engine::Sqlite, Duration::ZERO).await.expect("SQLite is always there");
+        let (token, _) = short.baskets.create_guest().await.expect("a guest basket");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(matches!(short.baskets.view(&Holder::Guest(token)).await, Err(EditError::NotFound)));
+    }
+
+    /// Two tabs (and more) change one basket at once: every change lands, each with a version of
+    /// its own — on every engine, where the conditional update and the retries do the work.
+    #[tokio::test]
+    async fn concurrent_edits_of_different_products_all_land_on_every_engine() {
+        for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+            let Some(shop) = shop_on(engine, 30 * DAY).await else { continue };
+            let user = Uuid::now_v7();
+            let products = [shop.product(100).await, shop.product(200).await, shop.product(300).await];
+            let edits = products.iter().map(|&p| {
+                let baskets = shop.baskets.clone();
+                tokio::spawn(async move {
+                    baskets.edit(&Holder::Customer(user), None, Edit::Set { product_id: p, units: 2 }).await
+                })
+            });
+            for edit in futures_join(edits).await {
+                edit.expect("joined").unwrap_or_else(|e| panic!("{engine:?}: {e:?}"));
+            }
+            let view = shop.baskets.view(&Holder::Customer(user)).await.expect("a basket");
+            assert_eq!((view.lines.len(), view.version, view.total), (3, 3, 1200), "{engine:?}");
+        }
+    }
+
+    /// Merge, checkout and purge on each engine: the upserts, the unique keys, the cascade.
+    #[tokio::test]
+    async fn a_guest_merges_checks_out_and_is_purged_on_every_engine() {
+        for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+            let Some(shop) = shop_on(engine, 30 * DAY).await else { continue };
+            let mug = shop.product(500).await;
+            let (token, _) = shop.baskets.create_guest().await.expect("a guest basket");
+            shop.set(&Holder::Guest(token.clone()), mug, 2).await.expect("added");
+            let user = Uuid::now_v7();
+            shop.set(&Holder::Customer(user), mug, 1).await.expect("added");
+            shop.baskets.merge(user, &token).await.expect("merged");
+            assert_eq!(shop.units(&Holder::Customer(user)).await, vec![(mug, 3)], "{engine:?}");
+
+            let upper = key("Key-1", "body");
+            let lower = key("key-1", "body");
+            let order = shop.baskets.checkout(user, &checkout_at(Prices::Accepted), Some(&upper)).await.expect("out");
+            shop.set(&Holder::Customer(user), mug, 1).await.expect("added");
+            let other = shop.baskets.checkout(user, &checkout_at(Prices::Accepted), Some(&lower)).await.expect("out");
+            assert_ne!(order, other, "{engine:?}: keys that differ in case are two checkouts");
+            assert_eq!(published_of::<BasketCheckedOut>(&shop.db, NAME).await.len(), 2, "{engine:?}");
+
+            let later = kernel::db::now() + chrono::Duration::days(31);
+            assert_eq!(shop.baskets.purge_abandoned(later).await.expect("purged"), 1, "{engine:?}");
+            assert_eq!(shop.baskets.forget_idempotency_keys_before(later).await.expect("purged"), 2, "{engine:?}");
+        }
+    }
+
+    /// Awaits every task, in order.
+    async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<Result<T, tokio::task::JoinError>> {
+        let mut results = Vec::new();
+        for task in tasks.collect::<Vec<_>>() {
+            results.push(task.await);
+        }
+        results
+    }
 }
