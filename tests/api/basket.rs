@@ -38,26 +38,26 @@ impl TestApp {
         self.basket_request(Method::GET, "/basket", who).send().await.expect("sent")
     }
 
-    async fn basket(&self, who: Who<'_>) -> Value {
+    async fn basket_json(&self, who: Who<'_>) -> Value {
         let response = self.basket_of(who).await;
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
         response.json().await.expect("JSON")
     }
 
-    async fn put_item(&self, who: Who<'_>, product: &Value, quantity: i64) -> Response {
+    async fn basket_put(&self, who: Who<'_>, product: &Value, quantity: i64) -> Response {
         let path = format!("/basket/items/{}", product["id"].as_str().expect("an id"));
         let request = self.basket_request(Method::PUT, &path, who).json(&json!({"quantity": quantity}));
         request.send().await.expect("sent")
     }
 
     /// Sets the line; the basket after.
-    async fn set_item(&self, who: Who<'_>, product: &Value, quantity: i64) -> Value {
-        let response = self.put_item(who, product, quantity).await;
+    async fn basket_set(&self, who: Who<'_>, product: &Value, quantity: i64) -> Value {
+        let response = self.basket_put(who, product, quantity).await;
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
         response.json().await.expect("JSON")
     }
 
-    async fn checkout(&self, token: &str, body: &Value, key: Option<&str>) -> Response {
+    async fn basket_checkout(&self, token: &str, body: &Value, key: Option<&str>) -> Response {
         let mut request = self.basket_request(Method::POST, "/basket/checkout", Who::Customer(token)).json(body);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
@@ -108,7 +108,7 @@ impl TestApp {
     }
 
     /// `PUT /products/{id}` with a new price (EUR cents).
-    async fn reprice(&self, product: &Value, amount: i64) {
+    async fn basket_reprice(&self, product: &Value, amount: i64) {
         let sku = product["sku"].as_str().expect("a sku");
         let mut body = product_body(sku, sku);
         body["price"] = eur(amount);
@@ -119,7 +119,7 @@ impl TestApp {
     }
 
     /// The `BasketCheckedOut` events the basket published, as JSON `data`.
-    async fn checked_out(&self) -> Vec<Value> {
+    async fn basket_checked_out(&self) -> Vec<Value> {
         let published = self.published("basket").await;
         published.into_iter().filter(|e| e.event == "BasketCheckedOut" && e.version == 1).map(|e| e.data).collect()
     }
@@ -159,8 +159,8 @@ async fn a_customer_adds_changes_and_removes_lines_each_change_a_new_etag() {
     assert_eq!((empty["lines"].as_array().map(Vec::len), &empty["total"]), (Some(0), &json!(0)));
     assert!(empty.get("currency").is_none(), "{empty}");
 
-    app.set_item(me, &mug, 2).await;
-    let response = app.put_item(me, &pot, 1).await;
+    app.basket_set(me, &mug, 2).await;
+    let response = app.basket_put(me, &pot, 1).await;
     assert_eq!((response.status().as_u16(), etag(&response)), (200, "\"2\"".to_owned()));
     let basket: Value = response.json().await.expect("JSON");
     assert_eq!(basket["lines"][0]["sku"], "B-MUG");
@@ -169,21 +169,21 @@ async fn a_customer_adds_changes_and_removes_lines_each_change_a_new_etag() {
     assert!(basket["lines"][0].get("priceChanged").is_none(), "{basket}");
     assert_eq!((&basket["total"], &basket["currency"]), (&json!(1250), &json!("EUR")));
 
-    let basket = app.set_item(me, &mug, 5).await;
+    let basket = app.basket_set(me, &mug, 5).await;
     assert_eq!(lines(&basket), [(id(&mug), 5), (id(&pot), 1)]);
     let path = format!("/basket/items/{}", id(&pot));
     let removed = app.basket_request(Method::DELETE, &path, me).send().await.expect("sent");
     assert_eq!((removed.status().as_u16(), etag(&removed)), (200, "\"4\"".to_owned()));
-    let basket = app.set_item(me, &mug, 0).await;
+    let basket = app.basket_set(me, &mug, 0).await;
     assert!(lines(&basket).is_empty());
     assert_eq!(basket["version"], 5);
 
-    app.set_item(me, &pot, 3).await;
+    app.basket_set(me, &pot, 3).await;
     let cleared = app.basket_request(Method::DELETE, "/basket", me).send().await.expect("sent");
     assert_eq!(cleared.status(), 200);
     let cleared: Value = cleared.json().await.expect("JSON");
     assert!(lines(&cleared).is_empty());
-    assert_eq!(app.basket(me).await["version"], 7);
+    assert_eq!(app.basket_json(me).await["version"], 7);
 }
 
 #[tokio::test]
@@ -196,18 +196,18 @@ async fn quantities_and_lines_beyond_the_limits_are_422_naming_the_field() {
     ];
     let token = customer(&Uuid::now_v7());
     let me = Who::Customer(&token);
-    let problem = assert_problem(app.put_item(me, &products[0], 6).await, 422).await;
+    let problem = assert_problem(app.basket_put(me, &products[0], 6).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "quantity", "{problem}");
-    let problem = assert_problem(app.put_item(me, &products[0], 1001).await, 422).await;
+    let problem = assert_problem(app.basket_put(me, &products[0], 1001).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "quantity", "{problem}");
-    let problem = assert_problem(app.put_item(me, &products[0], -1).await, 422).await;
+    let problem = assert_problem(app.basket_put(me, &products[0], -1).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "quantity", "{problem}");
 
-    app.set_item(me, &products[0], 5).await;
-    app.set_item(me, &products[1], 5).await;
-    let problem = assert_problem(app.put_item(me, &products[2], 1).await, 422).await;
+    app.basket_set(me, &products[0], 5).await;
+    app.basket_set(me, &products[1], 5).await;
+    let problem = assert_problem(app.basket_put(me, &products[2], 1).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "lines", "{problem}");
-    assert_eq!(lines(&app.basket(me).await).len(), 2, "nothing changed");
+    assert_eq!(lines(&app.basket_json(me).await).len(), 2, "nothing changed");
 }
 
 #[tokio::test]
@@ -216,22 +216,22 @@ async fn a_changed_price_is_flagged_and_refused_at_checkout_until_accepted() {
     let mug = app.basket_product("PRICE-1", 500).await;
     let token = customer(&Uuid::now_v7());
     let me = Who::Customer(&token);
-    app.set_item(me, &mug, 2).await;
+    app.basket_set(me, &mug, 2).await;
 
-    app.reprice(&mug, 650).await;
-    let basket = app.basket(me).await;
+    app.basket_reprice(&mug, 650).await;
+    let basket = app.basket_json(me).await;
     assert_eq!(basket["lines"][0]["priceChanged"], json!({"from": eur(500), "to": eur(650)}), "{basket}");
     assert_eq!(basket["lines"][0]["unitPrice"], eur(650));
 
-    let problem = assert_problem(app.checkout(&token, &checkout_body(false), None).await, 422).await;
+    let problem = assert_problem(app.basket_checkout(&token, &checkout_body(false), None).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "lines[0]", "{problem}");
     let message = problem["errors"][0]["message"].as_str().expect("a message");
     assert!(message.contains(&id(&mug)), "{message}");
-    assert_eq!(lines(&app.basket(me).await).len(), 1, "a refused checkout changes nothing");
+    assert_eq!(lines(&app.basket_json(me).await).len(), 1, "a refused checkout changes nothing");
 
-    let accepted = app.checkout(&token, &checkout_body(true), None).await;
+    let accepted = app.basket_checkout(&token, &checkout_body(true), None).await;
     assert_eq!(accepted.status(), 202, "{:?}", accepted.text().await);
-    let events = app.checked_out().await;
+    let events = app.basket_checked_out().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["lines"][0]["unitPrice"], eur(650), "checked out at the price now");
 }
@@ -242,17 +242,17 @@ async fn a_discontinued_product_is_flagged_and_refused_at_checkout() {
     let (mug, pot) = (app.basket_product("GONE-1", 500).await, app.basket_product("GONE-2", 100).await);
     let token = customer(&Uuid::now_v7());
     let me = Who::Customer(&token);
-    app.set_item(me, &pot, 1).await;
-    app.set_item(me, &mug, 1).await;
+    app.basket_set(me, &pot, 1).await;
+    app.basket_set(me, &mug, 1).await;
     let path = format!("/products/{}", id(&mug));
     assert_eq!(app.request(Method::DELETE, &path, As::Admin).send().await.expect("sent").status(), 204);
     app.basket_copy_until("GONE-1", "discontinued").await;
 
-    let basket = app.basket(me).await;
+    let basket = app.basket_json(me).await;
     assert_eq!(basket["lines"][1]["discontinued"], true, "{basket}");
     assert!(basket["lines"][0].get("discontinued").is_none(), "{basket}");
     assert_eq!(basket["total"], 100, "only what can be checked out");
-    let problem = assert_problem(app.checkout(&token, &checkout_body(true), None).await, 422).await;
+    let problem = assert_problem(app.basket_checkout(&token, &checkout_body(true), None).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "lines[1]", "{problem}");
     assert!(problem["errors"][0]["message"].as_str().expect("a message").contains("discontinued"), "{problem}");
 }
@@ -263,10 +263,10 @@ async fn an_unknown_product_may_be_added_shows_unavailable_and_is_refused_at_che
     let token = customer(&Uuid::now_v7());
     let me = Who::Customer(&token);
     let unknown = json!({"id": Uuid::now_v7()});
-    let basket = app.set_item(me, &unknown, 1).await;
+    let basket = app.basket_set(me, &unknown, 1).await;
     assert_eq!(basket["lines"][0]["unavailable"], true, "{basket}");
     assert_eq!((&basket["lines"][0]["sku"], &basket["lines"][0]["unitPrice"]), (&Value::Null, &Value::Null));
-    let problem = assert_problem(app.checkout(&token, &checkout_body(true), None).await, 422).await;
+    let problem = assert_problem(app.basket_checkout(&token, &checkout_body(true), None).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "lines[0]", "{problem}");
 }
 
@@ -279,14 +279,14 @@ async fn a_guest_basket_is_opened_with_a_token_and_merged_into_the_customers_wit
     let guest_token = opened.headers().get("basket-token").expect("a token").to_str().expect("text").to_owned();
     assert_eq!(guest_token.len(), 43);
     let guest = Who::Guest(&guest_token);
-    app.set_item(guest, &mug, 3).await;
-    app.set_item(guest, &pot, 1).await;
-    assert_eq!(lines(&app.basket(guest).await), [(id(&mug), 3), (id(&pot), 1)]);
+    app.basket_set(guest, &mug, 3).await;
+    app.basket_set(guest, &pot, 1).await;
+    assert_eq!(lines(&app.basket_json(guest).await), [(id(&mug), 3), (id(&pot), 1)]);
 
     let user = Uuid::now_v7();
     let token = customer(&user);
     let me = Who::Customer(&token);
-    app.set_item(me, &mug, 4).await;
+    app.basket_set(me, &mug, 4).await;
     let merge = |guest_token: &str| {
         app.basket_request(Method::POST, "/basket/merge", me).json(&json!({"guestBasket": guest_token})).send()
     };
@@ -300,11 +300,11 @@ async fn a_guest_basket_is_opened_with_a_token_and_merged_into_the_customers_wit
     // A second guest basket would take the mugs beyond 10: nothing changes.
     let opened = app.basket_request(Method::POST, "/basket", Who::Nobody).send().await.expect("sent");
     let second = opened.headers().get("basket-token").expect("a token").to_str().expect("text").to_owned();
-    app.set_item(Who::Guest(&second), &mug, 4).await;
+    app.basket_set(Who::Guest(&second), &mug, 4).await;
     let problem = assert_problem(merge(&second).await.expect("sent"), 422).await;
     assert_eq!(problem["errors"][0]["field"], "guestBasket", "{problem}");
-    assert_eq!(lines(&app.basket(me).await), [(id(&mug), 7), (id(&pot), 1)]);
-    assert_eq!(lines(&app.basket(Who::Guest(&second)).await), [(id(&mug), 4)]);
+    assert_eq!(lines(&app.basket_json(me).await), [(id(&mug), 7), (id(&pot), 1)]);
+    assert_eq!(lines(&app.basket_json(Who::Guest(&second)).await), [(id(&mug), 4)]);
 
     let problem = assert_problem(merge("not-a-token").await.expect("sent"), 422).await;
     assert_eq!(problem["errors"][0]["field"], "guestBasket", "{problem}");
@@ -322,9 +322,9 @@ async fn a_basket_needs_a_bearer_or_a_token_and_a_stale_if_match_is_409_with_the
     let mug = app.basket_product("TABS-1", 100).await;
     let token = customer(&Uuid::now_v7());
     let me = Who::Customer(&token);
-    let seen = app.put_item(me, &mug, 1).await;
+    let seen = app.basket_put(me, &mug, 1).await;
     let seen_etag = etag(&seen);
-    app.set_item(me, &mug, 2).await;
+    app.basket_set(me, &mug, 2).await;
     let path = format!("/basket/items/{}", id(&mug));
     let stale = app
         .basket_request(Method::PUT, &path, me)
@@ -349,10 +349,10 @@ async fn two_concurrent_puts_of_different_products_are_both_kept(engine: Engine)
     let token = customer(&Uuid::now_v7());
     let me = Who::Customer(&token);
     for round in 1..=3 {
-        let (a, b) = tokio::join!(app.put_item(me, &mug, round), app.put_item(me, &pot, round));
+        let (a, b) = tokio::join!(app.basket_put(me, &mug, round), app.basket_put(me, &pot, round));
         assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200), "{engine:?}");
     }
-    let basket = app.basket(me).await;
+    let basket = app.basket_json(me).await;
     assert_eq!(lines(&basket), [(id(&mug), 3), (id(&pot), 3)], "{engine:?}");
     assert_eq!(basket["version"], 6, "{engine:?}: one version per change");
 }
@@ -363,28 +363,28 @@ async fn a_checkout_answers_202_with_the_order_and_a_repeat_of_its_key_the_same_
     let user = Uuid::now_v7();
     let token = customer(&user);
     let me = Who::Customer(&token);
-    assert_problem(app.checkout(&token, &checkout_body(false), Some("first")).await, 422).await;
-    app.set_item(me, &mug, 2).await;
+    assert_problem(app.basket_checkout(&token, &checkout_body(false), Some("first")).await, 422).await;
+    app.basket_set(me, &mug, 2).await;
 
     let body = checkout_body(false);
-    let first = app.checkout(&token, &body, Some("checkout-1")).await;
+    let first = app.basket_checkout(&token, &body, Some("checkout-1")).await;
     assert_eq!(first.status(), 202, "{engine:?}");
     let location = first.headers().get("location").expect("a Location").to_str().expect("text").to_owned();
     let order: Value = first.json().await.expect("JSON");
     let order_id = order["orderId"].as_str().expect("an order id").to_owned();
     assert_eq!(location, format!("/orders/{order_id}"));
-    assert!(lines(&app.basket(me).await).is_empty(), "the basket is emptied");
+    assert!(lines(&app.basket_json(me).await).is_empty(), "the basket is emptied");
 
-    let again = app.checkout(&token, &body, Some("checkout-1")).await;
+    let again = app.basket_checkout(&token, &body, Some("checkout-1")).await;
     assert_eq!(again.status(), 202, "{engine:?}");
     assert_eq!(again.headers().get("location").expect("a Location").to_str().expect("text"), location);
     assert_eq!(again.json::<Value>().await.expect("JSON")["orderId"], order_id.as_str());
-    let problem = assert_problem(app.checkout(&token, &checkout_body(true), Some("checkout-1")).await, 422).await;
+    let problem = assert_problem(app.basket_checkout(&token, &checkout_body(true), Some("checkout-1")).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key", "{problem}");
-    let problem = assert_problem(app.checkout(&token, &body, Some("checkout-2")).await, 422).await;
+    let problem = assert_problem(app.basket_checkout(&token, &body, Some("checkout-2")).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "lines", "an emptied basket: {problem}");
 
-    let events = app.checked_out().await;
+    let events = app.basket_checked_out().await;
     assert_eq!(events.len(), 1, "{engine:?}");
     assert_eq!(events[0]["orderId"], order_id.as_str());
     assert_eq!(events[0]["userId"], user.to_string());
@@ -400,7 +400,7 @@ async fn a_checkout_refuses_invalid_fields_naming_each() {
     let token = customer(&Uuid::now_v7());
     let body = json!({"shippingAddress": {"name": "", "line1": "1 Main St", "city": "London", "postalCode": "N1",
         "country": "Britain"}, "paymentMethod": "pm card"});
-    let problem = assert_problem(app.checkout(&token, &body, None).await, 422).await;
+    let problem = assert_problem(app.basket_checkout(&token, &body, None).await, 422).await;
     let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     assert_eq!(fields, ["shippingAddress.name", "shippingAddress.country", "paymentMethod"], "{problem}");
     let unsigned = app.request(Method::POST, "/basket/checkout", As::Anonymous).json(&checkout_body(false)).send();

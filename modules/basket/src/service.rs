@@ -595,7 +595,10 @@ mod tests {
         let seen = shop.set(&me, mug, 1).await.expect("added");
         shop.set(&me, pot, 1).await.expect("another tab adds a line");
         let stale = shop.baskets.edit(&me, Some(seen.version), Edit::Set { product_id: mug, units: 5 }).await;
-        let Err(EditError::Mismatch(now)) = stale else { panic!("{stale:?}") };
+        let now = match stale {
+            Err(EditError::Mismatch(now)) => now,
+            other => panic!("{other:?}"),
+        };
         assert_eq!((now.version, now.lines.len()), (2, 2));
         let fresh = shop.baskets.edit(&me, Some(now.version), Edit::Set { product_id: mug, units: 5 }).await;
         assert_eq!(fresh.expect("current").version, 3);
@@ -645,8 +648,10 @@ mod tests {
         let guest = Holder::Guest(token.clone());
         shop.set(&guest, mug, 1).await.expect("added");
         shop.set(&guest, jar, 1).await.expect("added");
-        let refused = shop.baskets.merge(user, &token).await;
-        let Err(MergeError::OverLimit(errors)) = refused else { panic!("{refused:?}") };
+        let errors = match shop.baskets.merge(user, &token).await {
+            Err(MergeError::OverLimit(errors)) => errors,
+            other => panic!("{other:?}"),
+        };
         assert_eq!(errors.len(), 2, "11 mugs, and a fourth product: {errors:?}");
         assert_eq!(shop.units(&me).await, vec![(mug, 10), (pot, 1), (cup, 1)]);
         assert_eq!(shop.units(&guest).await, vec![(mug, 1), (jar, 1)]);
@@ -665,8 +670,10 @@ mod tests {
         shop.set(&me, gone, 1).await.expect("added");
         shop.deliver(&ProductDiscontinued { product_id: gone, sku: "GONE".into(), version: 2 }).await;
         shop.deliver(&ProductUpdated(snapshot(mug, 550, 2))).await;
-        let refused = shop.baskets.checkout(user, &checkout_at(Prices::Accepted), None).await;
-        let Err(CheckoutError::Invalid(errors)) = refused else { panic!("{refused:?}") };
+        let errors = match shop.baskets.checkout(user, &checkout_at(Prices::Accepted), None).await {
+            Err(CheckoutError::Invalid(errors)) => errors,
+            other => panic!("{other:?}"),
+        };
         let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["lines[0]", "lines[1]"], "a changed price, a discontinued product: {errors:?}");
         shop.set(&me, gone, 0).await.expect("removed");
