@@ -23,7 +23,7 @@ pub const BASKET_TOKEN: &str = "Basket-Token";
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PriceChangeResponse {
+pub struct BasketPriceChange {
     /// The price accepted when the line was added or last set; `null` if the product was unknown
     /// to the basket then.
     pub from: Option<Money>,
@@ -33,7 +33,7 @@ pub struct PriceChangeResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct LineResponse {
+pub struct BasketLineResponse {
     pub product_id: Uuid,
     /// `null` while the product is unknown to the basket (`unavailable`).
     pub sku: Option<String>,
@@ -45,7 +45,7 @@ pub struct LineResponse {
     /// Present when the price now differs from the one accepted: a checkout refuses the line
     /// unless `acceptPrices` is true (or the line is set again).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub price_changed: Option<PriceChangeResponse>,
+    pub price_changed: Option<BasketPriceChange>,
     /// Present (`true`) when the catalog discontinued the product: a checkout refuses the line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discontinued: Option<bool>,
@@ -55,7 +55,7 @@ pub struct LineResponse {
     pub unavailable: Option<bool>,
 }
 
-impl From<&LineView> for LineResponse {
+impl From<&LineView> for BasketLineResponse {
     fn from(l: &LineView) -> Self {
         Self {
             product_id: l.product_id,
@@ -64,7 +64,7 @@ impl From<&LineView> for LineResponse {
             quantity: l.quantity,
             unit_price: l.unit_price,
             line_total: l.line_total,
-            price_changed: l.price_changed.map(|c| PriceChangeResponse { from: c.from, to: c.to }),
+            price_changed: l.price_changed.map(|c| BasketPriceChange { from: c.from, to: c.to }),
             discontinued: (l.availability == Availability::Discontinued).then_some(true),
             unavailable: (l.availability == Availability::Unknown).then_some(true),
         }
@@ -79,7 +79,7 @@ pub struct BasketResponse {
     #[schema(minimum = 0)]
     pub version: i64,
     /// In the order they were added.
-    pub lines: Vec<LineResponse>,
+    pub lines: Vec<BasketLineResponse>,
     /// The lines that can be checked out, at the prices now, in minor units of `currency`.
     #[schema(minimum = 0)]
     pub total: i64,
@@ -93,7 +93,7 @@ impl From<&BasketView> for BasketResponse {
         Self {
             id: b.id.as_uuid(),
             version: b.version,
-            lines: b.lines.iter().map(LineResponse::from).collect(),
+            lines: b.lines.iter().map(BasketLineResponse::from).collect(),
             total: b.total,
             currency: b.currency,
         }
@@ -121,7 +121,7 @@ struct ConflictMembers {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SetQuantityRequest {
+pub struct BasketItemRequest {
     /// The units the line holds from now on; 0 removes it. At most `basket.max_quantity` (99
     /// by default; 422 beyond). Setting a line accepts the product's price now.
     #[schema(required = true, example = 2, value_type = i64, minimum = 0, maximum = 1000)]
@@ -131,7 +131,7 @@ pub struct SetQuantityRequest {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MergeRequest {
+pub struct BasketMergeRequest {
     /// The guest basket's token, as `POST /basket` gave it in `Basket-Token`.
     #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9_-]{43}$")]
     pub guest_basket: Option<String>,
@@ -139,7 +139,7 @@ pub struct MergeRequest {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CheckoutRequest {
+pub struct BasketCheckoutRequest {
     #[schema(required = true, value_type = Address)]
     pub shipping_address: Option<AddressForm>,
     /// The provider's payment method, charged once the stock is reserved (`pm_card_visa` with the
@@ -153,15 +153,15 @@ pub struct CheckoutRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CheckoutResponse {
+pub struct BasketCheckoutResponse {
     /// The order being made of the basket: `GET /orders/{orderId}` once orders has it.
     pub order_id: Uuid,
 }
 
-impl TryFrom<&CheckoutRequest> for Checkout {
+impl TryFrom<&BasketCheckoutRequest> for Checkout {
     type Error = ApiError;
 
-    fn try_from(body: &CheckoutRequest) -> Result<Self, ApiError> {
+    fn try_from(body: &BasketCheckoutRequest) -> Result<Self, ApiError> {
         let mut errors = FieldErrors::default();
         let shipping_address = match body.shipping_address.as_ref() {
             None => errors.check::<Address>("shippingAddress", Err("is required".into())),
@@ -336,7 +336,7 @@ pub async fn get_basket(req: HttpRequest, baskets: web::Data<Baskets>) -> Result
             pattern = "^[A-Za-z0-9_-]{43}$"),
         ("If-Match" = Option<String>, Header, description = "The basket's ETag, as last seen", pattern = "^\"[0-9]{1,18}\"$"),
     ),
-    request_body = SetQuantityRequest,
+    request_body = BasketItemRequest,
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The basket, changed", body = BasketResponse,
@@ -358,7 +358,7 @@ pub async fn set_quantity(
     req: HttpRequest,
     baskets: web::Data<Baskets>,
     product_id: web::Path<Uuid>,
-    body: web::Json<SetQuantityRequest>,
+    body: web::Json<BasketItemRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let units = body
         .quantity
@@ -439,7 +439,7 @@ pub async fn clear_basket(req: HttpRequest, baskets: web::Data<Baskets>) -> Resu
 /// If the result would exceed the basket's limits, nothing changes (422).
 #[utoipa::path(
     tag = "basket",
-    request_body = MergeRequest,
+    request_body = BasketMergeRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Your basket, merged", body = BasketResponse,
@@ -456,7 +456,7 @@ pub async fn clear_basket(req: HttpRequest, baskets: web::Data<Baskets>) -> Resu
 pub async fn merge_basket(
     principal: Principal,
     baskets: web::Data<Baskets>,
-    body: web::Json<MergeRequest>,
+    body: web::Json<BasketMergeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let token = body
         .guest_basket
@@ -483,12 +483,12 @@ pub async fn merge_basket(
 /// key with another request is a 422.
 #[utoipa::path(
     tag = "basket",
-    request_body = CheckoutRequest,
+    request_body = BasketCheckoutRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible characters",
         pattern = "^[!-~](?:[ -~]{0,253}[!-~])?$")),
     security(("bearer" = [])),
     responses(
-        (status = 202, description = "Checked out: the order is being made", body = CheckoutResponse,
+        (status = 202, description = "Checked out: the order is being made", body = BasketCheckoutResponse,
             headers(("Location" = String, description = "The order's URL: /orders/{orderId}"))),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, a basket that cannot be checked out, or a key reused with another request",
@@ -501,7 +501,7 @@ pub async fn checkout(
     req: HttpRequest,
     principal: Principal,
     baskets: web::Data<Baskets>,
-    body: web::Json<CheckoutRequest>,
+    body: web::Json<BasketCheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = Checkout::try_from(&*body)?;
     let idempotency = match req.headers().get("idempotency-key") {
@@ -529,7 +529,7 @@ pub async fn checkout(
     })?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/orders/{order_id}")))
-        .json(CheckoutResponse { order_id }))
+        .json(BasketCheckoutResponse { order_id }))
 }
 
 #[cfg(test)]
