@@ -126,10 +126,6 @@ impl BasketLimits {
         Ok(Self { max_lines: max_lines as usize, max_quantity })
     }
 
-    pub fn max_quantity(&self) -> u32 {
-        self.max_quantity
-    }
-
     /// Setting `product`'s line of `lines` to `units` (0 removes it), within the limits.
     pub fn set(&self, lines: &[Line], product: Uuid, units: u32) -> Result<LineChange, OverLimit> {
         let existing = lines.iter().any(|l| l.product_id == product);

@@ -456,7 +456,7 @@ mod tests {
     use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
     use contracts::{AddressForm, IntegrationEvent, ProductStatus};
     use kernel::testing::{Engine, TestDatabase, published_of};
-    use kernel::{Envelope, EventHandler};
+    use kernel::Envelope;
     use migrations::MigratorTrait;
 
     use super::*;
