@@ -383,7 +383,8 @@ async fn a_checkout_answers_202_with_the_order_and_a_repeat_of_its_key_the_same_
     assert_eq!(again.status(), 202, "{engine:?}");
     assert_eq!(again.headers().get("location").expect("a Location").to_str().expect("text"), location);
     assert_eq!(again.json::<Value>().await.expect("JSON")["orderId"], order_id.as_str());
-    let problem = assert_problem(app.basket_checkout(&token, &checkout_body(true), Some("checkout-1")).await, 422).await;
+    let problem =
+        assert_problem(app.basket_checkout(&token, &checkout_body(true), Some("checkout-1")).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key", "{problem}");
     let problem = assert_problem(app.basket_checkout(&token, &body, Some("checkout-2")).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "lines", "an emptied basket: {problem}");
@@ -392,8 +393,11 @@ async fn a_checkout_answers_202_with_the_order_and_a_repeat_of_its_key_the_same_
     assert_eq!(events.len(), 1, "{engine:?}");
     assert_eq!(events[0]["orderId"], order_id.as_str());
     assert_eq!(events[0]["userId"], user.to_string());
-    assert_eq!(events[0]["lines"][0], json!({"productId": id(&mug), "sku": "OUT-1", "name": "OUT-1", "quantity": 2,
-        "unitPrice": eur(500)}));
+    assert_eq!(
+        events[0]["lines"][0],
+        json!({"productId": id(&mug), "sku": "OUT-1", "name": "OUT-1", "quantity": 2,
+        "unitPrice": eur(500)})
+    );
     assert_eq!(events[0]["shippingAddress"]["city"], "London");
     assert_eq!(events[0]["paymentMethod"], "pm_card_visa");
 }
@@ -405,7 +409,8 @@ async fn a_checkout_refuses_invalid_fields_naming_each() {
     let body = json!({"shippingAddress": {"name": "", "line1": "1 Main St", "city": "London", "postalCode": "N1",
         "country": "Britain"}, "paymentMethod": "pm card"});
     let problem = assert_problem(app.basket_checkout(&token, &body, None).await, 422).await;
-    let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<&str> =
+        problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     assert_eq!(fields, ["shippingAddress.name", "shippingAddress.country", "paymentMethod"], "{problem}");
     let unsigned = app.request(Method::POST, "/basket/checkout", As::Anonymous).json(&checkout_body(false)).send();
     assert_problem(unsigned.await.expect("sent"), 401).await;

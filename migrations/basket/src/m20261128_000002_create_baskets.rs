@@ -98,12 +98,12 @@ impl MigrationTrait for Migration {
             )
             .await?;
         for (name, column) in [("idx_basket_baskets_user", B::UserId), ("idx_basket_baskets_token", B::TokenHash)] {
-            manager
-                .create_index(Index::create().name(name).table(B::Table).col(column).unique().to_owned())
-                .await?;
+            manager.create_index(Index::create().name(name).table(B::Table).col(column).unique().to_owned()).await?;
         }
         manager
-            .create_index(Index::create().name("idx_basket_baskets_updated").table(B::Table).col(B::UpdatedAt).to_owned())
+            .create_index(
+                Index::create().name("idx_basket_baskets_updated").table(B::Table).col(B::UpdatedAt).to_owned(),
+            )
             .await?;
         use BasketLines as L;
         manager

@@ -40,7 +40,8 @@ impl GuestToken {
     pub fn parse(raw: &str) -> Result<Self, String> {
         // The alphabet and the length only, as the OpenAPI pattern says: a token that is well
         // formed but was never given is simply not found.
-        let valid = raw.len() == Self::LENGTH && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid =
+            raw.len() == Self::LENGTH && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         match valid {
             true => Ok(Self(raw.to_owned())),
             false => Err(format!("must be the {} characters POST /basket gave", Self::LENGTH)),
@@ -444,8 +445,11 @@ mod tests {
     #[test]
     fn a_price_change_is_flagged_against_the_accepted_price_and_blocks_checkout_until_accepted() {
         let (mug, pot) = (Uuid::now_v7(), Uuid::now_v7());
-        let basket =
-            Basket { id: BasketId::generate(), version: 3, lines: vec![line(mug, 2, Some(100)), line(pot, 1, Some(50))] };
+        let basket = Basket {
+            id: BasketId::generate(),
+            version: 3,
+            lines: vec![line(mug, 2, Some(100)), line(pot, 1, Some(50))],
+        };
         let view = basket.view(&[copy(mug, 120, true), copy(pot, 50, true)]);
         assert_eq!(view.lines[0].price_changed, Some(PriceChange { from: Some(eur(100)), to: eur(120) }));
         assert_eq!(view.lines[0].line_total, Some(eur(240)));

@@ -222,9 +222,9 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         .and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
         .filter(|digits| (1..=18).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|digits| digits.parse::<i64>().ok());
-    version
-        .map(Some)
-        .ok_or_else(|| ApiError::BadRequest("If-Match must be an ETag this API gave: a version in quotes, like \"3\"".into()))
+    version.map(Some).ok_or_else(|| {
+        ApiError::BadRequest("If-Match must be an ETag this API gave: a version in quotes, like \"3\"".into())
+    })
 }
 
 fn etag(view: &BasketView) -> (header::HeaderName, String) {
@@ -363,9 +363,12 @@ pub async fn set_quantity(
     let units = body
         .quantity
         .ok_or_else(|| "is required".to_owned())
-        .and_then(|n| u32::try_from(n).ok().filter(|n| *n <= Quantity::MAX).ok_or_else(|| {
-            format!("must be 0 (to remove the line) to {}, not {n}", Quantity::MAX)
-        }))
+        .and_then(|n| {
+            u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= Quantity::MAX)
+                .ok_or_else(|| format!("must be 0 (to remove the line) to {}, not {n}", Quantity::MAX))
+        })
         .map_err(|m| ApiError::Validation(vec![FieldError::new("quantity", m)]))?;
     let (holder, if_match) = (required_holder(&req).await?, if_match(&req)?);
     answer(baskets.edit(&holder, if_match, Edit::Set { product_id: product_id.into_inner(), units }).await)

@@ -192,8 +192,9 @@ pub async fn put_line<C: ConnectionTrait>(db: &C, id: BasketId, l: &Line, now: D
         price_currency: Set(l.accepted.map(|m| m.currency().code().to_owned())),
         added_at: Set(now),
     };
-    let on_conflict =
-        OnConflict::columns([C::BasketId, C::ProductId]).update_columns([C::Quantity, C::PriceAmount, C::PriceCurrency]).to_owned();
+    let on_conflict = OnConflict::columns([C::BasketId, C::ProductId])
+        .update_columns([C::Quantity, C::PriceAmount, C::PriceCurrency])
+        .to_owned();
     line::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(db).await?;
     Ok(())
 }

@@ -127,7 +127,8 @@ impl Baskets {
     #[tracing::instrument(level = "debug", skip_all, fields(user.id = %user_id))]
     pub async fn open(&self, user_id: Uuid) -> anyhow::Result<BasketView> {
         if persistence::find_by_user(&self.db, user_id).await.context("failed to find a basket")?.is_none() {
-            let inserted = persistence::insert_basket(&self.db, user_id.into(), Some(user_id), None, kernel::db::now()).await;
+            let inserted =
+                persistence::insert_basket(&self.db, user_id.into(), Some(user_id), None, kernel::db::now()).await;
             // A unique violation: a concurrent first write created it.
             if let Err(e) = inserted
                 && !kernel::db::is_unique_violation(&e)
@@ -199,21 +200,24 @@ impl Baskets {
         }
         let lines = persistence::lines(txn, row.id).await.context("failed to load the lines")?;
         let changed = match edit {
-            Edit::Set { product_id, units } => match self.limits.set(&lines, product_id, units).map_err(EditError::OverLimit)? {
-                LineChange::Put(quantity) => {
-                    // Setting a line accepts the product's price now.
-                    let copies = persistence::products(txn, &[product_id]).await.context("failed to load a product")?;
-                    let accepted = copies.first().and_then(|c| c.price);
-                    let line = Line { product_id, quantity, accepted };
-                    persistence::put_line(txn, row.id, &line, now).await.context("failed to write a line")?;
-                    true
+            Edit::Set { product_id, units } => {
+                match self.limits.set(&lines, product_id, units).map_err(EditError::OverLimit)? {
+                    LineChange::Put(quantity) => {
+                        // Setting a line accepts the product's price now.
+                        let copies =
+                            persistence::products(txn, &[product_id]).await.context("failed to load a product")?;
+                        let accepted = copies.first().and_then(|c| c.price);
+                        let line = Line { product_id, quantity, accepted };
+                        persistence::put_line(txn, row.id, &line, now).await.context("failed to write a line")?;
+                        true
+                    }
+                    LineChange::Remove => {
+                        persistence::delete_line(txn, row.id, product_id).await.context("failed to delete a line")?;
+                        true
+                    }
+                    LineChange::Nothing => false,
                 }
-                LineChange::Remove => {
-                    persistence::delete_line(txn, row.id, product_id).await.context("failed to delete a line")?;
-                    true
-                }
-                LineChange::Nothing => false,
-            },
+            }
             Edit::Clear if lines.is_empty() => false,
             Edit::Clear => {
                 persistence::delete_lines(txn, row.id).await.context("failed to empty a basket")?;
@@ -277,8 +281,11 @@ impl Baskets {
             persistence::put_line(txn, into.id, line, now).await.context("failed to write a line")?;
         }
         // Conditional too: a guest basket merged twice at once adds its quantities once.
-        let guest_taken = persistence::bump(txn, from.id, from.version, now).await.context("failed to take a basket")?;
-        if !guest_taken || !persistence::bump(txn, into.id, into.version, now).await.context("failed to raise a version")? {
+        let guest_taken =
+            persistence::bump(txn, from.id, from.version, now).await.context("failed to take a basket")?;
+        if !guest_taken
+            || !persistence::bump(txn, into.id, into.version, now).await.context("failed to raise a version")?
+        {
             return Ok(Step::Raced);
         }
         persistence::delete_basket(txn, from.id).await.context("failed to delete a guest basket")?;
@@ -334,7 +341,8 @@ impl Baskets {
         idempotency: Option<&Idempotency>,
     ) -> Result<Step<CheckedOut>, CheckoutError> {
         let empty = || CheckoutError::Invalid(vec![("lines".to_owned(), "the basket is empty".to_owned())]);
-        let row = persistence::find_by_user(txn, user_id).await.context("failed to find a basket")?.ok_or_else(empty)?;
+        let row =
+            persistence::find_by_user(txn, user_id).await.context("failed to find a basket")?.ok_or_else(empty)?;
         let view = self.render(txn, row.id, row.version).await?;
         let lines = view.checkout(request.prices).map_err(CheckoutError::Invalid)?;
         let now = kernel::db::now();
@@ -418,7 +426,9 @@ impl Baskets {
         now: DateTime<Utc>,
     ) -> Result<Option<BasketRow>, EditError> {
         Ok(match holder {
-            Holder::Customer(user_id) => persistence::find_by_user(db, *user_id).await.context("failed to find a basket")?,
+            Holder::Customer(user_id) => {
+                persistence::find_by_user(db, *user_id).await.context("failed to find a basket")?
+            }
             Holder::Guest(token) => persistence::find_by_token(db, &token.hash())
                 .await
                 .context("failed to find a basket")?
@@ -455,8 +465,8 @@ mod tests {
     use actix_web::web;
     use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
     use contracts::{AddressForm, IntegrationEvent, ProductStatus};
-    use kernel::testing::{Engine, TestDatabase, published_of};
     use kernel::Envelope;
+    use kernel::testing::{Engine, TestDatabase, published_of};
     use migrations::MigratorTrait;
 
     use super::*;
@@ -785,7 +795,9 @@ mod tests {
     }
 
     /// Awaits every task, in order.
-    async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<Result<T, tokio::task::JoinError>> {
+    async fn futures_join<T>(
+        tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+    ) -> Vec<Result<T, tokio::task::JoinError>> {
         let mut results = Vec::new();
         for task in tasks.collect::<Vec<_>>() {
             results.push(task.await);
