@@ -339,7 +339,7 @@ async fn a_basket_needs_a_bearer_or_a_token_and_a_stale_if_match_is_409_with_the
     assert_eq!(problem["basket"]["lines"][0]["quantity"], 2, "{problem}");
     let fresh = app.basket_request(Method::PUT, &path, me).header("If-Match", "\"2\"").json(&json!({"quantity": 9}));
     assert_eq!(fresh.send().await.expect("sent").status(), 200);
-    let malformed = app.basket_request(Method::DELETE, "/basket", me).header("If-Match", "2").send().await;
+    let malformed = app.basket_request(Method::DELETE, "/basket", me).header("If-Match", "W/\"2\"").send().await;
     assert_problem(malformed.expect("sent"), 400).await;
 }
 

@@ -219,11 +219,12 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     let version = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
+        // The ETag as given, in quotes; a bare version is taken too.
+        .map(|v| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v))
         .filter(|digits| (1..=18).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|digits| digits.parse::<i64>().ok());
     version.map(Some).ok_or_else(|| {
-        ApiError::BadRequest("If-Match must be an ETag this API gave: a version in quotes, like \"3\"".into())
+        ApiError::BadRequest("If-Match must be an ETag this API gave: a version in quotes, like \"3\" (or bare)".into())
     })
 }
 
@@ -267,7 +268,7 @@ fn answer(edited: Result<BasketView, EditError>) -> Result<HttpResponse, ApiErro
 /// token is a lost basket. With a Bearer token: your basket (200), created if it was not yet.
 #[utoipa::path(
     tag = "basket",
-    params(("Basket-Token" = Option<String>, Header, description = "Ignored here (checked for its form)",
+    params(("Basket-Token" = Option<String>, Header, nullable = false, description = "Ignored here (checked for its form)",
         pattern = "^[A-Za-z0-9_-]{43}$")),
     security((), ("bearer" = [])),
     responses(
@@ -302,7 +303,7 @@ pub async fn open_basket(req: HttpRequest, baskets: web::Data<Baskets>) -> Resul
 /// (`priceChanged`), a discontinued product, or one unknown to the copy (`unavailable`).
 #[utoipa::path(
     tag = "basket",
-    params(("Basket-Token" = Option<String>, Header, description = "A guest basket's token, without a Bearer token",
+    params(("Basket-Token" = Option<String>, Header, nullable = false, description = "A guest basket's token, without a Bearer token",
         pattern = "^[A-Za-z0-9_-]{43}$")),
     security((), ("bearer" = [])),
     responses(
@@ -332,9 +333,9 @@ pub async fn get_basket(req: HttpRequest, baskets: web::Data<Baskets>) -> Result
     tag = "basket",
     params(
         ("productId" = Uuid, Path, description = "The product"),
-        ("Basket-Token" = Option<String>, Header, description = "A guest basket's token, without a Bearer token",
+        ("Basket-Token" = Option<String>, Header, nullable = false, description = "A guest basket's token, without a Bearer token",
             pattern = "^[A-Za-z0-9_-]{43}$"),
-        ("If-Match" = Option<String>, Header, description = "The basket's ETag, as last seen", pattern = "^\"[0-9]{1,18}\"$"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The basket's ETag, as last seen", pattern = "^(?:\"[0-9]{1,18}\"|[0-9]{1,18})$"),
     ),
     request_body = BasketItemRequest,
     security((), ("bearer" = [])),
@@ -380,9 +381,9 @@ pub async fn set_quantity(
     tag = "basket",
     params(
         ("productId" = Uuid, Path, description = "The product"),
-        ("Basket-Token" = Option<String>, Header, description = "A guest basket's token, without a Bearer token",
+        ("Basket-Token" = Option<String>, Header, nullable = false, description = "A guest basket's token, without a Bearer token",
             pattern = "^[A-Za-z0-9_-]{43}$"),
-        ("If-Match" = Option<String>, Header, description = "The basket's ETag, as last seen", pattern = "^\"[0-9]{1,18}\"$"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The basket's ETag, as last seen", pattern = "^(?:\"[0-9]{1,18}\"|[0-9]{1,18})$"),
     ),
     security((), ("bearer" = [])),
     responses(
@@ -413,9 +414,9 @@ pub async fn remove_item(
 #[utoipa::path(
     tag = "basket",
     params(
-        ("Basket-Token" = Option<String>, Header, description = "A guest basket's token, without a Bearer token",
+        ("Basket-Token" = Option<String>, Header, nullable = false, description = "A guest basket's token, without a Bearer token",
             pattern = "^[A-Za-z0-9_-]{43}$"),
-        ("If-Match" = Option<String>, Header, description = "The basket's ETag, as last seen", pattern = "^\"[0-9]{1,18}\"$"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The basket's ETag, as last seen", pattern = "^(?:\"[0-9]{1,18}\"|[0-9]{1,18})$"),
     ),
     security((), ("bearer" = [])),
     responses(
@@ -487,7 +488,7 @@ pub async fn merge_basket(
 #[utoipa::path(
     tag = "basket",
     request_body = BasketCheckoutRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible characters",
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes retries safe: 1 to 255 visible characters",
         pattern = "^[!-~](?:[ -~]{0,253}[!-~])?$")),
     security(("bearer" = [])),
     responses(
@@ -545,7 +546,8 @@ mod tests {
         let with = |value: &str| if_match(&TestRequest::default().insert_header(("If-Match", value)).to_http_request());
         assert_eq!(if_match(&TestRequest::default().to_http_request()).ok(), Some(None));
         assert_eq!(with("\"7\"").ok(), Some(Some(7)));
-        for bad in ["7", "\"\"", "W/\"7\"", "*", "\"-1\"", "\"1234567890123456789\""] {
+        assert_eq!(with("7").ok(), Some(Some(7)), "a bare version is taken too");
+        for bad in ["\"7", "\"\"", "W/\"7\"", "*", "\"-1\"", "\"1234567890123456789\""] {
             assert!(with(bad).is_err(), "{bad}");
         }
     }
