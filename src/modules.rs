@@ -13,6 +13,7 @@ pub fn all() -> Vec<Arc<dyn Module>> {
         Arc::new(orders::OrdersModule),
         Arc::new(shipping::ShippingModule),
         Arc::new(payments::PaymentsModule),
+        Arc::new(basket::BasketModule),
     ]
 }
 

@@ -6,3 +6,4 @@ CREATE DATABASE "inventory";
 CREATE DATABASE "orders";
 CREATE DATABASE "shipping";
 CREATE DATABASE "payments";
+CREATE DATABASE "basket";

@@ -1,6 +1,7 @@
 //! Black-box tests of the whole binary: one test executable, one file per area.
 
 mod architecture;
+mod basket;
 mod broker;
 mod bursts;
 mod bus;
