@@ -1,9 +1,10 @@
-//! The events the orders module consumes — the catalog's products (kept as a local copy),
-//! inventory's answers to `OrderCreated`, payments' news of the order's payment, and shipping's
+//! The events the orders module consumes — the catalog's products (kept as a local copy), the
+//! basket's checkouts (each becomes an order), inventory's answers to `OrderCreated`, payments' news of the order's payment, and shipping's
 //! news of the order's shipment — each decoded into the arguments of its use case in `service.rs`,
 //! which decides what it does.
 
 use async_trait::async_trait;
+use basket_contracts::BasketCheckedOut;
 use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductSnapshot, ProductUpdated};
 use contracts::ProductStatus;
 use inventory_contracts::{StockReservationFailed, StockReserved};
@@ -14,8 +15,9 @@ use shipping_contracts::{
     ShipmentAddressChangeRefused, ShipmentAddressChanged, ShipmentCancelled, ShipmentDelivered, ShipmentDispatched,
 };
 
+use crate::domain::{OrderLine, PaymentMethod};
 use crate::service::{
-    AddressAnswer, OrderNewsError, Orders, PaymentNews, ProductCopy, ShipmentNews, Shortage, StockAnswer,
+    AddressAnswer, CheckedOut, OrderNewsError, Orders, PaymentNews, ProductCopy, ShipmentNews, Shortage, StockAnswer,
 };
 
 /// The events orders consumes (its `consumes()`), each handled by [`OrdersEvents`].
@@ -24,6 +26,7 @@ pub fn routes() -> EventRoutes<OrdersEvents> {
         .on::<ProductCreated>()
         .on::<ProductUpdated>()
         .on::<ProductDiscontinued>()
+        .on::<BasketCheckedOut>()
         .on::<StockReserved>()
         .on::<StockReservationFailed>()
         .on::<PaymentActionRequired>()
@@ -71,6 +74,42 @@ impl Handles<ProductDiscontinued> for OrdersEvents {
         _: &Envelope,
     ) -> Result<(), HandlerError> {
         Ok(self.orders.discontinue_product(txn, event.product_id, &event.sku, version(event.version)?).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<BasketCheckedOut> for OrdersEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: BasketCheckedOut,
+        cause: &Envelope,
+    ) -> Result<(), HandlerError> {
+        // The basket checks both before it publishes: either failing here is a bug between the two.
+        if event.lines.is_empty() {
+            return Err(HandlerError::Malformed("a checkout without lines".into()));
+        }
+        let payment_method = event
+            .payment_method
+            .as_deref()
+            .map(PaymentMethod::parse)
+            .transpose()
+            .map_err(|e| HandlerError::Malformed(format!("paymentMethod {e}")))?;
+        let lines = event.lines.into_iter().map(|l| OrderLine {
+            product_id: l.product_id,
+            sku: l.sku,
+            name: l.name,
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+        });
+        let checkout = CheckedOut {
+            order_id: event.order_id.into(),
+            user_id: event.user_id,
+            lines: lines.collect(),
+            shipping_address: event.shipping_address,
+            payment_method,
+        };
+        Ok(self.orders.place_checked_out(txn, cause, checkout).await?)
     }
 }
 

@@ -42,6 +42,16 @@ pub struct PlaceOrder {
     pub payment_method: Option<PaymentMethod>,
 }
 
+/// A basket checked out (`BasketCheckedOut`): the order to create, under the id the basket gave
+/// it, at the prices the customer accepted there.
+pub struct CheckedOut {
+    pub order_id: OrderId,
+    pub user_id: Uuid,
+    pub lines: Vec<OrderLine>,
+    pub shipping_address: Address,
+    pub payment_method: Option<PaymentMethod>,
+}
+
 /// An `Idempotency-Key` and the hash of the request body it came with.
 pub struct Idempotency {
     pub key: String,
@@ -228,12 +238,74 @@ impl Orders {
                 Err(e) => return Err(anyhow::Error::new(e).context("failed to remember an idempotency key").into()),
             }
         }
-        let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
-        let event = events::OrderCreated { order_id: order.id.as_uuid(), user_id, items: items.collect() };
-        self.outbox.publish(&txn, &event, None).await?;
+        self.outbox.publish(&txn, &created(&order), None).await?;
         self.outbox.commit(txn).await.context("failed to commit an order")?;
         tracing::info!(order.id = %order.id, "order placed");
         Ok(Placed::New(Box::new(order)))
+    }
+
+    /// Creates the order a basket's checkout asked for, once whatever delivers it: `pending`, and
+    /// `OrderCreated` as `place` does, or — when the local copy says a line's product is
+    /// discontinued, or the lines break the order limits — `rejected` with the reason (the basket
+    /// is emptied already, so the customer learns why from the order). A product the copy does
+    /// not know yet is ordered at the basket's price: the basket's copy of the catalog was ahead.
+    #[tracing::instrument(skip_all, fields(order.id = %checkout.order_id, user.id = %checkout.user_id))]
+    pub async fn place_checked_out(
+        &self,
+        txn: &DatabaseTransaction,
+        cause: &Envelope,
+        checkout: CheckedOut,
+    ) -> anyhow::Result<()> {
+        if persistence::find(txn, checkout.order_id, false).await.context("failed to read an order")?.is_some() {
+            tracing::info!("checkout placed before; ignored");
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = checkout.lines.iter().map(|l| l.product_id).collect();
+        let products = persistence::products(txn, &ids).await.context("failed to load products")?;
+        let items: Vec<(Uuid, Quantity)> = checkout.lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+        let mut problems: Vec<String> =
+            self.limits.check(&items).into_iter().map(|(field, message)| format!("{field} {message}")).collect();
+        for line in &checkout.lines {
+            if products.iter().any(|p| p.product_id == line.product_id && !p.active) {
+                problems.push(format!("{} is discontinued", line.sku));
+            }
+        }
+        let currency = checkout.lines.first().context("a checkout without lines")?.unit_price.currency();
+        if checkout.lines.iter().any(|l| l.unit_price.currency() != currency) {
+            problems.push("the lines mix currencies".to_owned());
+        }
+        let total = checkout.lines.iter().try_fold(Money::zero(currency), |sum, l| sum.checked_add(l.total()));
+        let total = total.unwrap_or_else(|| {
+            problems.push("the total is too large".to_owned());
+            Money::zero(currency)
+        });
+        let now = kernel::db::now();
+        let rejected_now = !problems.is_empty();
+        let order = Order {
+            id: checkout.order_id,
+            user_id: checkout.user_id,
+            status: if rejected_now { OrderStatus::Rejected } else { OrderStatus::Pending },
+            lines: checkout.lines,
+            shipping_address: checkout.shipping_address,
+            address_change: None,
+            total,
+            rejection_reason: rejected_now.then(|| format!("the basket cannot be ordered: {}", problems.join("; "))),
+            cancellation_reason: None,
+            payment_method: checkout.payment_method,
+            payment: None,
+            created_at: now,
+            updated_at: now,
+            timeline: Timeline { rejected_at: rejected_now.then_some(now), ..Timeline::default() },
+        };
+        persistence::insert_order(txn, &order).await.context("failed to insert an order")?;
+        if rejected_now {
+            self.outbox.publish(txn, &rejected(&order), Some(cause)).await?;
+            tracing::info!(reason = order.rejection_reason.as_deref(), "checkout rejected");
+        } else {
+            self.outbox.publish(txn, &created(&order), Some(cause)).await?;
+            tracing::info!("checkout placed");
+        }
+        Ok(())
     }
 
     async fn replay(&self, user_id: Uuid, key: &Idempotency) -> Result<Option<Placed>, PlaceOrderError> {
@@ -706,6 +778,12 @@ fn request_payment(order: &mut Order, method: PaymentMethod) -> anyhow::Result<e
 }
 
 /// `OrderRejected` for `order`, with its reason.
+/// `OrderCreated` for `order`: what inventory reserves.
+fn created(order: &Order) -> events::OrderCreated {
+    let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
+    events::OrderCreated { order_id: order.id.as_uuid(), user_id: order.user_id, items: items.collect() }
+}
+
 fn rejected(order: &Order) -> events::OrderRejected {
     events::OrderRejected {
         order_id: order.id.as_uuid(),
