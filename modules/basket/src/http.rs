@@ -493,7 +493,8 @@ pub async fn merge_basket(
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Checked out: the order is being made", body = BasketCheckoutResponse,
-            headers(("Location" = String, description = "The order's URL: /orders/{orderId}"))),
+            headers(("Location" = String, description = "The order's URL: /orders/{orderId}"),
+                ("Retry-After" = u32, description = "Seconds after which the order is likely to be there: until orders has handled the checkout, GET on Location answers 404"))),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, a basket that cannot be checked out, or a key reused with another request",
             body = Problem, content_type = "application/problem+json"),
@@ -531,8 +532,10 @@ pub async fn checkout(
         CheckoutError::KeyReused => ApiError::invalid("Idempotency-Key", "was used before with another request body"),
         CheckoutError::Unexpected(e) => e.into(),
     })?;
+    // Orders makes the order from the checkout's event, a hop away: `pending` from then on.
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/orders/{order_id}")))
+        .insert_header((header::RETRY_AFTER, "1"))
         .json(BasketCheckoutResponse { order_id }))
 }
 

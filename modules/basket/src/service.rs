@@ -324,6 +324,17 @@ impl Baskets {
                         .ok_or_else(|| anyhow::anyhow!("an idempotency key vanished after a conflict").into());
                 }
                 Ok(Step::Raced) => tracing::debug!(attempt, "the basket changed meanwhile; trying again"),
+                // A concurrent repeat of this request may have checked the basket out meanwhile:
+                // then the basket is empty, and its answer is this one's.
+                Err(CheckoutError::Invalid(errors)) => {
+                    drop(txn);
+                    if let Some(key) = idempotency
+                        && let Some(order_id) = self.replay(user_id, key).await?
+                    {
+                        return Ok(order_id);
+                    }
+                    return Err(CheckoutError::Invalid(errors));
+                }
                 Err(CheckoutError::Unexpected(e)) if attempt < ATTEMPTS && lost_race(&e) => {
                     tracing::debug!(attempt, error = %e, "lost a race; trying again")
                 }
