@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::engines::{Engine, on_every_engine};
 use crate::helpers::{As, TestApp, assert_problem, eventually, product_body, spawn_app, spawn_app_on, spawn_app_with};
-use crate::orders::{address, customer, eur};
+use crate::orders::{address, customer, eur, order_body};
 
 on_every_engine!(
     two_concurrent_puts_of_different_products_are_both_kept,
@@ -414,4 +414,144 @@ async fn a_checkout_refuses_invalid_fields_naming_each() {
     assert_eq!(fields, ["shippingAddress.name", "shippingAddress.country", "paymentMethod"], "{problem}");
     let unsigned = app.request(Method::POST, "/basket/checkout", As::Anonymous).json(&checkout_body(false)).send();
     assert_problem(unsigned.await.expect("sent"), 401).await;
+}
+
+/// The basket's copy prices every line (it may lag the catalog by an event): the basket then.
+async fn priced_basket(app: &TestApp, who: Who<'_>) -> Value {
+    eventually(10, || async {
+        let basket = app.basket_json(who).await;
+        let lines = basket["lines"].as_array().expect("lines");
+        (!lines.is_empty() && lines.iter().all(|l| l["unavailable"].is_null() && l["unitPrice"].is_object()))
+            .then_some(basket)
+    })
+    .await
+}
+
+/// A checkout answered 202: the order's id, once its `Location` says where the order is.
+async fn checked_out(response: Response) -> Value {
+    assert_eq!(response.status(), 202, "{:?}", response.headers());
+    let location = response.headers().get("location").expect("a Location").to_str().expect("text").to_owned();
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(location, format!("/orders/{}", body["orderId"].as_str().expect("an order id")));
+    json!({"id": body["orderId"]})
+}
+
+/// The basket's story in every topology: two lines checked out with a card become the order orders
+/// makes from `BasketCheckedOut` under the basket's id, with the basket's lines and prices, which
+/// reserves its stock, is paid and is confirmed; the basket is empty after it.
+pub async fn checkout_to_confirmed(app: &TestApp) {
+    let mug = app.stocked_product("BASKET-SAGA-1", 10, eur(400)).await;
+    let pot = app.stocked_product("BASKET-SAGA-2", 10, eur(150)).await;
+    let token = customer(&Uuid::now_v7());
+    let me = Who::Customer(&token);
+    app.basket_set(me, &mug, 2).await;
+    app.basket_set(me, &pot, 1).await;
+    let basket = priced_basket(app, me).await;
+    assert_eq!(basket["total"], json!(950), "{basket}");
+
+    let body = json!({"shippingAddress": address(), "paymentMethod": "pm_card_visa"});
+    let order = checked_out(app.basket_checkout(&token, &body, Some(&Uuid::now_v7().to_string())).await).await;
+    assert!(lines(&app.basket_json(me).await).is_empty(), "the basket is emptied");
+    let confirmed = eventually(15, || async {
+        let response =
+            app.request(Method::GET, &format!("/orders/{}", order["id"].as_str()?), As::Anonymous).bearer_auth(&token);
+        let found: Value = response.send().await.ok()?.json().await.ok()?;
+        (found["status"] == "confirmed").then_some(found)
+    })
+    .await;
+    assert_eq!(confirmed["id"], order["id"]);
+    assert_eq!(confirmed["total"], eur(950), "{confirmed}");
+    assert_eq!(confirmed["payment"]["status"], "succeeded", "{confirmed}");
+    let ordered: Vec<(String, i64)> = confirmed["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| (l["sku"].as_str().expect("a sku").to_owned(), l["quantity"].as_i64().expect("a quantity")))
+        .collect();
+    assert_eq!(ordered, [("BASKET-SAGA-1".to_owned(), 2), ("BASKET-SAGA-2".to_owned(), 1)], "{confirmed}");
+    assert_eq!(app.levels(&mug).await, (10, 2, 8));
+    assert_eq!(app.levels(&pot).await, (10, 1, 9));
+}
+
+/// A guest's basket merged at log-in is checked out once whatever the client retries: the same key
+/// answers the same order, and the emptied basket refuses another checkout.
+pub async fn guest_merged_and_checked_out_once(app: &TestApp) {
+    let lamp = app.stocked_product("BASKET-GUEST-1", 5, eur(1200)).await;
+    let opened = app.basket_request(Method::POST, "/basket", Who::Nobody).send().await.expect("sent");
+    assert_eq!(opened.status(), 201);
+    let guest_token = opened.headers().get("basket-token").expect("a token").to_str().expect("text").to_owned();
+    app.basket_set(Who::Guest(&guest_token), &lamp, 1).await;
+
+    let token = customer(&Uuid::now_v7());
+    let me = Who::Customer(&token);
+    app.basket_set(me, &lamp, 1).await;
+    let merged = app.basket_request(Method::POST, "/basket/merge", me).json(&json!({"guestBasket": guest_token}));
+    assert_eq!(merged.send().await.expect("sent").status(), 200);
+    let basket = priced_basket(app, me).await;
+    assert_eq!(lines(&basket), [(id(&lamp), 2)], "quantities add up: {basket}");
+
+    let (body, key) = (checkout_body(false), Uuid::now_v7().to_string());
+    let (first, again) =
+        futures::join!(app.basket_checkout(&token, &body, Some(&key)), app.basket_checkout(&token, &body, Some(&key)));
+    let (first, again) = (checked_out(first).await, checked_out(again).await);
+    assert_eq!(first["id"], again["id"], "one order for one key");
+    let problem = assert_problem(app.basket_checkout(&token, &body, Some("another key")).await, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "lines", "an emptied basket: {problem}");
+    let order = app.decided(&token, &first).await;
+    assert_eq!((order["status"].as_str(), &order["total"]), (Some("confirmed"), &eur(2400)), "{order}");
+    let orders: Value = app.get_json_as(&token, "/orders").await;
+    assert_eq!(orders["items"].as_array().map(Vec::len), Some(1), "one order: {orders}");
+    assert_eq!(app.levels(&lamp).await, (5, 2, 3));
+}
+
+/// Orders makes each checkout's order once, whatever the bus redelivers, and rejects it with the
+/// reason when its own copy says a product was discontinued after the basket priced it: the basket
+/// is emptied by then, so the order is where the customer learns why.
+#[tokio::test]
+async fn orders_rejects_a_checkout_of_a_product_discontinued_meanwhile_and_makes_each_order_once() {
+    let app = spawn_app().await;
+    let product = app.stocked_product("CHECKOUT-GONE", 5, eur(300)).await;
+    let path = format!("/products/{}", id(&product));
+    assert_eq!(app.request(Method::DELETE, &path, As::Admin).send().await.expect("sent").status(), 204);
+    let token = customer(&Uuid::now_v7());
+    // Orders' copy knows once it refuses the product itself (101 units, beyond the per-line limit,
+    // so that no order is placed while it does not know yet).
+    eventually(10, || async {
+        let problem = app.place(&token, &order_body(&[(&product["id"], 101)])).await.text().await.ok()?;
+        problem.contains("is discontinued").then_some(())
+    })
+    .await;
+
+    let user = Uuid::now_v7();
+    let token = customer(&user);
+    let order_id = Uuid::now_v7();
+    let line = basket_contracts::CheckedOutLine {
+        product_id: id(&product).parse().expect("a UUID"),
+        sku: "CHECKOUT-GONE".into(),
+        name: "CHECKOUT-GONE".into(),
+        quantity: contracts::Quantity::new(2).expect("valid"),
+        unit_price: serde_json::from_value(eur(300)).expect("money"),
+    };
+    let checkout = basket_contracts::BasketCheckedOut {
+        order_id,
+        user_id: user,
+        basket_id: user,
+        lines: vec![line],
+        shipping_address: serde_json::from_value(address()).expect("an address"),
+        payment_method: Some("pm_card_visa".into()),
+    };
+    // Twice, as two deliveries of two publications would be (two event ids): one order.
+    let inbox = kernel::Inbox::new(kernel::Outbox::new("orders", app.db("orders").await));
+    for _ in 0..2 {
+        inbox.enqueue("orders", &kernel::Envelope::new(&checkout).expect("an envelope")).await.expect("queued");
+    }
+    let order = app.decided(&token, &json!({"id": order_id})).await;
+    assert_eq!(order["status"], "rejected", "{order}");
+    let reason = order["rejectionReason"].as_str().unwrap_or_default();
+    assert!(reason.contains("CHECKOUT-GONE is discontinued"), "{order}");
+    assert_eq!((&order["total"], &order["lines"][0]["quantity"]), (&eur(600), &json!(2)), "{order}");
+    let orders = app.get_json_as(&token, "/orders").await;
+    assert_eq!(orders["items"].as_array().map(Vec::len), Some(1), "one order: {orders}");
+    assert_eq!(app.levels(&product).await, (5, 0, 5), "nothing reserved");
 }

@@ -1,5 +1,5 @@
-//! Topology (c): four real `bazaar` processes — `users,catalog`; `orders`; `payments`; every other
-//! module (`inventory,shipping` today) — over RabbitMQ, each module on its own database: users on MariaDB, the rest on PostgreSQL. The
+//! Topology (c): five real `bazaar` processes — `users,catalog`; `orders`; `payments`; `basket`;
+//! every other module (`inventory,shipping` today) — over RabbitMQ, each module on its own database: users on MariaDB, the rest on PostgreSQL. The
 //! shop they make is a [`TestApp`] whose routes send each module's paths to the process hosting
 //! it, so the scenarios written for one process run unchanged.
 
@@ -13,7 +13,7 @@ use crate::helpers::{PRIVATE_KEY, TestApp};
 
 /// The processes of the split by the modules they name; the last hosts every module the others
 /// do not (`modules.disabled`), as compose's does, so a new module joins it by itself.
-const NAMED: [&str; 3] = ["users,catalog", "orders", "payments"];
+const NAMED: [&str; 4] = ["users,catalog", "orders", "payments", "basket"];
 
 /// The split's processes from the registry: the modules each hosts, and the path prefixes it serves.
 pub fn groups() -> Vec<(String, Vec<&'static str>)> {

@@ -2,7 +2,7 @@
 //! [`TestApp`](crate::helpers::TestApp), run in each topology of BRIEF.md —
 //! (a) one process, SQLite files, in-process bus;
 //! (b) one process, PostgreSQL, RabbitMQ;
-//! (c) four processes (`users,catalog` | `orders` | `payments` | the rest: `inventory,shipping`) of
+//! (c) five processes (`users,catalog` | `orders` | `payments` | `basket` | the rest: `inventory,shipping`) of
 //!     the real binary on RabbitMQ, users on MariaDB and the rest on PostgreSQL, each reached on its
 //!     own port.
 //! Every order pays with the built-in fake provider, so each scenario crosses the payment step.
@@ -40,6 +40,8 @@ in_every_topology!(
     fifty_concurrent_paid_orders_for_ten_units_charge_exactly_ten => crate::payments::fifty_paid_orders_for_ten_units,
     a_declined_card_rejects_the_order_and_releases_the_stock => crate::payments::declined,
     a_paid_order_cancelled_before_dispatch_is_refunded_and_releases_its_stock => crate::payments::refunded_on_cancel,
+    a_checked_out_basket_becomes_an_order_that_is_paid_and_confirmed => crate::basket::checkout_to_confirmed,
+    a_guest_basket_merged_at_log_in_is_checked_out_once_per_key => crate::basket::guest_merged_and_checked_out_once,
 );
 
 async fn postgres_and_rabbitmq() -> Option<TestApp> {
