@@ -555,3 +555,52 @@ async fn orders_rejects_a_checkout_of_a_product_discontinued_meanwhile_and_makes
     assert_eq!(orders["items"].as_array().map(Vec::len), Some(1), "one order: {orders}");
     assert_eq!(app.levels(&product).await, (5, 0, 5), "nothing reserved");
 }
+
+/// The basket's edits and what it flags, in every topology (its copy of the catalog a hop or a
+/// process away): lines added, changed and removed; a price changed since a line was added is
+/// flagged and refused at checkout until accepted; a discontinued line is flagged and refused;
+/// checked out at the accepted price, the order is confirmed at it.
+pub async fn edits_and_flags_to_checkout(app: &TestApp) {
+    let mug = app.stocked_product("BASKET-EDIT-1", 10, eur(500)).await;
+    let pot = app.stocked_product("BASKET-EDIT-2", 10, eur(250)).await;
+    let lamp = app.stocked_product("BASKET-EDIT-3", 10, eur(900)).await;
+    let token = customer(&Uuid::now_v7());
+    let me = Who::Customer(&token);
+    app.basket_set(me, &mug, 2).await;
+    app.basket_set(me, &pot, 1).await;
+    priced_basket(app, me).await;
+    app.basket_set(me, &mug, 3).await;
+    let path = format!("/basket/items/{}", id(&pot));
+    assert_eq!(app.basket_request(Method::DELETE, &path, me).send().await.expect("sent").status(), 200);
+    assert_eq!(lines(&app.basket_json(me).await), [(id(&mug), 3)]);
+
+    let mut repriced = product_body("BASKET-EDIT-1", "BASKET-EDIT-1");
+    repriced["price"] = eur(650);
+    let product_path = format!("/products/{}", id(&mug));
+    let response = app.request(Method::PUT, &product_path, As::Admin).json(&repriced).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let basket = eventually(10, || async {
+        let basket = app.basket_json(me).await;
+        basket["lines"][0]["priceChanged"].is_object().then_some(basket)
+    })
+    .await;
+    assert_eq!(basket["lines"][0]["priceChanged"], json!({"from": eur(500), "to": eur(650)}), "{basket}");
+    let problem = assert_problem(app.basket_checkout(&token, &checkout_body(false), None).await, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "lines[0]", "{problem}");
+
+    app.basket_set(me, &lamp, 1).await;
+    priced_basket(app, me).await;
+    let lamp_path = format!("/products/{}", id(&lamp));
+    assert_eq!(app.request(Method::DELETE, &lamp_path, As::Admin).send().await.expect("sent").status(), 204);
+    eventually(10, || async { (app.basket_json(me).await["lines"][1]["discontinued"] == true).then_some(()) }).await;
+    let problem = assert_problem(app.basket_checkout(&token, &checkout_body(true), None).await, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "lines[1]", "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().unwrap_or_default().contains("discontinued"), "{problem}");
+
+    let lamp_line = format!("/basket/items/{}", id(&lamp));
+    assert_eq!(app.basket_request(Method::DELETE, &lamp_line, me).send().await.expect("sent").status(), 200);
+    let order = checked_out(app.basket_checkout(&token, &checkout_body(true), None).await).await;
+    let order = app.decided(&token, &order).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!((&order["lines"][0]["unitPrice"], &order["total"]), (&eur(650), &eur(1950)), "{order}");
+}

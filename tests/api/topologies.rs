@@ -41,6 +41,7 @@ in_every_topology!(
     a_declined_card_rejects_the_order_and_releases_the_stock => crate::payments::declined,
     a_paid_order_cancelled_before_dispatch_is_refunded_and_releases_its_stock => crate::payments::refunded_on_cancel,
     a_checked_out_basket_becomes_an_order_that_is_paid_and_confirmed => crate::basket::checkout_to_confirmed,
+    a_basket_flags_price_changes_and_discontinued_lines_and_checks_out_at_the_accepted_price => crate::basket::edits_and_flags_to_checkout,
     a_guest_basket_merged_at_log_in_is_checked_out_once_per_key => crate::basket::guest_merged_and_checked_out_once,
 );
 
