@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder};
 
 use contracts::ProductStatus;
@@ -268,40 +268,21 @@ pub async fn discontinue_product<C: ConnectionTrait>(
     upsert_if_newer(db, placeholder, &[product::Column::Status]).await
 }
 
-/// Inserts `row`, or, if the product has a copy, sets `columns` (and the version) from `row` only
-/// where `row` is newer: a higher version, or both 0 (events from before versions: the last one
-/// wins, except that such an event never reactivates a discontinued copy). One statement, so
-/// concurrent deliveries of one product's events cannot interleave on any engine.
+/// The copy is written only where it is newer ([`kernel::db::upsert_if_newer`]); an unversioned
+/// event never reactivates a discontinued copy.
+const KEEP: kernel::db::Versioned<product::Column> = kernel::db::Versioned {
+    key: product::Column::ProductId,
+    version: product::Column::Version,
+    updated_at: product::Column::UpdatedAt,
+    sticky: Some((product::Column::Status, DISCONTINUED)),
+};
+
 async fn upsert_if_newer<C: ConnectionTrait>(
     db: &C,
     row: product::ActiveModel,
     columns: &[product::Column],
 ) -> Result<(), DbErr> {
-    use product::Column as C;
-    let mysql = db.get_database_backend() == sea_orm::DbBackend::MySql;
-    let kept = |c: C| Expr::col((product::Entity, c));
-    // The row proposed for insertion: `excluded` on PostgreSQL and SQLite, `VALUES()` on MySQL.
-    let proposed = |c: C| match mysql {
-        true => Expr::cust(format!("VALUES(`{}`)", c.as_str())),
-        false => Expr::col((Alias::new("excluded"), c)),
-    };
-    let newer = Condition::any()
-        .add(proposed(C::Version).gt(kept(C::Version)))
-        .add(Condition::all().add(proposed(C::Version).eq(0)).add(kept(C::Version).eq(0)));
-    let legacy_over_discontinued =
-        Condition::all().add(proposed(C::Version).eq(0)).add(kept(C::Status).eq(DISCONTINUED));
-    let mut on_conflict = OnConflict::column(C::ProductId);
-    // MySQL assigns left to right, each assignment seeing the ones before: the version, which
-    // every condition reads, goes last.
-    for &column in columns.iter().chain(&[C::UpdatedAt, C::Version]) {
-        let apply = match column {
-            C::Status => Condition::all().add(newer.clone()).add(legacy_over_discontinued.clone().not()),
-            _ => newer.clone(),
-        };
-        on_conflict.value(column, Expr::case(apply, proposed(column)).finally(kept(column)));
-    }
-    product::Entity::insert(row).on_conflict(on_conflict.to_owned()).exec_without_returning(db).await?;
-    Ok(())
+    kernel::db::upsert_if_newer::<product::Entity, _>(db, row, &KEEP, columns).await
 }
 
 /// The copies of `ids` the module has.

@@ -242,3 +242,59 @@ mod tests {
         assert_eq!(sqlite_file("postgres://localhost/x"), None);
     }
 }
+
+/// The columns of a row a module keeps from another module's events with [`upsert_if_newer`]
+/// (orders' and the basket's copies of the catalog's products).
+pub struct Versioned<C> {
+    /// What identifies the row (the conflict target).
+    pub key: C,
+    /// The publisher's version of what the row copies: 0 for events from before versions.
+    pub version: C,
+    pub updated_at: C,
+    /// A column and a value of it that an event from before versions (version 0) never overwrites
+    /// (a discontinued product is not reactivated by a late, unversioned event).
+    pub sticky: Option<(C, &'static str)>,
+}
+
+/// Inserts `row`, or, if a row with its key is kept, sets `columns` (and the version and
+/// `updated_at`) from `row` only where `row` is newer: a higher version, or both 0 (events from
+/// before versions: the last one wins, as it did then, except over the `sticky` value). One
+/// statement, so concurrent deliveries of one aggregate's events cannot interleave, on any engine.
+pub async fn upsert_if_newer<E, Db>(
+    db: &Db,
+    row: E::ActiveModel,
+    keep: &Versioned<E::Column>,
+    columns: &[E::Column],
+) -> Result<(), DbErr>
+where
+    E: sea_orm::EntityTrait,
+    Db: sea_orm::ConnectionTrait,
+{
+    use sea_orm::IdenStatic;
+    use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, OnConflict};
+    let mysql = db.get_database_backend() == DbBackend::MySql;
+    let kept = |c: E::Column| Expr::col((E::default(), c));
+    // The row proposed for insertion: `excluded` on PostgreSQL and SQLite, `VALUES()` on MySQL.
+    let proposed = |c: E::Column| match mysql {
+        true => Expr::cust(format!("VALUES(`{}`)", c.as_str())),
+        false => Expr::col((Alias::new("excluded"), c)),
+    };
+    let newer = Condition::any()
+        .add(proposed(keep.version).gt(kept(keep.version)))
+        .add(Condition::all().add(proposed(keep.version).eq(0)).add(kept(keep.version).eq(0)));
+    let mut on_conflict = OnConflict::column(keep.key);
+    // MySQL assigns left to right, each assignment seeing the ones before: the version, which
+    // every condition reads, goes last.
+    for &column in columns.iter().chain(&[keep.updated_at, keep.version]) {
+        let apply = match keep.sticky {
+            Some((sticky, value)) if sticky.as_str() == column.as_str() => {
+                let legacy_over_sticky = Condition::all().add(proposed(keep.version).eq(0)).add(kept(sticky).eq(value));
+                Condition::all().add(newer.clone()).add(legacy_over_sticky.not())
+            }
+            _ => newer.clone(),
+        };
+        on_conflict.value(column, Expr::case(apply, proposed(column)).finally(kept(column)));
+    }
+    E::insert(row).on_conflict(on_conflict.to_owned()).exec_without_returning(db).await?;
+    Ok(())
+}
