@@ -192,57 +192,6 @@ pub(crate) fn locks_rows(backend: DbBackend) -> bool {
     !matches!(backend, DbBackend::Sqlite)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unreachable_database_is_transient_and_a_unique_violation_is_not() {
-        use sea_orm::{ConnAcquireErr, RuntimeErr};
-        let refused = DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Io(
-            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
-        ))));
-        assert!(is_transient(&refused));
-        assert!(is_transient(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
-        let dropped = DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::PoolClosed)));
-        assert!(is_transient(&dropped));
-        assert!(!is_transient(&DbErr::RecordNotFound("x".into())));
-        let unique = DbErr::Exec(RuntimeErr::Internal("UNIQUE constraint failed".into()));
-        assert!(!is_transient(&unique));
-
-        // Through `anyhow` and its context, as handlers and use cases wrap it.
-        let wrapped = anyhow::Error::new(refused).context("failed to load stock");
-        assert!(is_transient_cause(wrapped.as_ref()));
-        assert!(!is_transient_cause(anyhow::anyhow!("the order is delivered before it shipped").as_ref()));
-    }
-
-    #[tokio::test]
-    async fn sqlite_busy_is_transient() {
-        let dir = std::env::temp_dir().join(format!("bazaar-busy-{}", uuid::Uuid::new_v4().simple()));
-        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.display());
-        let db = connect(&url, 2).await.expect("a database");
-        use sea_orm::ConnectionTrait;
-        db.execute_unprepared("CREATE TABLE t (x INTEGER)").await.expect("a table");
-        let holder = begin_write(&db).await.expect("the write lock");
-        // A second pool that does not wait for the lock.
-        let mut options = ConnectOptions::new(url.clone());
-        options.max_connections(1).map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::ZERO));
-        let other = Database::connect(options).await.expect("another pool");
-        let busy = other.execute_unprepared("INSERT INTO t VALUES (1)").await.expect_err("locked");
-        assert!(is_transient(&busy), "{busy:?}");
-        holder.rollback().await.expect("released");
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn sqlite_urls_name_their_file() {
-        assert_eq!(sqlite_file("sqlite://data/catalog.db?mode=rwc"), Some("data/catalog.db"));
-        assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some("/tmp/x.db"));
-        assert_eq!(sqlite_file("sqlite::memory:"), None);
-        assert_eq!(sqlite_file("postgres://localhost/x"), None);
-    }
-}
-
 /// The columns of a row a module keeps from another module's events with [`upsert_if_newer`]
 /// (orders' and the basket's copies of the catalog's products).
 pub struct Versioned<C> {
@@ -297,4 +246,55 @@ where
     }
     E::insert(row).on_conflict(on_conflict.to_owned()).exec_without_returning(db).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_transient_and_a_unique_violation_is_not() {
+        use sea_orm::{ConnAcquireErr, RuntimeErr};
+        let refused = DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ))));
+        assert!(is_transient(&refused));
+        assert!(is_transient(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        let dropped = DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::PoolClosed)));
+        assert!(is_transient(&dropped));
+        assert!(!is_transient(&DbErr::RecordNotFound("x".into())));
+        let unique = DbErr::Exec(RuntimeErr::Internal("UNIQUE constraint failed".into()));
+        assert!(!is_transient(&unique));
+
+        // Through `anyhow` and its context, as handlers and use cases wrap it.
+        let wrapped = anyhow::Error::new(refused).context("failed to load stock");
+        assert!(is_transient_cause(wrapped.as_ref()));
+        assert!(!is_transient_cause(anyhow::anyhow!("the order is delivered before it shipped").as_ref()));
+    }
+
+    #[tokio::test]
+    async fn sqlite_busy_is_transient() {
+        let dir = std::env::temp_dir().join(format!("bazaar-busy-{}", uuid::Uuid::new_v4().simple()));
+        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.display());
+        let db = connect(&url, 2).await.expect("a database");
+        use sea_orm::ConnectionTrait;
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)").await.expect("a table");
+        let holder = begin_write(&db).await.expect("the write lock");
+        // A second pool that does not wait for the lock.
+        let mut options = ConnectOptions::new(url.clone());
+        options.max_connections(1).map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::ZERO));
+        let other = Database::connect(options).await.expect("another pool");
+        let busy = other.execute_unprepared("INSERT INTO t VALUES (1)").await.expect_err("locked");
+        assert!(is_transient(&busy), "{busy:?}");
+        holder.rollback().await.expect("released");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_file("sqlite://data/catalog.db?mode=rwc"), Some("data/catalog.db"));
+        assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some("/tmp/x.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/x"), None);
+    }
 }
