@@ -604,3 +604,13 @@ pub async fn edits_and_flags_to_checkout(app: &TestApp) {
     assert_eq!(order["status"], "confirmed", "{order}");
     assert_eq!((&order["lines"][0]["unitPrice"], &order["total"]), (&eur(650), &eur(1950)), "{order}");
 }
+
+/// `quantity` of `product` checked out of `token`'s basket with `payment_method`, once the basket's
+/// copy prices it: the order (`{"id": …}`), which orders makes a hop later.
+pub async fn check_out_one(app: &TestApp, token: &str, product: &Value, quantity: i64, payment_method: &str) -> Value {
+    let me = Who::Customer(token);
+    app.basket_set(me, product, quantity).await;
+    priced_basket(app, me).await;
+    let body = json!({"shippingAddress": address(), "paymentMethod": payment_method});
+    checked_out(app.basket_checkout(token, &body, Some(&Uuid::now_v7().to_string())).await).await
+}

@@ -623,6 +623,9 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
     let payment = app.payment_until(&token, &authenticated, "requires_action").await;
     assert_eq!(app.complete_fake(&token, &payment, "confirm").await.status(), 200);
     assert_eq!(app.settled(&token, &authenticated).await["status"], "confirmed");
+    // The basket's checkout (declined, so that the stock comes back).
+    let checked_out = crate::basket::check_out_one(&app, &token, &product, 1, "pm_card_chargeDeclined").await;
+    assert_eq!(app.decided(&token, &checked_out).await["status"], "rejected");
     let path = format!("/products/{}", id(&product));
     let renamed =
         app.request(Method::PUT, &path, As::Admin).json(&crate::helpers::product_body("REDELIVER", "Renamed"));
@@ -639,10 +642,10 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
     assert_eq!(app.levels(&product).await, (6, 1, 5));
 
     let mut published = Vec::new();
-    for module in ["catalog", "inventory", "orders", "shipping", "payments"] {
+    for module in ["catalog", "inventory", "orders", "shipping", "payments", "basket"] {
         published.extend(app.published(module).await);
     }
-    for module in ["orders", "shipping", "payments"] {
+    for module in ["orders", "shipping", "payments", "basket"] {
         let (inbox, handler, consumes) = app.consumer(module).await;
         for event_type in &consumes {
             let events: Vec<&Envelope> = published.iter().filter(|e| e.matches(event_type)).collect();
