@@ -624,7 +624,7 @@ pub async fn redelivered_events_change_nothing(app: &TestApp) {
     assert_eq!(app.complete_fake(&token, &payment, "confirm").await.status(), 200);
     assert_eq!(app.settled(&token, &authenticated).await["status"], "confirmed");
     // The basket's checkout (declined, so that the stock comes back).
-    let checked_out = crate::basket::check_out_one(&app, &token, &product, 1, "pm_card_chargeDeclined").await;
+    let checked_out = crate::basket::check_out_one(app, &token, &product, 1, "pm_card_chargeDeclined").await;
     assert_eq!(app.decided(&token, &checked_out).await["status"], "rejected");
     let path = format!("/products/{}", id(&product));
     let renamed =
