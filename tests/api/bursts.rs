@@ -50,7 +50,9 @@ async fn a_burst_of_registrations_and_log_ins_keeps_memory_bounded_and_the_proce
         registered.iter().chain(&logged_in).map(|r| r.as_ref().expect("answered").status().as_u16()).collect();
     assert!(statuses.iter().all(|s| [201, 401, 429, 503].contains(s)), "{statuses:?}");
     assert!(statuses.iter().any(|s| [429, 503].contains(s)), "some were turned away: {statuses:?}");
-    assert!(statuses.contains(&201) && statuses.contains(&401), "some were served: {statuses:?}");
+    // Which kind gets the hashing slots is the race's: on a loaded machine the registrations can
+    // take every one of them and all log-ins are turned away (seen in CI), which is fair too.
+    assert!(statuses.iter().any(|s| [201, 401].contains(s)), "some were served: {statuses:?}");
     let live = client.get(format!("{}/health/live", shop.address)).send().await.expect("still serving");
     assert_eq!(live.status(), 200);
 
