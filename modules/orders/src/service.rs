@@ -777,13 +777,13 @@ fn request_payment(order: &mut Order, method: PaymentMethod) -> anyhow::Result<e
     Ok(request)
 }
 
-/// `OrderRejected` for `order`, with its reason.
 /// `OrderCreated` for `order`: what inventory reserves.
 fn created(order: &Order) -> events::OrderCreated {
     let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
     events::OrderCreated { order_id: order.id.as_uuid(), user_id: order.user_id, items: items.collect() }
 }
 
+/// `OrderRejected` for `order`, with its reason.
 fn rejected(order: &Order) -> events::OrderRejected {
     events::OrderRejected {
         order_id: order.id.as_uuid(),
