@@ -13,7 +13,7 @@ use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, get, post, web};
 use kernel::error::{Problem, problem_response, problem_with};
 use kernel::{EventBus, HealthCheck, Module, ModuleContext};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::ParameterIn;
@@ -34,6 +34,8 @@ pub struct Ops {
     pub bus: Arc<dyn EventBus>,
     /// The hosted modules' own checks ([`kernel::Hosted::checks`]), each with its module's name.
     pub checks: Vec<(&'static str, Arc<dyn HealthCheck>)>,
+    /// The job tables of the hosted modules that run jobs ([`kernel::Hosted::jobs`]).
+    pub jobs: Vec<kernel::jobs::Queue>,
     /// Cancelled when the process starts to stop: from then on it is not ready.
     pub stopping: tokio_util::sync::CancellationToken,
 }
@@ -41,7 +43,7 @@ pub struct Ops {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Bazaar", description = "An e-commerce backend: a modular monolith that splits into services."),
-    paths(health_live, health_ready, prometheus_metrics, dead_letters, replay_dead_letter),
+    paths(health_live, health_ready, prometheus_metrics, dead_letters, replay_dead_letter, list_jobs, retry_job),
     tags((name = "operations", description = "Health and metrics"))
 )]
 struct OperationsApi;
@@ -246,7 +248,7 @@ pub async fn health_ready(ops: web::Data<Ops>) -> HttpResponse {
 }
 
 /// Prometheus metrics: HTTP requests by route and status with latencies, outbox backlog and bus
-/// counters per module.
+/// counters per module, and background jobs by module, type and status.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn prometheus_metrics(ops: web::Data<Ops>) -> HttpResponse {
@@ -262,6 +264,11 @@ pub async fn prometheus_metrics(ops: web::Data<Ops>) -> HttpResponse {
         match kernel::Inbox::new(ctx.outbox.clone()).dead_letter_count().await {
             Ok(n) => metrics::gauge!(metric::DEAD_LETTERS, "module" => name).set((n + queued) as f64),
             Err(e) => tracing::warn!(module = name, error = %e, "cannot count dead letters"),
+        }
+    }
+    for queue in &ops.jobs {
+        if let Err(e) = queue.record_metrics().await {
+            tracing::warn!(module = queue.module(), error = %e, "cannot count the jobs");
         }
     }
     let handle = telemetry::metrics();
@@ -339,6 +346,89 @@ pub async fn replay_dead_letter(
     let (_, ctx) = ops.modules.iter().find(|(m, _)| m.name() == module).ok_or_else(not_found)?;
     let replayed = kernel::Inbox::new(ctx.outbox.clone()).replay(id).await.map_err(anyhow::Error::from)?;
     if !replayed {
+        return Err(not_found());
+    }
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// Which jobs `GET /admin/jobs` lists.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// Only jobs in this status (`failed`: what needs an admin).
+    status: Option<kernel::jobs::JobStatus>,
+    /// Only this module's jobs.
+    module: Option<String>,
+    /// Only jobs of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    job_type: Option<String>,
+    /// At most this many per module, newest first (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u64>,
+}
+
+/// A background job of a hosted module.
+#[derive(Serialize, ToSchema)]
+pub struct JobResponse {
+    /// The module that runs it; with `id`, what `retry` takes.
+    module: &'static str,
+    #[serde(flatten)]
+    job: kernel::jobs::JobRecord,
+}
+
+/// Background jobs of the hosted modules, newest first (admin).
+#[utoipa::path(
+    tag = "operations",
+    params(JobsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Jobs", body = Vec<JobResponse>),
+        (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The limit is out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/admin/jobs")]
+pub async fn list_jobs(
+    _admin: kernel::Admin,
+    ops: web::Data<Ops>,
+    query: web::Query<JobsQuery>,
+) -> Result<HttpResponse, kernel::ApiError> {
+    let query = query.into_inner();
+    let limit = kernel::page_limit(query.limit)?;
+    let mut all = Vec::new();
+    for queue in ops.jobs.iter().filter(|q| query.module.as_deref().is_none_or(|m| m == q.module())) {
+        let jobs = queue.list(query.status, query.job_type.as_deref(), limit).await.map_err(anyhow::Error::from)?;
+        all.extend(jobs.into_iter().map(|job| JobResponse { module: queue.module(), job }));
+    }
+    all.sort_by_key(|j| std::cmp::Reverse(j.job.created_at));
+    Ok(HttpResponse::Ok().json(all))
+}
+
+/// Queue a failed job again, due at once, with a new retry window (admin; once its cause is fixed).
+#[utoipa::path(
+    tag = "operations",
+    params(("module" = String, Path, description = "The module that runs it"), ("id" = uuid::Uuid, Path, description = "The job's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Queued again; a worker takes it at once"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No failed job with this id here", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/admin/jobs/{module}/{id}/retry")]
+pub async fn retry_job(
+    _admin: kernel::Admin,
+    ops: web::Data<Ops>,
+    path: web::Path<(String, uuid::Uuid)>,
+) -> Result<HttpResponse, kernel::ApiError> {
+    let (module, id) = path.into_inner();
+    let not_found = || kernel::ApiError::NotFound(format!("no failed job {id} in module {module}"));
+    let queue = ops.jobs.iter().find(|q| q.module() == module).ok_or_else(not_found)?;
+    if !queue.retry(id).await.map_err(anyhow::Error::from)? {
         return Err(not_found());
     }
     Ok(HttpResponse::Accepted().finish())
@@ -527,6 +617,7 @@ mod tests {
             modules: Vec::new(),
             bus: Arc::new(crate::bus::InProcessBus::new(policy)),
             checks: checks.into_iter().map(|c| ("payments", Arc::new(c) as Arc<dyn HealthCheck>)).collect(),
+            jobs: Vec::new(),
             stopping: Default::default(),
         };
         let app = test::init_service(App::new().app_data(web::Data::new(ops)).service(health_ready)).await;

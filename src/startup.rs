@@ -76,7 +76,8 @@ impl Application {
         let background = spawn_background_work(&settings, &bus, &running, &shutdown);
         let stopping = CancellationToken::new();
         let checks = running.iter().flat_map(|(m, _, s)| s.checks().into_iter().map(|c| (m.name(), c))).collect();
-        let ops = Ops { modules: hosted, bus, checks, stopping: stopping.clone() };
+        let jobs = running.iter().filter_map(|(_, _, s)| s.jobs()).collect();
+        let ops = Ops { modules: hosted, bus, checks, jobs, stopping: stopping.clone() };
         let (port, server) = bind_http(&settings, ops, &running, verifier)?;
         Ok(Self {
             port,
@@ -201,9 +202,11 @@ fn spawn_background_work(
             Duration::from_millis(settings.outbox.poll_interval_ms),
         );
         background.push(tokio::spawn(relay.run(shutdown.clone())));
+        let mut purges = started.purges();
+        purges.extend(started.jobs().map(|queue| Arc::new(queue) as Arc<dyn kernel::housekeeping::Purge>));
         background.push(tokio::spawn(kernel::housekeeping::run(
             ctx.outbox.clone(),
-            started.purges(),
+            purges,
             Duration::from_secs(settings.housekeeping.retention_hours * 3600),
             Duration::from_secs(settings.housekeeping.interval_secs),
             shutdown.clone(),
@@ -249,6 +252,8 @@ fn bind_http(
             .service(http::prometheus_metrics)
             .service(http::dead_letters)
             .service(http::replay_dead_letter)
+            .service(http::list_jobs)
+            .service(http::retry_job)
             .app_data(openapi.clone())
             .route(http::OPENAPI_PATH, web::get().to(http::openapi_json))
             .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(Config::from(http::OPENAPI_PATH)))

@@ -10,6 +10,7 @@ mod cli;
 mod engines;
 mod errors;
 mod helpers;
+mod jobs;
 mod lifecycle;
 mod localstripe;
 mod operations;

@@ -5,10 +5,13 @@
 //! (`<module>_seaql_migrations`), so modules that share a database never see each other's history
 //! and a module moved to a database of its own takes its history with it.
 //!
-//! Every module's history starts with [`KernelTables`]: its outbox, inbox and dead letters.
+//! Every module's history starts with [`KernelTables`]: its outbox, inbox and dead letters; a module
+//! that runs background jobs adds [`JobTables`].
 
+mod jobs;
 mod tables;
 
+pub use jobs::JobTables;
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
 pub use tables::KernelTables;
 

@@ -11,6 +11,7 @@
 //! - [`auth`]: the Bearer JWT extractor ([`Principal`], [`Admin`]);
 //! - [`client`]: the client's address through trusted proxies ([`ClientAddr`]);
 //! - [`housekeeping`]: purging what the outbox and inbox no longer need;
+//! - [`jobs`]: durable background jobs, enqueued with the state change they follow;
 //! - [`pagination`]: cursor pages;
 //! - [`openapi`]: JSON Schemas of what the parsers accept, for request fields;
 //! - [`module`]: the [`Module`] trait the composition root hosts;
@@ -26,6 +27,7 @@ pub mod envelope;
 pub mod error;
 pub mod housekeeping;
 pub mod inbox;
+pub mod jobs;
 pub mod module;
 pub mod openapi;
 pub mod outbox;

@@ -86,6 +86,13 @@ pub trait Hosted: Send + Sync {
         Vec::new()
     }
 
+    /// Its durable jobs' table, when it runs any: the admin API lists and retries them, the
+    /// metrics count them and housekeeping purges the finished ones. Its worker is one of its
+    /// [`background_tasks`](Self::background_tasks).
+    fn jobs(&self) -> Option<crate::jobs::Queue> {
+        None
+    }
+
     /// What housekeeping purges for it besides its outbox and inbox.
     fn purges(&self) -> Vec<Arc<dyn crate::housekeeping::Purge>> {
         Vec::new()
