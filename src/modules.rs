@@ -14,6 +14,7 @@ pub fn all() -> Vec<Arc<dyn Module>> {
         Arc::new(shipping::ShippingModule),
         Arc::new(payments::PaymentsModule),
         Arc::new(basket::BasketModule),
+        Arc::new(notifications::NotificationsModule),
     ]
 }
 

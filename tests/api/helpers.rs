@@ -70,7 +70,9 @@ impl Stack {
 
     /// The settings of a process on this stack, `overrides` on top.
     pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
-        let mut layers: Vec<(&str, &str)> = Vec::new();
+        // Mail written as files lands in the test's folder, never in the workspace's `data/`.
+        let mail = self.data_dir.path().join("mail").display().to_string();
+        let mut layers: Vec<(&str, &str)> = vec![("notifications.file.dir", mail.as_str())];
         if let Some(broker) = &self.broker {
             layers.extend([
                 ("bus.kind", "rabbitmq"),
@@ -131,7 +133,10 @@ pub fn init_logs() {
 
 /// Settings for a test app with its SQLite files in `dir`, with `overrides` on top.
 pub fn test_settings(dir: &Path, overrides: &[(&str, &str)]) -> Settings {
-    settings_for(&format!("sqlite://{}/{{module}}.db?mode=rwc", dir.display()), overrides)
+    let mail = dir.join("mail").display().to_string();
+    let mut layers = vec![("notifications.file.dir", mail.as_str())];
+    layers.extend_from_slice(overrides);
+    settings_for(&format!("sqlite://{}/{{module}}.db?mode=rwc", dir.display()), &layers)
 }
 
 fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
@@ -240,6 +245,11 @@ impl TestApp {
     /// The database of `module`.
     pub async fn db(&self, module: &str) -> sea_orm::DatabaseConnection {
         sea_orm::Database::connect(self.url_of(module)).await.expect("the module's database")
+    }
+
+    /// Where the app writes mail with `notifications.transport = "file"`.
+    pub fn mail_dir(&self) -> std::path::PathBuf {
+        self._data_dir.path().join("mail")
     }
 
     pub async fn metrics(&self) -> String {

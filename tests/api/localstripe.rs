@@ -1,8 +1,7 @@
 //! A real Stripe-compatible server per test: [localstripe](https://github.com/adrienverge/localstripe)
-//! 1.15.10 (PyPI), installed on first use into `$HOME/.cache/bazaar-peers/localstripe-1.15.10`
-//! and started from a small Python launcher on a free 127.0.0.1 port, its state in memory only
-//! (its own launcher binds every interface and pickles to one shared file). Without python3 or
-//! PyPI the tests that need it skip, unless `BAZAAR_REQUIRE_SERVICES=1`.
+//! 1.15.10 (PyPI), installed on first use ([`PyPeer`]) and started from a small Python launcher
+//! on a free 127.0.0.1 port, its state in memory only (its own launcher binds every interface and
+//! pickles to one shared file).
 //!
 //! What localstripe does and does not do is in `../shared/STACK-NOTES.md`: only the card
 //! 4000000000000341 family declines (402), 4000002500003155 asks for 3-D Secure, finished with
@@ -10,13 +9,15 @@
 //! after, once, signed `t=…,v1=hex`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
+
+use crate::peers::PyPeer;
 
 pub const VERSION: &str = "1.15.10";
 /// localstripe takes any `sk_…` key.
@@ -49,22 +50,15 @@ pub struct LocalStripe {
     dir: tempfile::TempDir,
 }
 
-/// `None` (the test skips) when services are optional; a panic when `BAZAAR_REQUIRE_SERVICES=1`.
-fn unavailable<T>(why: String) -> Option<T> {
-    if std::env::var("BAZAAR_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-        panic!("localstripe {VERSION} is required (BAZAAR_REQUIRE_SERVICES=1) but unavailable: {why}");
-    }
-    eprintln!("skipped: localstripe {VERSION} is unavailable: {why}");
-    None
-}
+const PEER: PyPeer = PyPeer { package: "localstripe", version: VERSION, import: "localstripe.server" };
 
 impl LocalStripe {
     /// Installs localstripe if needed, starts it and waits until it answers; `None` (the test
     /// skips) when it cannot be installed and services are optional.
     pub async fn start() -> Option<Self> {
-        let python = match tokio::task::spawn_blocking(installed).await.expect("the install ran") {
+        let python = match tokio::task::spawn_blocking(|| PEER.python()).await.expect("the install ran") {
             Ok(python) => python,
-            Err(why) => return unavailable(why),
+            Err(why) => return PEER.unavailable(why),
         };
         let dir = tempfile::tempdir().expect("a folder");
         std::fs::write(dir.path().join("launcher.py"), LAUNCHER).expect("the launcher written");
@@ -221,59 +215,6 @@ impl Drop for LocalStripe {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// The venv's python with localstripe importable, installed on first use. Parallel tests wait on
-/// a lock file; the venv is built beside its final place and renamed into it, so the final folder
-/// is either absent or complete.
-fn installed() -> Result<PathBuf, String> {
-    let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
-    let peers = PathBuf::from(home).join(".cache/bazaar-peers");
-    let target = peers.join(format!("localstripe-{VERSION}"));
-    let python = target.join("bin/python");
-    if python.exists() {
-        return Ok(python);
-    }
-    std::fs::create_dir_all(&peers).map_err(|e| format!("{}: {e}", peers.display()))?;
-    let lock_path = peers.join(format!("localstripe-{VERSION}.lock"));
-    let lock = std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
-    if python.exists() {
-        return Ok(python); // another test installed it while this one waited
-    }
-    let staging = peers.join(format!(".localstripe-{VERSION}-{}", uuid::Uuid::new_v4().simple()));
-    let built = build_venv(&staging)
-        .and_then(|()| std::fs::rename(&staging, &target).map_err(|e| format!("renaming {}: {e}", staging.display())));
-    if let Err(why) = built {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(why);
-    }
-    Ok(python)
-}
-
-fn build_venv(dir: &Path) -> Result<(), String> {
-    run(Command::new("python3").args(["-m", "venv"]).arg(dir))?;
-    run(Command::new(dir.join("bin/python")).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--retries",
-        "2",
-        &format!("localstripe=={VERSION}"),
-    ]))?;
-    // A venv finds its packages from where its python is, so it survives the rename.
-    run(Command::new(dir.join("bin/python")).args(["-c", "import localstripe.server"]))
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let shown = format!("{command:?}");
-    let output = command.stdin(Stdio::null()).output().map_err(|e| format!("{shown}: {e}"))?;
-    match output.status.success() {
-        true => Ok(()),
-        false => Err(format!("{shown}: {}\n{}", output.status, String::from_utf8_lossy(&output.stderr))),
     }
 }
 

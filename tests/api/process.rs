@@ -11,19 +11,25 @@ pub struct ServeProcess {
     pub address: String,
     /// The JSON log lines after "Bazaar is listening".
     pub logs: Lines<BufReader<ChildStdout>>,
-    _dir: tempfile::TempDir,
+    /// Its data folder: SQLite files, mail written as files.
+    pub dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl ServeProcess {
     /// Starts it with `env` on top of the test settings, and waits until it listens.
     pub async fn start(env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("a folder");
+        Self::start_in(std::sync::Arc::new(tempfile::tempdir().expect("a folder")), env).await
+    }
+
+    /// [`start`](Self::start) on the data of `dir`: a restart after a kill.
+    pub async fn start_in(dir: std::sync::Arc<tempfile::TempDir>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_bazaar"));
         command
             .arg("serve")
             .env("BAZAAR_ENV", "test")
             .env("BAZAAR__DATABASE__URL", format!("sqlite://{}/{{module}}.db?mode=rwc", dir.path().display()))
             .env("BAZAAR__AUTH__SIGNING_KEY", crate::helpers::PRIVATE_KEY)
+            .env("BAZAAR__NOTIFICATIONS__FILE__DIR", dir.path().join("mail"))
             .env("BAZAAR__TELEMETRY__FORMAT", "json")
             .env("BAZAAR__TELEMETRY__FILTER", "info")
             .env_remove("RUST_LOG")
@@ -45,7 +51,7 @@ impl ServeProcess {
         })
         .await
         .expect("listening within 30 s");
-        Self { child, address: format!("http://127.0.0.1:{port}"), logs, _dir: dir }
+        Self { child, address: format!("http://127.0.0.1:{port}"), logs, dir }
     }
 
     /// A field of `/proc/<pid>/status` in bytes (`VmRSS`, `VmHWM`).

@@ -81,6 +81,7 @@ impl Split {
                 ("BAZAAR__BUS__RABBITMQ__URL", broker.url.clone()),
                 ("BAZAAR__BUS__RABBITMQ__PREFIX", broker.prefix.clone()),
                 ("BAZAAR__OUTBOX__POLL_INTERVAL_MS", "200".to_owned()),
+                ("BAZAAR__NOTIFICATIONS__FILE__DIR", data_dir.path().join("mail").display().to_string()),
                 ("BAZAAR__TELEMETRY__FILTER", "info,sqlx=warn,sea_orm=warn".to_owned()),
             ];
             env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
@@ -202,7 +203,7 @@ async fn ready(port: u16, log_dir: &std::path::Path, modules: &str) {
 }
 
 /// A port nothing listens on now (the process binds it a moment later).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address").port()
 }
 

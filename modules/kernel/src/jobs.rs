@@ -10,7 +10,7 @@
 //!   PostgreSQL and MariaDB, so replicas never take the same row; SQLite's single writer (`BEGIN
 //!   IMMEDIATE`) serialises the claims of processes sharing the file.
 //! - **At most once at a time**: a claimed row is `running` with a lease (`run_at` = the lease's
-//!   end, `jobs.timeout_secs` plus a margin); the run is cut at the timeout, before the lease ends.
+//!   end, `jobs.timeout_secs` and a quarter more); the run is cut at the timeout, before the lease ends.
 //!   A worker killed mid-run (kill -9) leaves its rows `running`: they are due again once their
 //!   lease is over and another worker (or the restarted one) takes them. So a job may run again
 //!   after a crash: **every job's effect must be idempotent**, and each job says how it is.
@@ -141,7 +141,8 @@ pub struct JobsSection {
     /// How often a worker looks for due jobs when nothing woke it (jobs enqueued by another
     /// process, retries coming due).
     pub poll_interval_ms: u64,
-    /// A run taking longer is cut and retried; a claim's lease is this plus 30 s.
+    /// A run taking longer is cut and retried; a claim's lease is this plus a quarter: how long
+    /// the jobs of a worker that died wait before another takes them.
     pub timeout_secs: u64,
     pub retry_first_delay_secs: u64,
     pub retry_max_delay_secs: u64,
@@ -366,6 +367,29 @@ impl Queue {
         self.db.query_one(&select).await?.as_ref().map(record).transpose()
     }
 
+    /// The id and status of each job of type `J` whose unique key is among `keys` (a module shows
+    /// its own rows' progress with them).
+    pub async fn statuses<J: Job>(&self, keys: &[String]) -> Result<HashMap<String, (Uuid, JobStatus)>, DbErr> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let select = Query::select()
+            .columns(["id", "unique_key", "status"])
+            .from(self.table())
+            .and_where(Expr::col("job_type").eq(J::NAME))
+            .and_where(Expr::col("unique_key").is_in(keys.iter().map(String::as_str)))
+            .to_owned();
+        let mut statuses = HashMap::new();
+        for row in self.db.query_all(&select).await? {
+            let (id, key, status): (String, String, String) =
+                (row.try_get("", "id")?, row.try_get("", "unique_key")?, row.try_get("", "status")?);
+            let id = id.parse().map_err(|e| DbErr::Type(format!("job id {id}: {e}")))?;
+            let status = JobStatus::parse(&status).ok_or_else(|| DbErr::Type(format!("job status {status}")))?;
+            statuses.insert(key, (id, status));
+        }
+        Ok(statuses)
+    }
+
     /// Queues a `failed` job again, due now, its retry clock restarted; `false` if there is no
     /// failed job `id`.
     pub async fn retry(&self, id: Uuid) -> Result<bool, DbErr> {
@@ -516,10 +540,6 @@ pub struct Worker {
     settings: JobsSection,
 }
 
-/// Added to the timeout for a claim's lease: time to record the outcome before another worker
-/// may take the row.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
-
 impl Worker {
     pub fn new(queue: Queue, settings: &JobsSection) -> Self {
         Self { queue, handlers: HashMap::new(), settings: settings.clone() }
@@ -552,6 +572,12 @@ impl Worker {
 
     fn timeout(&self) -> Duration {
         Duration::from_secs(self.settings.timeout_secs)
+    }
+
+    /// How long a claim holds a row: the timeout and a quarter more (at least a second), the time
+    /// to record the outcome before another worker may take it.
+    fn lease(&self) -> Duration {
+        self.timeout() + (self.timeout() / 4).max(Duration::from_secs(1))
     }
 
     /// Runs jobs until `shutdown`; then waits up to 10 s for the runs under way, and leaves the
@@ -658,7 +684,7 @@ impl Worker {
             txn.rollback().await?;
             return Ok(claimed);
         }
-        let lease_until = now + chrono::Duration::from_std(self.timeout() + LEASE_MARGIN).unwrap_or_default();
+        let lease_until = now + chrono::Duration::from_std(self.lease()).unwrap_or_default();
         let update = Query::update()
             .table(self.queue.table())
             .value("status", JobStatus::Running.as_str())

@@ -36,6 +36,22 @@ impl Currency {
     pub fn code(&self) -> &'static str {
         self.0
     }
+
+    /// How many digits its minor unit has (ISO 4217's exponent): 2 for EUR, 0 for JPY, 3 for KWD.
+    pub fn minor_digits(&self) -> u32 {
+        const NONE: &[&str] = &[
+            "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF",
+            "XPF",
+        ];
+        const THREE: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+        if NONE.contains(&self.0) {
+            0
+        } else if THREE.contains(&self.0) {
+            3
+        } else {
+            2
+        }
+    }
 }
 
 impl std::fmt::Display for Currency {
@@ -85,6 +101,18 @@ impl Money {
             return Err("must not be negative".into());
         }
         Ok(Self { amount_minor, currency })
+    }
+
+    /// The amount in major units as people write it, without the currency: `12.99` for 1299 EUR
+    /// cents, `1299` for 1299 JPY.
+    pub fn to_decimal(&self) -> String {
+        let digits = self.currency.minor_digits();
+        if digits == 0 {
+            return self.amount_minor.to_string();
+        }
+        let unit = 10i64.pow(digits);
+        let (major, minor) = (self.amount_minor / unit, self.amount_minor % unit);
+        format!("{major}.{minor:0width$}", width = digits as usize)
     }
 
     /// Nothing, in `currency`: where a sum starts.
@@ -166,6 +194,17 @@ mod tests {
         assert!(Currency::parse("eur").is_err());
         assert!(Currency::parse("XAU").is_err(), "no precious metals");
         assert!(Currency::parse("").is_err());
+    }
+
+    #[test]
+    fn money_is_written_in_major_units_with_its_currencys_digits() {
+        let of = |amount, code| Money::new(amount, Currency::parse(code).expect("a code")).expect("money").to_decimal();
+        assert_eq!(of(1299, "EUR"), "12.99");
+        assert_eq!(of(5, "EUR"), "0.05");
+        assert_eq!(of(100, "USD"), "1.00");
+        assert_eq!(of(1299, "JPY"), "1299");
+        assert_eq!(of(1234, "KWD"), "1.234");
+        assert_eq!(of(0, "GBP"), "0.00");
     }
 
     #[test]
