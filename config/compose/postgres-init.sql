@@ -7,3 +7,4 @@ CREATE DATABASE "orders";
 CREATE DATABASE "shipping";
 CREATE DATABASE "payments";
 CREATE DATABASE "basket";
+CREATE DATABASE "notifications";
