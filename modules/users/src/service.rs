@@ -302,6 +302,8 @@ impl Users {
             iat: now.timestamp(),
             exp: (now + self.policy.access_ttl).timestamp(),
             jti: Uuid::new_v4().to_string(),
+            // Nothing verifies an address yet.
+            email_verified: false,
         };
         let access_token = self.keys.sign(&claims)?;
         let mut secret = [0u8; 32];
