@@ -183,6 +183,10 @@ pub struct AuthSettings {
     pub public_key: Option<String>,
     /// …or the users module's JWKS.
     pub jwks_url: Option<String>,
+    /// Checking out needs a token whose `email_verified` claim is true (`kernel::auth::Verified`).
+    /// Off by default: a shop without a mail server cannot verify anyone.
+    #[serde(default)]
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

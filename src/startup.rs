@@ -293,24 +293,28 @@ impl kernel::Listener for SessionRevocations {
 }
 
 /// How this process verifies access tokens, in order of preference: the keys of a hosted module
-/// that issues them (users), a configured public key, the users module's JWKS.
+/// that issues them (users), a configured public key, the users module's JWKS; and whether its
+/// checkouts require a verified e-mail address (`auth.require_verified_email`).
 async fn verifier(settings: &Settings, local_keys: Vec<VerificationKey>) -> anyhow::Result<JwtVerifier> {
     let auth = &settings.auth;
-    if !local_keys.is_empty() {
-        return Ok(JwtVerifier::with_keys(local_keys, &auth.issuer, &auth.audience));
-    }
-    if let Some(pem) = &auth.public_key {
-        return Ok(JwtVerifier::from_public_key_pem(pem, &auth.issuer, &auth.audience)?);
-    }
-    if let Some(url) = &auth.jwks_url {
+    let verifier = if !local_keys.is_empty() {
+        JwtVerifier::with_keys(local_keys, &auth.issuer, &auth.audience)
+    } else if let Some(pem) = &auth.public_key {
+        JwtVerifier::from_public_key_pem(pem, &auth.issuer, &auth.audience)?
+    } else if let Some(url) = &auth.jwks_url {
         let verifier = JwtVerifier::from_jwks_url(url, &auth.issuer, &auth.audience);
         verifier.prefetch().await;
-        return Ok(verifier);
-    }
-    tracing::warn!(
-        "no way to verify access tokens (auth.public_key or auth.jwks_url): routes that need one answer 401"
-    );
-    Ok(JwtVerifier::disabled())
+        verifier
+    } else {
+        tracing::warn!(
+            "no way to verify access tokens (auth.public_key or auth.jwks_url): routes that need one answer 401"
+        );
+        JwtVerifier::disabled()
+    };
+    Ok(match auth.require_verified_email {
+        true => verifier.requiring_verified_email(),
+        false => verifier,
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM, naming the one that came. The handlers are installed now.

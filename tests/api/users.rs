@@ -1,9 +1,11 @@
-//! The users module: registration, log-in, token rotation, roles, keys and throttling.
+//! The users module: registration, log-in, token rotation, roles, keys and throttling; password
+//! resets and e-mail verification, with the mailed tokens read from the users module's outbox.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use users_contracts::{EmailVerificationRequested, PasswordResetRequested};
 
 use crate::engines::{Engine, on_every_engine};
 use crate::helpers::{As, TestApp, assert_problem, product_body, spawn_app, spawn_app_on, spawn_app_with};
@@ -12,6 +14,8 @@ on_every_engine!(
     a_new_user_registers_logs_in_reads_me_refreshes_and_logs_out,
     a_reused_refresh_token_revokes_its_whole_family,
     registration_rules_are_422_naming_each_field_and_a_taken_email_is_409,
+    a_forgotten_password_is_reset_with_the_mailed_token_and_every_session_ends,
+    a_new_customer_verifies_the_email_and_the_next_access_token_says_so,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -43,6 +47,40 @@ impl TestApp {
     pub async fn me(&self, access_token: &Value) -> reqwest::Response {
         let token = access_token.as_str().expect("a token");
         self.request(Method::GET, "/users/me", As::Anonymous).bearer_auth(token).send().await.expect("sent")
+    }
+
+    /// What notifications would mail: the users module's published `PasswordResetRequested`s (or
+    /// `EmailVerificationRequested`s, with `mailed_verifications`) for `email`, oldest first.
+    /// Read from the outbox, so no mail server is needed.
+    pub async fn mailed_resets(&self, email: &str) -> Vec<PasswordResetRequested> {
+        let db = self.db("users").await;
+        let events = kernel::testing::published_of::<PasswordResetRequested>(&db, "users").await;
+        events.into_iter().filter(|e| e.email == email).collect()
+    }
+
+    pub async fn mailed_verifications(&self, email: &str) -> Vec<EmailVerificationRequested> {
+        let db = self.db("users").await;
+        let events = kernel::testing::published_of::<EmailVerificationRequested>(&db, "users").await;
+        events.into_iter().filter(|e| e.email == email).collect()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.request(Method::POST, path, As::Anonymous).json(body).send().await.expect("sent")
+    }
+
+    pub async fn reset_password(&self, token: &str, password: &str) -> reqwest::Response {
+        self.post_json("/auth/password-reset/confirm", &json!({"token": token, "password": password})).await
+    }
+
+    pub async fn verify_email(&self, token: &str) -> reqwest::Response {
+        self.post_json("/users/verify", &json!({"token": token})).await
+    }
+
+    /// `POST /users/me/verification` as `access_token`.
+    pub async fn ask_verification(&self, access_token: &Value) -> reqwest::Response {
+        let token = access_token.as_str().expect("a token");
+        let request = self.request(Method::POST, "/users/me/verification", As::Anonymous).bearer_auth(token);
+        request.send().await.expect("sent")
     }
 }
 
@@ -400,4 +438,225 @@ async fn after_a_log_out_the_access_token_is_refused_too() {
     assert_eq!(app.post_refresh("/auth/logout", &tokens["refreshToken"]).await.status(), 204);
     crate::helpers::eventually(10, || async { (app.me(&tokens["accessToken"]).await.status() == 401).then_some(()) })
         .await;
+}
+
+const NEW_PASSWORD: &str = "a brand new passphrase";
+
+async fn a_forgotten_password_is_reset_with_the_mailed_token_and_every_session_ends(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
+    let before = app.signed_in("noether@example.com").await;
+    let me: Value = app.me(&before["accessToken"]).await.json().await.expect("JSON");
+    let asked = chrono::Utc::now();
+    let requested = app.post_json("/auth/password-reset", &json!({"email": " Noether@Example.com"})).await;
+    assert_eq!(requested.status(), 202);
+    let mails = app.mailed_resets("noether@example.com").await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(
+        (mail.user_id.to_string(), mail.name.as_str()),
+        (me["id"].as_str().expect("an id").to_owned(), "Test User")
+    );
+    let ttl = mail.expires_at - asked;
+    assert!(ttl > chrono::Duration::minutes(29) && ttl <= chrono::Duration::minutes(31), "{ttl}");
+
+    // The password follows registration's rules; a refused one does not use the token up.
+    let weak = assert_problem(app.reset_password(&mail.token, "password1234").await, 422).await;
+    assert_eq!(weak["errors"][0]["field"], "password");
+    let same_as_email = assert_problem(app.reset_password(&mail.token, "noether@example.com").await, 422).await;
+    assert_eq!(same_as_email["errors"][0]["field"], "password");
+    assert_eq!(app.reset_password(&mail.token, NEW_PASSWORD).await.status(), 204);
+
+    assert_problem(app.login("noether@example.com", PASSWORD).await, 401).await;
+    assert_eq!(app.login("noether@example.com", NEW_PASSWORD).await.status(), 200);
+    assert_problem(app.post_refresh("/auth/refresh", &before["refreshToken"]).await, 401).await;
+}
+
+#[tokio::test]
+async fn after_a_password_reset_the_old_access_tokens_are_refused_too() {
+    let app = spawn_app().await;
+    let before = app.signed_in("germain@example.com").await;
+    // Tokens carry whole seconds: the revocation refuses those issued before its second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.post_json("/auth/password-reset", &json!({"email": "germain@example.com"})).await;
+    let token = app.mailed_resets("germain@example.com").await.pop().expect("a mail").token;
+    assert_eq!(app.reset_password(&token, NEW_PASSWORD).await.status(), 204);
+    crate::helpers::eventually(10, || async { (app.me(&before["accessToken"]).await.status() == 401).then_some(()) })
+        .await;
+}
+
+#[tokio::test]
+async fn an_unknown_email_gets_the_same_202_and_nothing_is_mailed() {
+    let app = spawn_app().await;
+    app.signed_in("known@example.com").await;
+    let mut answers = Vec::new();
+    for email in ["nobody@example.com", "known@example.com"] {
+        let response = app.post_json("/auth/password-reset", &json!({"email": email})).await;
+        let status = response.status();
+        let length = response.headers().get("content-length").cloned();
+        answers.push((status, length, response.text().await.expect("a body")));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 202);
+    assert_eq!(app.mailed_resets("known@example.com").await.len(), 1);
+    let users = app.db("users").await;
+    let resets = kernel::testing::published_of::<PasswordResetRequested>(&users, "users").await;
+    assert_eq!(resets.len(), 1, "only the known account's: {resets:?}");
+
+    let malformed = assert_problem(app.post_json("/auth/password-reset", &json!({"email": "nobody"})).await, 422).await;
+    assert_eq!(malformed["errors"][0]["field"], "email");
+    assert_problem(app.post_json("/auth/password-reset", &json!({})).await, 422).await;
+}
+
+#[tokio::test]
+async fn a_reset_token_works_once_and_a_newer_one_replaces_the_older() {
+    let app = spawn_app().await;
+    app.signed_in("hypatia@example.com").await;
+    for _ in 0..2 {
+        let response = app.post_json("/auth/password-reset", &json!({"email": "hypatia@example.com"})).await;
+        assert_eq!(response.status(), 202);
+    }
+    let mails = app.mailed_resets("hypatia@example.com").await;
+    let (older, newer) = (&mails[0].token, &mails[1].token);
+    assert_ne!(older, newer);
+    let replaced = assert_problem(app.reset_password(older, NEW_PASSWORD).await, 400).await;
+    assert_eq!(app.reset_password(newer, NEW_PASSWORD).await.status(), 204);
+    let used = assert_problem(app.reset_password(newer, "yet another passphrase").await, 400).await;
+    let unknown = assert_problem(app.reset_password("made-up", NEW_PASSWORD).await, 400).await;
+    assert_eq!(used, unknown, "used and unknown look the same");
+    assert_eq!(replaced, unknown, "replaced and unknown look the same");
+    assert!(unknown["detail"].as_str().expect("a detail").contains("unknown, expired or used"), "{unknown}");
+    assert_eq!(app.login("hypatia@example.com", NEW_PASSWORD).await.status(), 200, "the used token changed nothing");
+    // A verification token is no reset token.
+    let verification = app.mailed_verifications("hypatia@example.com").await.pop().expect("a verification mail");
+    assert_problem(app.reset_password(&verification.token, NEW_PASSWORD).await, 400).await;
+}
+
+#[tokio::test]
+async fn an_expired_reset_token_is_refused() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    app.signed_in("kovalevskaya@example.com").await;
+    app.post_json("/auth/password-reset", &json!({"email": "kovalevskaya@example.com"})).await;
+    let token = app.mailed_resets("kovalevskaya@example.com").await.pop().expect("a mail").token;
+    let expire = "UPDATE users_one_time_tokens SET expires_at = '2000-01-01 00:00:00' WHERE purpose = 'password-reset'";
+    app.db("users").await.execute_unprepared(expire).await.expect("expired");
+    let expired = assert_problem(app.reset_password(&token, NEW_PASSWORD).await, 400).await;
+    assert_eq!(expired, assert_problem(app.reset_password("made-up", NEW_PASSWORD).await, 400).await);
+    assert_eq!(app.login("kovalevskaya@example.com", PASSWORD).await.status(), 200, "the password is unchanged");
+}
+
+#[tokio::test]
+async fn password_reset_requests_are_limited_per_email_whether_or_not_it_has_an_account() {
+    let app = spawn_app_with(&[("users.password_resets_per_hour_per_email", "2")]).await;
+    app.signed_in("flood@example.com").await;
+    for email in ["flood@example.com", "nobody@example.com"] {
+        for _ in 0..2 {
+            assert_eq!(app.post_json("/auth/password-reset", &json!({"email": email})).await.status(), 202);
+        }
+        let refused = app.post_json("/auth/password-reset", &json!({"email": email.to_uppercase()})).await;
+        assert!(refused.headers().contains_key("retry-after"), "{email}");
+        assert_problem(refused, 429).await;
+    }
+    assert_eq!(app.mailed_resets("flood@example.com").await.len(), 2, "no more mails than the limit");
+    let other = app.post_json("/auth/password-reset", &json!({"email": "other@example.com"})).await;
+    assert_eq!(other.status(), 202, "other e-mails are not affected");
+}
+
+async fn a_new_customer_verifies_the_email_and_the_next_access_token_says_so(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
+    let registered: Value = app.register("curie@example.com", PASSWORD, "Marie").await.json().await.expect("JSON");
+    assert_eq!(registered["emailVerified"], false);
+    let mails = app.mailed_verifications("curie@example.com").await;
+    assert_eq!(mails.len(), 1, "one mail, in the registration's transaction");
+    assert_eq!(
+        (mails[0].user_id.to_string().as_str(), mails[0].name.as_str()),
+        (registered["id"].as_str().expect("an id"), "Marie")
+    );
+    let ttl = mails[0].expires_at - chrono::Utc::now();
+    assert!(ttl > chrono::Duration::hours(71) && ttl <= chrono::Duration::hours(72), "{ttl}");
+    let tokens: Value = app.login("curie@example.com", PASSWORD).await.json().await.expect("JSON");
+    assert_eq!(claims_of(tokens["accessToken"].as_str().expect("a token")).1["email_verified"], false);
+
+    assert_problem(app.verify_email("made-up").await, 400).await;
+    assert_problem(app.post_json("/users/verify", &json!({})).await, 422).await;
+    assert_eq!(app.verify_email(&mails[0].token).await.status(), 204);
+    assert_eq!(app.verify_email(&mails[0].token).await.status(), 204, "a link opened twice");
+    let me: Value = app.me(&tokens["accessToken"]).await.json().await.expect("JSON");
+    assert_eq!(me["emailVerified"], true);
+
+    let refreshed: Value = app.post_refresh("/auth/refresh", &tokens["refreshToken"]).await.json().await.expect("JSON");
+    assert_eq!(claims_of(refreshed["accessToken"].as_str().expect("a token")).1["email_verified"], true);
+    let conflict = assert_problem(app.ask_verification(&refreshed["accessToken"]).await, 409).await;
+    assert!(conflict["detail"].as_str().expect("a detail").contains("verified already"), "{conflict}");
+    assert_eq!(app.mailed_verifications("curie@example.com").await.len(), 1, "nothing more mailed");
+}
+
+#[tokio::test]
+async fn a_customer_asks_for_a_new_verification_mail_and_only_the_newest_token_works() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app_with(&[("users.verification_mails_per_hour_per_account", "2")]).await;
+    let tokens = app.signed_in("franklin@example.com").await;
+    for _ in 0..2 {
+        assert_eq!(app.ask_verification(&tokens["accessToken"]).await.status(), 202);
+    }
+    let throttled = app.ask_verification(&tokens["accessToken"]).await;
+    assert!(throttled.headers().contains_key("retry-after"));
+    assert_problem(throttled, 429).await;
+    assert_problem(app.request(Method::POST, "/users/me/verification", As::Anonymous).send().await.expect("sent"), 401)
+        .await;
+
+    let mails = app.mailed_verifications("franklin@example.com").await;
+    assert_eq!(mails.len(), 3, "the registration's and two more");
+    let newest = &mails[2].token;
+    for replaced in [&mails[0].token, &mails[1].token] {
+        assert_problem(app.verify_email(replaced).await, 400).await;
+    }
+    let expire =
+        "UPDATE users_one_time_tokens SET expires_at = '2000-01-01 00:00:00' WHERE purpose = 'email-verification'";
+    let users = app.db("users").await;
+    users.execute_unprepared(expire).await.expect("expired");
+    let expired = assert_problem(app.verify_email(newest).await, 400).await;
+    assert!(expired["detail"].as_str().expect("a detail").contains("unknown or expired"), "{expired}");
+    let me: Value = app.me(&tokens["accessToken"]).await.json().await.expect("JSON");
+    assert_eq!(me["emailVerified"], false);
+}
+
+#[tokio::test]
+async fn an_admin_made_by_the_operator_counts_as_verified() {
+    let app = spawn_app_with(&[
+        ("users.bootstrap_admin.email", "root@example.com"),
+        ("users.bootstrap_admin.password", "a long admin passphrase"),
+    ])
+    .await;
+    let admin: Value = app.login("root@example.com", "a long admin passphrase").await.json().await.expect("JSON");
+    assert_eq!(claims_of(admin["accessToken"].as_str().expect("a token")).1["email_verified"], true);
+    let me: Value = app.me(&admin["accessToken"]).await.json().await.expect("JSON");
+    assert_eq!(me["emailVerified"], true);
+    assert!(app.mailed_verifications("root@example.com").await.is_empty(), "nothing to verify");
+}
+
+#[tokio::test]
+async fn with_verified_emails_required_an_unverified_customer_cannot_check_out() {
+    use crate::orders::{eur, order_body};
+    let app = spawn_app_with(&[("auth.require_verified_email", "true")]).await;
+    let product = app.stocked_product("VERIFY-1", 5, eur(500)).await;
+    let tokens = app.signed_in("lovelace@example.com").await;
+    let bearer = |tokens: &Value| tokens["accessToken"].as_str().expect("a token").to_owned();
+    let checkout = |token: String| {
+        let body = json!({"shippingAddress": crate::orders::address(), "paymentMethod": "pm_card_visa"});
+        app.request(Method::POST, "/basket/checkout", As::Anonymous).bearer_auth(token).json(&body).send()
+    };
+
+    let refused = assert_problem(app.place(&bearer(&tokens), &order_body(&[(&product["id"], 1)])).await, 403).await;
+    assert_eq!(refused["detail"], "verify your e-mail address first (POST /users/verify)");
+    assert_problem(checkout(bearer(&tokens)).await.expect("sent"), 403).await;
+    // Other routes do not ask for it.
+    assert_eq!(app.get_json_as(&bearer(&tokens), "/orders").await["items"], json!([]));
+
+    let mail = app.mailed_verifications("lovelace@example.com").await.pop().expect("a mail");
+    assert_eq!(app.verify_email(&mail.token).await.status(), 204);
+    let verified: Value = app.post_refresh("/auth/refresh", &tokens["refreshToken"]).await.json().await.expect("JSON");
+    assert_eq!(app.place(&bearer(&verified), &order_body(&[(&product["id"], 1)])).await.status(), 201);
+    // Let through to the basket's own rules: an empty basket is not checked out.
+    assert_problem(checkout(bearer(&verified)).await.expect("sent"), 422).await;
 }

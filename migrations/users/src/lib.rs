@@ -7,6 +7,8 @@ use migrations_kernel::KernelTables;
 pub use migrations_kernel::MigratorTrait;
 
 mod m20261126_000002_create_accounts;
+mod m20261128_000003_add_email_verified_at;
+mod m20261128_000004_create_one_time_tokens;
 
 pub struct Migrator;
 
@@ -17,6 +19,11 @@ impl MigratorTrait for Migrator {
     }
 
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(KernelTables::new("users")), Box::new(m20261126_000002_create_accounts::Migration)]
+        vec![
+            Box::new(KernelTables::new("users")),
+            Box::new(m20261126_000002_create_accounts::Migration),
+            Box::new(m20261128_000003_add_email_verified_at::Migration),
+            Box::new(m20261128_000004_create_one_time_tokens::Migration),
+        ]
     }
 }

@@ -504,7 +504,7 @@ pub async fn merge_basket(
 #[tracing::instrument(skip_all, fields(user.id = %principal.user_id))]
 pub async fn checkout(
     req: HttpRequest,
-    principal: Principal,
+    principal: kernel::auth::Verified,
     baskets: web::Data<Baskets>,
     body: web::Json<BasketCheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {

@@ -1,4 +1,5 @@
-//! Bearer JWT authentication: [`Principal`] for any signed-in caller, [`Admin`] for admins.
+//! Bearer JWT authentication: [`Principal`] for any signed-in caller, [`Admin`] for admins,
+//! [`Verified`] for callers whose e-mail address is verified when the shop requires it.
 //!
 //! Tokens are verified, never issued, here. The key comes from, in order of preference, the users
 //! module when this process hosts it, a configured public key, or the users module's JWKS URL
@@ -35,6 +36,10 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The OpenID Connect standard claim: the account proved it receives mail at its address.
+    /// Tokens issued before the claim existed have none: they count as unverified.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// A public key that verifies tokens, with the `kid` tokens name it by.
@@ -103,6 +108,8 @@ fn ed25519_public_bytes(pem: &str) -> Option<[u8; 32]> {
 #[derive(Clone)]
 pub struct JwtVerifier {
     inner: Arc<Verifier>,
+    /// Whether [`Verified`] refuses tokens without `email_verified` (`auth.require_verified_email`).
+    verified_email_required: bool,
 }
 
 struct Verifier {
@@ -180,7 +187,21 @@ impl JwtVerifier {
             .time_to_live(Duration::from_secs(86_400))
             .build();
         let (issuer, audience) = (issuer.to_owned(), audience.to_owned());
-        Self { inner: Arc::new(Verifier { source, issuer, audience, verified, revoked }) }
+        Self {
+            inner: Arc::new(Verifier { source, issuer, audience, verified, revoked }),
+            verified_email_required: false,
+        }
+    }
+
+    /// This verifier, with [`Verified`] refusing callers whose token does not say their e-mail
+    /// address is verified (`auth.require_verified_email`).
+    pub fn requiring_verified_email(self) -> Self {
+        Self { verified_email_required: true, ..self }
+    }
+
+    /// Whether [`Verified`] requires the `email_verified` claim.
+    pub fn requires_verified_email(&self) -> bool {
+        self.verified_email_required
     }
 
     /// Fetches the JWKS now, if that is the source, so the first request does not wait for it.
@@ -395,6 +416,8 @@ fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 pub struct Principal {
     pub user_id: Uuid,
     pub role: Role,
+    /// The token's `email_verified` claim (false when it has none).
+    pub email_verified: bool,
 }
 
 impl Principal {
@@ -414,7 +437,7 @@ impl FromRequest for Principal {
         Box::pin(async move {
             let (verifier, token) = request?;
             let claims = verifier.verify(&token).await?;
-            Ok(Principal { user_id: claims.sub, role: claims.role })
+            Ok(Principal { user_id: claims.sub, role: claims.role, email_verified: claims.email_verified })
         })
     }
 }
@@ -458,6 +481,38 @@ impl FromRequest for Admin {
     }
 }
 
+/// An authenticated caller who may do what needs a verified e-mail address (checking out): with
+/// `auth.require_verified_email` set, a token without the `email_verified` claim gets 403; unset
+/// (the default, so that a shop without a mail server works), any signed-in caller passes.
+/// Dereferences to its [`Principal`].
+#[derive(Debug, Clone, Copy)]
+pub struct Verified(pub Principal);
+
+impl std::ops::Deref for Verified {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl FromRequest for Verified {
+    type Error = ApiError;
+    type Future = Authenticating<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let required = req.app_data::<web::Data<JwtVerifier>>().is_some_and(|v| v.requires_verified_email());
+        let principal = Principal::from_request(req, payload);
+        Box::pin(async move {
+            let principal = principal.await?;
+            match required && !principal.email_verified {
+                true => Err(ApiError::Forbidden("verify your e-mail address first (POST /users/verify)".into())),
+                false => Ok(Verified(principal)),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +538,7 @@ mod tests {
             iat: now,
             exp: now + 60,
             jti: "j".into(),
+            email_verified: false,
         }
     }
 
@@ -526,6 +582,45 @@ mod tests {
         assert!(verifier.verify(&forged).await.is_err());
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert!(verifier.verify(&token).await.is_err(), "an expired token must not be served from memory");
+    }
+
+    #[test]
+    fn a_token_without_the_email_verified_claim_counts_as_unverified() {
+        let mut json = serde_json::to_value(claims()).expect("JSON");
+        json.as_object_mut().expect("an object").remove("email_verified");
+        assert!(!serde_json::from_value::<Claims>(json).expect("decodes").email_verified);
+        let verified = Claims { email_verified: true, ..claims() };
+        assert_eq!(serde_json::to_value(&verified).expect("JSON")["email_verified"], true, "the OIDC claim's name");
+    }
+
+    #[tokio::test]
+    async fn verified_refuses_an_unverified_token_only_when_the_setting_requires_it() {
+        use actix_web::ResponseError;
+        let public = include_str!("../../../tests/fixtures/rsa-public.pem");
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../../tests/fixtures/rsa-private.pem"))
+            .expect("an RSA key");
+        let sign = |email_verified: bool| {
+            let claims = Claims { email_verified, ..claims() };
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::RS256), &claims, &key).expect("signed")
+        };
+        let lenient = JwtVerifier::from_public_key_pem(public, "bazaar", "bazaar").expect("an RSA key");
+        let strict = lenient.clone().requiring_verified_email();
+        assert!(strict.requires_verified_email() && !lenient.requires_verified_email());
+        let extract = |verifier: &JwtVerifier, token: &str| {
+            let req = actix_web::test::TestRequest::default()
+                .app_data(web::Data::new(verifier.clone()))
+                .insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+                .to_http_request();
+            Verified::from_request(&req, &mut Payload::None)
+        };
+        let (verified, unverified) = (sign(true), sign(false));
+        assert!(extract(&lenient, &unverified).await.expect("let through").0.user_id != Uuid::nil());
+        assert!(extract(&strict, &verified).await.expect("let through").email_verified);
+        let refused = extract(&strict, &unverified).await.expect_err("refused");
+        assert_eq!(refused.status_code(), actix_web::http::StatusCode::FORBIDDEN);
+        assert!(refused.to_string().contains("POST /users/verify"), "{refused}");
+        let unauthenticated = extract(&strict, "not.a.token").await.expect_err("refused");
+        assert_eq!(unauthenticated.status_code(), actix_web::http::StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]

@@ -429,7 +429,7 @@ mod tests {
     }
 
     fn owner(order: &Order) -> Principal {
-        Principal { user_id: order.user_id, role: Role::Customer }
+        Principal { user_id: order.user_id, role: Role::Customer, email_verified: true }
     }
 
     fn snapshot(product_id: Uuid, name: &str, status: &str, version: u64) -> ProductSnapshot {

@@ -283,7 +283,7 @@ fn created(location: &str, body: String) -> HttpResponse {
 #[tracing::instrument(skip_all, fields(user.id = %principal.user_id))]
 pub async fn place_order(
     req: HttpRequest,
-    principal: Principal,
+    principal: kernel::auth::Verified,
     orders: web::Data<Orders>,
     body: web::Json<PlaceOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {

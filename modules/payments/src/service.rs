@@ -604,7 +604,7 @@ mod tests {
     }
 
     fn owner() -> Principal {
-        Principal { user_id: Uuid::from_u128(7), role: Role::Customer }
+        Principal { user_id: Uuid::from_u128(7), role: Role::Customer, email_verified: true }
     }
 
     #[tokio::test]
@@ -768,7 +768,7 @@ mod tests {
         shop.deliver(&requested(failed, Some("pm_card_threeDSecure2Required"), 1)).await;
         shop.work().await;
         let id = shop.only_payment(paid).await.id;
-        let stranger = Principal { user_id: Uuid::from_u128(8), role: Role::Customer };
+        let stranger = Principal { user_id: Uuid::from_u128(8), role: Role::Customer, email_verified: true };
         assert!(matches!(
             shop.payments.complete_action(id, &stranger, CustomerAction::Complete).await,
             Err(ActionError::NotFound(_))

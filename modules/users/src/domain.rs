@@ -1,5 +1,6 @@
 //! The users module's domain: e-mail addresses, passwords and names, parsed once at the edge.
 
+use chrono::{DateTime, Utc};
 pub use kernel::Role;
 
 kernel::uuid_id!(UserId);
@@ -100,8 +101,70 @@ pub struct User {
     pub email: Email,
     pub name: UserName,
     pub role: Role,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// When the account proved it receives mail at `email`; admins made by the operator (the CLI,
+    /// `users.bootstrap_admin`) are verified when made.
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    pub fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
+    }
+}
+
+/// What a mailed single-use token is for: a token of one purpose is never taken for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    PasswordReset,
+    EmailVerification,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password-reset",
+            Self::EmailVerification => "email-verification",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "password-reset" => Ok(Self::PasswordReset),
+            "email-verification" => Ok(Self::EmailVerification),
+            other => Err(format!("'{other}' is no token purpose")),
+        }
+    }
+}
+
+/// A mailed token as stored (its secret is not: only its SHA-256 is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimeToken {
+    pub id: uuid::Uuid,
+    pub user_id: UserId,
+    pub purpose: TokenPurpose,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+/// Where a [`OneTimeToken`] stands at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Usable,
+    /// Used once already: whatever its expiry, never again.
+    Used,
+    Expired,
+}
+
+impl OneTimeToken {
+    pub fn state(&self, now: DateTime<Utc>) -> TokenState {
+        match (self.used_at, self.expires_at) {
+            (Some(_), _) => TokenState::Used,
+            (None, expires_at) if expires_at <= now => TokenState::Expired,
+            (None, _) => TokenState::Usable,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +190,31 @@ mod tests {
         assert!(Password::parse("Password1234", None).is_err(), "common, whatever the case");
         assert!(Password::parse("qwertyuiop123", None).is_err());
         assert_eq!(format!("{:?}", Password::parse("correct horse battery", None).expect("valid")), "Password(***)");
+    }
+
+    #[test]
+    fn a_one_time_token_is_usable_once_and_until_it_expires() {
+        let now = chrono::Utc::now();
+        let token = OneTimeToken {
+            id: uuid::Uuid::now_v7(),
+            user_id: UserId::generate(),
+            purpose: TokenPurpose::PasswordReset,
+            expires_at: now + chrono::Duration::minutes(30),
+            used_at: None,
+        };
+        assert_eq!(token.state(now), TokenState::Usable);
+        assert_eq!(token.state(token.expires_at), TokenState::Expired, "the expiry instant is already too late");
+        let used = OneTimeToken { used_at: Some(now), ..token.clone() };
+        assert_eq!(used.state(now), TokenState::Used);
+        assert_eq!(used.state(now + chrono::Duration::days(1)), TokenState::Used, "used stays used once expired");
+    }
+
+    #[test]
+    fn token_purposes_round_trip_and_nothing_else_parses() {
+        for purpose in [TokenPurpose::PasswordReset, TokenPurpose::EmailVerification] {
+            assert_eq!(TokenPurpose::parse(purpose.as_str()), Ok(purpose));
+        }
+        assert!(TokenPurpose::parse("refresh").is_err());
     }
 
     #[test]

@@ -15,7 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{COMMON_PASSWORDS, Email, Password, Role, User, UserId, UserName};
-use crate::service::{LoginError, RefreshError, RegisterError, SetRoleError, TokenPair, Users};
+use crate::service::{
+    LoginError, RefreshError, RegisterError, RequestVerificationError, ResetPasswordError, SetRoleError, TokenPair,
+    Users, VerifyEmailError,
+};
 use crate::throttle::{self, Throttles};
 
 #[derive(Deserialize, ToSchema)]
@@ -165,6 +168,8 @@ pub struct UserResponse {
     pub email: String,
     pub name: String,
     pub role: Role,
+    /// Whether the account proved it receives mail at `email` (`POST /users/verify`).
+    pub email_verified: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -173,6 +178,7 @@ impl From<User> for UserResponse {
     fn from(u: User) -> Self {
         Self {
             id: u.id.as_uuid(),
+            email_verified: u.email_verified(),
             email: u.email.as_str().to_owned(),
             name: u.name.as_str().to_owned(),
             role: u.role,
@@ -180,6 +186,37 @@ impl From<User> for UserResponse {
             updated_at: u.updated_at,
         }
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    #[schema(required = true, schema_with = email)]
+    pub email: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirmRequest {
+    /// The token of the mail (`PasswordResetRequested.token`).
+    #[schema(required = true, value_type = String)]
+    pub token: Option<String>,
+    #[schema(required = true, schema_with = password)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for PasswordResetConfirmRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordResetConfirmRequest").finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailRequest {
+    /// The token of the mail (`EmailVerificationRequested.token`).
+    #[schema(required = true, value_type = String)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -227,7 +264,6 @@ pub async fn register(
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
-    let required = |v: &Option<String>| v.clone().ok_or_else(|| "is required".to_owned());
     let email = errors.check("email", required(&body.email).and_then(|e| Email::parse(&e)));
     let name = errors.check("name", required(&body.name).and_then(|n| UserName::parse(&n)));
     let password = errors.check("password", required(&body.password).and_then(|p| Password::parse(&p, email.as_ref())));
@@ -355,6 +391,157 @@ pub async fn refresh(users: web::Data<Users>, body: web::Json<RefreshRequest>) -
 pub async fn logout(users: web::Data<Users>, body: web::Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
     users.logout(&body.refresh_token).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `field` of a request, or what the 422 says of it.
+fn required(field: &Option<String>) -> Result<String, String> {
+    field.clone().ok_or_else(|| "is required".to_owned())
+}
+
+/// Ask for a password reset: if an account has this e-mail, a single-use token is mailed to it
+/// (`PasswordResetRequested`; valid `users.password_reset_ttl_mins`, 30 by default; a newer
+/// request replaces it). The answer is 202 whether or not there is an account, in about the same
+/// time. Limited per e-mail address and per client address like log-ins: past the limit, 429
+/// with `Retry-After`, whether or not there is an account.
+#[utoipa::path(
+    tag = "users",
+    request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "Accepted: mailed if an account has this e-mail"),
+        (status = 422, description = "No e-mail address, or not one", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests for this e-mail or from this address; see Retry-After", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+#[post("/auth/password-reset")]
+#[tracing::instrument(skip_all)]
+pub async fn request_password_reset(
+    client: ClientAddr,
+    users: web::Data<Users>,
+    throttle: web::Data<Throttles>,
+    body: web::Json<PasswordResetRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let email = required(&body.email).and_then(|e| Email::parse(&e)).map_err(|m| ApiError::invalid("email", m))?;
+    let attempt = throttle::attempt([
+        (&throttle.password_resets_per_email, email.as_str().to_owned()),
+        (&throttle.password_resets_per_address, client.to_string()),
+    ])
+    .map_err(|wait| ApiError::TooManyRequests { retry_after: wait.as_secs() })?;
+    if let Err(e) = users.request_password_reset(&email).await {
+        // Nothing was mailed: the request does not count.
+        attempt.give_back();
+        return Err(e.into());
+    }
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// Set a new password with the mailed token. The password follows registration's rules. The
+/// token is used up, and every session of the account ends: its refresh tokens are revoked and
+/// its access tokens refused (`UserSessionsRevoked`, reason `password-reset`).
+#[utoipa::path(
+    tag = "users",
+    request_body = PasswordResetConfirmRequest,
+    responses(
+        (status = 204, description = "The password is changed; log in with it"),
+        (status = 400, description = "The token is unknown, expired or used", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 422, description = "Missing fields, or a password registration would refuse", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 503, description = "Too many password checks at once; see Retry-After", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+#[post("/auth/password-reset/confirm")]
+#[tracing::instrument(skip_all)]
+pub async fn reset_password(
+    users: web::Data<Users>,
+    body: web::Json<PasswordResetConfirmRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    // Not `token`: that name is the log-in handler's.
+    let secret = errors.check("token", required(&body.token));
+    let password = errors.check("password", required(&body.password));
+    let (Some(secret), Some(password)) = (secret, password) else {
+        return Err(errors.into_error());
+    };
+    match users.reset_password(&secret, &password).await {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(ResetPasswordError::InvalidToken) => Err(ApiError::BadRequest(
+            "the password reset token is unknown, expired or used: ask for a new one (POST /auth/password-reset)"
+                .into(),
+        )),
+        Err(ResetPasswordError::Password(message)) => Err(ApiError::invalid("password", message)),
+        Err(ResetPasswordError::Busy) => Err(busy()),
+        Err(ResetPasswordError::Unexpected(e)) => Err(e.into()),
+    }
+}
+
+/// Verify your e-mail address with the mailed token (no sign-in needed: the token is the proof).
+/// Access tokens issued from then on carry `email_verified: true`: refresh to get one. A token
+/// used already answers 204 again.
+#[utoipa::path(
+    tag = "users",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 204, description = "Verified"),
+        (status = 400, description = "The token is unknown or expired", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 422, description = "No token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/users/verify")]
+#[tracing::instrument(skip_all)]
+pub async fn verify_email(
+    users: web::Data<Users>,
+    body: web::Json<VerifyEmailRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let secret = required(&body.token).map_err(|m| ApiError::invalid("token", m))?;
+    match users.verify_email(&secret).await {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(VerifyEmailError::InvalidToken) => Err(ApiError::BadRequest(
+            "the verification token is unknown or expired: ask for a new one (POST /users/me/verification)".into(),
+        )),
+        Err(VerifyEmailError::Unexpected(e)) => Err(e.into()),
+    }
+}
+
+/// Mail me a new verification token (`EmailVerificationRequested`; the earlier ones stop working).
+/// Limited per account (`users.verification_mails_per_hour_per_account`): past it, 429.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "A new token is mailed"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The e-mail address is verified already", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = "Too many mails asked for; see Retry-After", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+#[post("/users/me/verification")]
+#[tracing::instrument(skip_all, fields(user.id = %principal.user_id))]
+pub async fn request_verification(
+    principal: Principal,
+    users: web::Data<Users>,
+    throttle: web::Data<Throttles>,
+) -> Result<HttpResponse, ApiError> {
+    let attempt = throttle::attempt([(&throttle.verification_mails_per_account, principal.user_id.to_string())])
+        .map_err(|wait| ApiError::TooManyRequests { retry_after: wait.as_secs() })?;
+    match users.request_verification(principal.user_id.into()).await {
+        Ok(()) => Ok(HttpResponse::Accepted().finish()),
+        Err(e) => {
+            // Nothing was mailed: the request does not count.
+            attempt.give_back();
+            Err(match e {
+                RequestVerificationError::AlreadyVerified => {
+                    ApiError::Conflict("the e-mail address is verified already".into())
+                }
+                RequestVerificationError::NotFound(_) => ApiError::Unauthorized("the account no longer exists".into()),
+                RequestVerificationError::Unexpected(e) => e.into(),
+            })
+        }
+    }
 }
 
 /// The public keys that verify access tokens, by `kid` (RFC 7517).

@@ -2,7 +2,10 @@
 //!
 //! Accounts with argon2id password hashes and a role (`customer`, `admin`); access tokens (EdDSA
 //! JWTs, 15 minutes) and rotating refresh tokens (stored hashed; a reused one revokes its family);
-//! the JWKS every other process verifies tokens with. Publishes `UserRegistered`; consumes nothing.
+//! the JWKS every other process verifies tokens with; password resets and e-mail verification with
+//! mailed single-use tokens (stored hashed), asked of whoever sends mail through events. Publishes
+//! `UserRegistered`, `UserSessionsRevoked`, `PasswordResetRequested` and
+//! `EmailVerificationRequested`; consumes nothing.
 
 mod domain;
 mod http;
@@ -28,7 +31,7 @@ use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use users_contracts::{UserRegistered, UserSessionsRevoked};
+use users_contracts::{EmailVerificationRequested, PasswordResetRequested, UserRegistered, UserSessionsRevoked};
 use utoipa::OpenApi;
 
 pub use keys::signing_key_error;
@@ -43,7 +46,20 @@ use crate::throttle::{Limit, Throttles};
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(http::register, http::token, http::refresh, http::logout, http::jwks, http::me, http::list_users, http::set_role),
+    paths(
+        http::register,
+        http::token,
+        http::refresh,
+        http::logout,
+        http::request_password_reset,
+        http::reset_password,
+        http::jwks,
+        http::me,
+        http::request_verification,
+        http::verify_email,
+        http::list_users,
+        http::set_role
+    ),
     tags((name = "users", description = "Accounts, log-in and tokens"))
 )]
 struct UsersApi;
@@ -110,7 +126,8 @@ impl Section for AuthSection {
 }
 
 /// …and its own `[users]` section. Log-in attempts are counted before the password is checked (a
-/// success gives its place back); past a limit the answer is 429 with `Retry-After`.
+/// success gives its place back); past a limit the answer is 429 with `Retry-After`, for log-ins,
+/// registrations and mailed tokens alike.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(default)]
 struct UsersSection {
@@ -128,6 +145,16 @@ struct UsersSection {
     password_hash_concurrency: usize,
     /// Requests that may wait for a hash; beyond that the answer is 503 + `Retry-After`.
     password_hash_queue: usize,
+    /// How long a mailed password-reset token works.
+    password_reset_ttl_mins: i64,
+    /// How long a mailed e-mail verification token works.
+    email_verification_ttl_hours: i64,
+    /// Password-reset requests per e-mail address, from all client addresses together.
+    password_resets_per_hour_per_email: u32,
+    /// Password-reset requests per client address, whatever the e-mail.
+    password_resets_per_hour_per_address: u32,
+    /// Verification mails an account may ask for again (`POST /users/me/verification`).
+    verification_mails_per_hour_per_account: u32,
 }
 
 impl Default for UsersSection {
@@ -140,6 +167,11 @@ impl Default for UsersSection {
             registrations_per_hour_per_address: 20,
             password_hash_concurrency: 0,
             password_hash_queue: 8,
+            password_reset_ttl_mins: 30,
+            email_verification_ttl_hours: 72,
+            password_resets_per_hour_per_email: 5,
+            password_resets_per_hour_per_address: 20,
+            verification_mails_per_hour_per_account: 5,
         }
     }
 }
@@ -148,6 +180,12 @@ impl Section for UsersSection {
     const KEY: &'static str = NAME;
 
     fn check(&self, _checks: Checks) -> Result<(), SettingsError> {
+        if self.password_reset_ttl_mins <= 0 {
+            return Err(SettingsError::new("users.password_reset_ttl_mins", "must be positive"));
+        }
+        if self.email_verification_ttl_hours <= 0 {
+            return Err(SettingsError::new("users.email_verification_ttl_hours", "must be positive"));
+        }
         match &self.bootstrap_admin {
             Some(admin) if admin.email.trim().is_empty() || admin.password.expose_secret().is_empty() => {
                 Err(SettingsError::new("users.bootstrap_admin", "needs an email and a password"))
@@ -184,7 +222,12 @@ impl Module for UsersModule {
     }
 
     fn publishes(&self) -> Vec<EventType> {
-        vec![UserRegistered::event_type(), UserSessionsRevoked::event_type()]
+        vec![
+            UserRegistered::event_type(),
+            UserSessionsRevoked::event_type(),
+            PasswordResetRequested::event_type(),
+            EmailVerificationRequested::event_type(),
+        ]
     }
 
     fn settings(&self) -> Vec<SectionSpec> {
@@ -213,6 +256,9 @@ impl Module for UsersModule {
             login_per_address: Limit::new(section.failed_logins_per_minute_per_address, minute),
             login_per_account: Limit::new(section.failed_logins_per_hour_per_account, hour),
             registrations_per_address: Limit::new(section.registrations_per_hour_per_address, hour),
+            password_resets_per_email: Limit::new(section.password_resets_per_hour_per_email, hour),
+            password_resets_per_address: Limit::new(section.password_resets_per_hour_per_address, hour),
+            verification_mails_per_account: Limit::new(section.verification_mails_per_hour_per_account, hour),
         };
         Ok(Box::new(HostedUsers { users: web::Data::new(users), throttle: web::Data::new(throttle) }))
     }
@@ -229,6 +275,8 @@ fn users_service(ctx: &ModuleContext, section: &UsersSection) -> anyhow::Result<
         audience: auth.audience.clone(),
         access_ttl: chrono::Duration::seconds(auth.access_token_ttl_secs),
         refresh_ttl: chrono::Duration::days(auth.refresh_token_ttl_days),
+        password_reset_ttl: chrono::Duration::minutes(section.password_reset_ttl_mins),
+        email_verification_ttl: chrono::Duration::hours(section.email_verification_ttl_hours),
     };
     let concurrency = match section.password_hash_concurrency {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -282,8 +330,12 @@ impl Hosted for HostedUsers {
                 .service(http::token)
                 .service(http::refresh)
                 .service(http::logout)
+                .service(http::request_password_reset)
+                .service(http::reset_password)
                 .service(http::jwks)
                 .service(http::me)
+                .service(http::request_verification)
+                .service(http::verify_email)
                 .service(http::list_users)
                 .service(http::set_role);
         })
@@ -294,7 +346,7 @@ impl Hosted for HostedUsers {
     }
 
     fn purges(&self) -> Vec<Arc<dyn Purge>> {
-        vec![Arc::new(ExpiredRefreshTokens(self.users.clone()))]
+        vec![Arc::new(ExpiredRefreshTokens(self.users.clone())), Arc::new(ExpiredOneTimeTokens(self.users.clone()))]
     }
 }
 
@@ -308,5 +360,18 @@ impl Purge for ExpiredRefreshTokens {
 
     async fn purge(&self, now: DateTime<Utc>, _cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
         self.0.purge_expired_refresh_tokens(now).await
+    }
+}
+
+struct ExpiredOneTimeTokens(web::Data<Users>);
+
+#[async_trait]
+impl Purge for ExpiredOneTimeTokens {
+    fn what(&self) -> &'static str {
+        "expired password-reset and verification tokens"
+    }
+
+    async fn purge(&self, now: DateTime<Utc>, _cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
+        self.0.purge_expired_one_time_tokens(now).await
     }
 }

@@ -1,4 +1,4 @@
-//! Limits on log-ins and registrations, counted before the password is hashed.
+//! Limits on log-ins, registrations and mailed tokens, counted before the work is done.
 //!
 //! An attempt takes a place in every limit it falls under *before* its password is checked, so
 //! a burst of concurrent guesses cannot all get through while the first ones are still being
@@ -10,6 +10,10 @@
 //! - per account from every address: a slower hourly budget, against a distributed guesser. It
 //!   is the only limit one attacker can use to lock an account out, and only with many addresses
 //!   and for an hour at most.
+//!
+//! Password-reset requests are limited per e-mail address (whether or not an account has it, so
+//! the limit tells nothing) and per client address, and verification mails per account: neither
+//! can be used to flood a mailbox.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +108,9 @@ pub struct Throttles {
     pub login_per_address: Limit,
     pub login_per_account: Limit,
     pub registrations_per_address: Limit,
+    pub password_resets_per_email: Limit,
+    pub password_resets_per_address: Limit,
+    pub verification_mails_per_account: Limit,
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! Events published by the users module. None carries a secret.
+//! Events published by the users module. None carries a password or a long-lived secret; the two
+//! that ask for a mail ([`PasswordResetRequested`], [`EmailVerificationRequested`]) carry a
+//! single-use, short-lived token, since the mail must hold it.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -36,13 +39,64 @@ pub struct UserSessionsRevoked {
     pub user_id: Uuid,
     /// Unix seconds: tokens whose `iat` is earlier are revoked.
     pub not_before: i64,
-    /// `role-changed` or `logged-out`.
+    /// `role-changed`, `logged-out` or `password-reset`.
     pub reason: String,
 }
 
 impl IntegrationEvent for UserSessionsRevoked {
     type Publisher = Users;
     const NAME: &'static str = "UserSessionsRevoked";
+    const VERSION: u32 = 1;
+}
+
+/// Someone asked to reset the password of this account (`POST /auth/password-reset`): mail it
+/// `token`, which `POST /auth/password-reset/confirm` takes with the new password until
+/// `expiresAt`.
+///
+/// The token travels on the bus because the module that writes the mail (notifications) must put
+/// it into the mail; users has no mail server. It is single use and short-lived
+/// (`users.password_reset_ttl_mins`, 30 by default), users stores only its SHA-256, and a newer
+/// request invalidates it; the outbox row that carries it is purged by housekeeping once published
+/// (`housekeeping.retention_hours`). Consumers must not log it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordResetRequested {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// 32 random bytes, base64url without padding.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl IntegrationEvent for PasswordResetRequested {
+    type Publisher = Users;
+    const NAME: &'static str = "PasswordResetRequested";
+    const VERSION: u32 = 1;
+}
+
+/// This account's e-mail address is to be verified (it registered, or asked again with
+/// `POST /users/me/verification`): mail it `token`, which `POST /users/verify` takes until
+/// `expiresAt`.
+///
+/// As with [`PasswordResetRequested`], the token travels on the bus so that notifications can put
+/// it into the mail: single use, valid `users.email_verification_ttl_hours` (72 by default),
+/// stored by users only as its SHA-256, invalidated by a newer request; the outbox row is purged by
+/// housekeeping once published. Consumers must not log it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailVerificationRequested {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// 32 random bytes, base64url without padding.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl IntegrationEvent for EmailVerificationRequested {
+    type Publisher = Users;
+    const NAME: &'static str = "EmailVerificationRequested";
     const VERSION: u32 = 1;
 }
 
@@ -53,6 +107,10 @@ mod wire {
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
+    }
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-28T12:30:00Z").expect("valid").to_utc()
     }
 
     /// `event` encodes to exactly `json`, and `json` decodes to `event`.
@@ -75,6 +133,26 @@ mod wire {
         pinned(
             UserSessionsRevoked { user_id: id(1), not_before: 1_700_000_000, reason: "role-changed".into() },
             r#"{"userId":"00000000-0000-0000-0000-000000000001","notBefore":1700000000,"reason":"role-changed"}"#,
+        );
+        pinned(
+            PasswordResetRequested {
+                user_id: id(1),
+                email: "ada@example.com".into(),
+                name: "Ada".into(),
+                token: "q6nrQ3jU4GfVhV0wV2mXoQ".into(),
+                expires_at: at(),
+            },
+            r#"{"userId":"00000000-0000-0000-0000-000000000001","email":"ada@example.com","name":"Ada","token":"q6nrQ3jU4GfVhV0wV2mXoQ","expiresAt":"2026-11-28T12:30:00Z"}"#,
+        );
+        pinned(
+            EmailVerificationRequested {
+                user_id: id(1),
+                email: "ada@example.com".into(),
+                name: "Ada".into(),
+                token: "q6nrQ3jU4GfVhV0wV2mXoQ".into(),
+                expires_at: at(),
+            },
+            r#"{"userId":"00000000-0000-0000-0000-000000000001","email":"ada@example.com","name":"Ada","token":"q6nrQ3jU4GfVhV0wV2mXoQ","expiresAt":"2026-11-28T12:30:00Z"}"#,
         );
     }
 
