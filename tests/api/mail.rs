@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{As, Stack, TestApp, assert_problem, eventually};
@@ -212,6 +212,12 @@ impl TestApp {
     }
 }
 
+/// The token of the link `path?token=…` in a message.
+fn token_in(text: &str, path: &str) -> String {
+    let start = text.find(path).unwrap_or_else(|| panic!("a link to {path} in {text}")) + path.len();
+    text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+}
+
 /// `text` as the templates write it into HTML.
 fn html_escaped(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -267,13 +273,24 @@ pub async fn a_customers_story_by_mail(app: &TestApp, smtp: &TestSmtp) {
     .into_iter()
     .map(|subject| (subject, 1))
     .collect();
-    smtp.to(&ada.email, expected.len(), 30).await;
+    smtp.to(&ada.email, expected.len() + 1, 30).await;
     // Anything sent twice would come within the worker's next polls.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mails: Vec<Mail> = smtp.received().into_iter().filter(|m| m.to.contains(&ada.email)).collect();
-    let mut received = subjects(&mails);
-    received.retain(|subject, _| !subject.starts_with("Confirm your e-mail address"));
-    assert_eq!(received, expected, "each fact once: {mails:#?}");
+    let mut expected = expected;
+    expected.insert("Confirm your e-mail address for Bazaar".to_owned(), 1);
+    assert_eq!(subjects(&mails), expected, "each fact once: {mails:#?}");
+    let verify = mails.iter().find(|m| m.subject.starts_with("Confirm your e-mail")).expect("sent");
+    let token = token_in(&verify.text, "/verify-email?token=");
+    let verified = app
+        .request(Method::POST, "/users/verify", As::Anonymous)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(verified.status(), 204, "the mailed link verifies: {:?}", verified.text().await);
+    let me = app.get_json_as(&ada.token, "/users/me").await;
+    assert_eq!(me["emailVerified"], true, "{me}");
     let ids: std::collections::BTreeSet<&str> = mails.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(ids.len(), mails.len(), "a Message-ID each");
 
@@ -373,7 +390,8 @@ async fn mail_queued_while_the_server_is_down_all_arrives_once_it_is_back() {
 
     smtp.up().await;
     for customer in &customers {
-        let mails = smtp.to(&customer.email, 1, 30).await;
+        // A welcome and the link to confirm the address.
+        let mails = smtp.to(&customer.email, 2, 30).await;
         assert!(mails.iter().any(|m| m.subject == "Welcome to Bazaar"), "{mails:?}");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -443,6 +461,68 @@ async fn a_refused_recipient_fails_visibly_and_an_admin_retry_sends_it() {
     assert_problem(app.request(Method::POST, &retry, As::Customer).send().await.expect("sent"), 403).await;
 }
 
+/// A forgotten password, end to end: the reset link arrives by mail, its token sets a new password
+/// once, every session of the account ends; an unknown address gets the same answer and no mail.
+#[tokio::test]
+async fn a_password_reset_arrives_by_mail_and_its_link_works_once() {
+    let Some(smtp) = TestSmtp::start().await else { return };
+    let settings = smtp.settings();
+    let overrides: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = crate::helpers::spawn_app_with(&overrides).await;
+    let ada = app.customer_named("reset", "Ada Lovelace").await;
+    let login: Value = app.login(&ada.email, "a long enough password").await.json().await.expect("JSON");
+    let refresh = login["refreshToken"].as_str().expect("a refresh token").to_owned();
+
+    let ask = |email: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .request(Method::POST, "/auth/password-reset", As::Anonymous)
+                .json(&json!({"email": email}))
+                .send()
+                .await
+                .expect("sent");
+            (response.status().as_u16(), response.text().await.expect("a body"))
+        }
+    };
+    let unknown = format!("nobody-{}@example.com", Uuid::now_v7().simple());
+    assert_eq!(ask(ada.email.clone()).await, ask(unknown.clone()).await, "the same answer either way");
+    let mails = smtp.to(&ada.email, 3, 30).await;
+    let reset = mails.iter().find(|m| m.subject == "Reset your Bazaar password").expect("the reset mail");
+    assert!(reset.text.starts_with("Hello Ada Lovelace,"), "{}", reset.text);
+    let token = token_in(&reset.text, "http://localhost:8080/reset-password?token=");
+    assert!(reset.html.contains(&token), "the HTML part has the link too");
+
+    let confirm = |token: String| {
+        let app = &app;
+        async move {
+            let body = json!({"token": token, "password": "another long password"});
+            app.request(Method::POST, "/auth/password-reset/confirm", As::Anonymous)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    assert_eq!(confirm(token.clone()).await.status(), 204);
+    assert_problem(confirm(token).await, 400).await;
+    assert_eq!(app.login(&ada.email, "a long enough password").await.status(), 401, "the old password is gone");
+    assert_eq!(app.login(&ada.email, "another long password").await.status(), 200);
+    let refreshed = app
+        .request(Method::POST, "/auth/refresh", As::Anonymous)
+        .json(&json!({"refreshToken": refresh}))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(refreshed, 401).await;
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(smtp.received().iter().all(|m| !m.to.contains(&unknown)), "no mail to an unknown address");
+    let recorded = app.notifications_of(&ada.user_id).await;
+    let kept = recorded.iter().find(|m| m["kind"] == "password_reset").expect("recorded");
+    assert_eq!(kept["status"], "sent", "{kept}");
+}
+
 /// With no mail server (the embedded default), each message is an `.eml` file in the mail folder.
 #[tokio::test]
 async fn the_default_transport_writes_each_message_as_an_eml_file() {
@@ -507,7 +587,7 @@ async fn a_kill_mid_batch_loses_no_message_and_repeats_only_one_under_way() {
     let restarted = crate::process::ServeProcess::start_in(dir, &env).await;
     let _keep = restarted;
     for customer in &customers {
-        smtp.to(&customer.email, 1, 60).await;
+        smtp.to(&customer.email, 2, 60).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let received = smtp.received();
@@ -515,7 +595,7 @@ async fn a_kill_mid_batch_loses_no_message_and_repeats_only_one_under_way() {
     for mail in &received {
         *per_id.entry(mail.message_id.as_str()).or_default() += 1;
     }
-    assert_eq!(per_id.len(), customers.len(), "one message per customer, none lost: {received:#?}");
+    assert_eq!(per_id.len(), 2 * customers.len(), "two messages per customer, none lost: {received:#?}");
     let repeated = per_id.values().filter(|n| **n > 1).count();
     assert!(per_id.values().all(|n| *n <= 2) && repeated <= 2, "at most the 2 under way came twice: {per_id:?}");
 }

@@ -10,7 +10,7 @@ use payments_contracts::{PaymentFailed, PaymentRefunded};
 use sea_orm::DatabaseTransaction;
 use serde_json::json;
 use shipping_contracts::{ShipmentDelivered, ShipmentDispatched};
-use users_contracts::UserRegistered;
+use users_contracts::{EmailVerificationRequested, PasswordResetRequested, UserRegistered};
 
 use crate::domain::{Kind, Recipient};
 use crate::service::{Notifications, OrderSummary};
@@ -21,6 +21,8 @@ pub struct NotificationsEvents(pub web::Data<Notifications>);
 pub fn routes() -> EventRoutes<NotificationsEvents> {
     EventRoutes::new()
         .on::<UserRegistered>()
+        .on::<EmailVerificationRequested>()
+        .on::<PasswordResetRequested>()
         .on::<OrderCreated>()
         .on::<OrderConfirmed>()
         .on::<OrderRejected>()
@@ -37,6 +39,34 @@ impl Handles<UserRegistered> for NotificationsEvents {
     async fn handle(&self, txn: &DatabaseTransaction, event: UserRegistered, _: &Envelope) -> Result<(), HandlerError> {
         let recipient = Recipient { user_id: event.user_id, email: event.email, name: event.name };
         Ok(self.0.registered(txn, recipient).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<EmailVerificationRequested> for NotificationsEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: EmailVerificationRequested,
+        cause: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let recipient = Recipient { user_id: event.user_id, email: event.email, name: event.name };
+        let (token, expires_at) = (&event.token, event.expires_at);
+        Ok(self.0.link_requested(txn, Kind::VerifyEmail, recipient, token, expires_at, cause.id).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<PasswordResetRequested> for NotificationsEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: PasswordResetRequested,
+        cause: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let recipient = Recipient { user_id: event.user_id, email: event.email, name: event.name };
+        let (token, expires_at) = (&event.token, event.expires_at);
+        Ok(self.0.link_requested(txn, Kind::PasswordReset, recipient, token, expires_at, cause.id).await?)
     }
 }
 

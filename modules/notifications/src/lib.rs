@@ -107,7 +107,7 @@ impl Default for FileSection {
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum Tls {
+enum Encryption {
     /// Plain, upgraded with STARTTLS (required): port 587.
     Starttls,
     /// TLS from the first byte: port 465.
@@ -121,7 +121,7 @@ enum Tls {
 struct SmtpSection {
     host: String,
     port: u16,
-    tls: Tls,
+    tls: Encryption,
     username: Option<String>,
     #[serde(serialize_with = "kernel::settings::redacted_optional")]
     password: Option<SecretString>,
@@ -134,7 +134,7 @@ impl Default for SmtpSection {
         Self {
             host: "localhost".into(),
             port: 587,
-            tls: Tls::Starttls,
+            tls: Encryption::Starttls,
             username: None,
             password: None,
             timeout_secs: 10,

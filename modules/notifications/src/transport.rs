@@ -12,7 +12,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use crate::domain::Message;
-use crate::{SmtpSection, Tls};
+use crate::{Encryption, SmtpSection};
 
 /// Why a message was not handed over.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +39,11 @@ impl Transport {
     pub fn smtp(settings: &SmtpSection) -> anyhow::Result<Self> {
         let host = settings.host.as_str();
         let builder = match settings.tls {
-            Tls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+            Encryption::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
                 .with_context(|| format!("notifications.smtp.host {host}"))?,
-            Tls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+            Encryption::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
                 .with_context(|| format!("notifications.smtp.host {host}"))?,
-            Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+            Encryption::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
         };
         let mut builder = builder.port(settings.port).timeout(Some(Duration::from_secs(settings.timeout_secs)));
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
