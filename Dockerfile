@@ -33,13 +33,15 @@ FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 WORKDIR /app
 COPY --from=builder /out/bazaar /usr/local/bin/bazaar
 COPY config/ /app/config/
-# SQLite files (the default database) and, outside production, the generated signing key.
+# SQLite files (the default database), outside production the generated signing key, and the
+# notifications module's .eml files (transport "file"): the root filesystem is read-only.
 COPY --from=builder --chown=10001:10001 /out/data /data
 ENV BAZAAR_ENV=production \
     BAZAAR_CONFIG_DIR=/app/config \
     BAZAAR__DATABASE__URL="sqlite:///data/{module}.db?mode=rwc" \
     BAZAAR__DATABASE__AUTO_MIGRATE=true \
-    BAZAAR__AUTH__SIGNING_KEY_FILE=/data/users-signing-key.pem
+    BAZAAR__AUTH__SIGNING_KEY_FILE=/data/users-signing-key.pem \
+    BAZAAR__NOTIFICATIONS__FILE__DIR=/data/mail
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8080

@@ -357,7 +357,29 @@ it does express, again, for `--skip-schema-validation`).
 {{- fail "canary.image: give the canary's image a tag or a digest" }}
 {{- end }}
 {{- end }}
+{{- $mail := .Values.notifications }}
+{{- if eq $mail.transport "smtp" }}
+{{- if not $mail.smtp.host }}
+{{- fail "notifications.smtp.host: transport smtp needs the mail server's host name" }}
+{{- end }}
+{{- if and $mail.smtp.password (not $mail.smtp.username) }}
+{{- fail "notifications.smtp.password: given without notifications.smtp.username; the server's login takes both (or neither)" }}
+{{- end }}
+{{- if and $mail.smtp.username (not $mail.smtp.password) (not .Values.existingSecret) }}
+{{- fail "notifications.smtp.password: the SMTP login (notifications.smtp.username) needs a password, or existingSecret with key smtp-password" }}
+{{- end }}
+{{- end }}
 {{- include "bazaar.validateSecrets" (dict "root" . "deployments" $deployments) }}
+{{- end }}
+
+{{/*
+"true" when the notifications module logs in to its SMTP server (transport smtp with a username),
+else "": its password is then the Secret's smtp-password. Reads .Values alone (validateSecrets
+passes its own).
+*/}}
+{{- define "bazaar.smtpLogin" -}}
+{{- $mail := .Values.notifications }}
+{{- if and (eq $mail.transport "smtp") $mail.smtp.username }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -369,12 +391,14 @@ no variable the chart or `env` already sets, nor one of the sections the chart's
 {{- $root := .root }}
 {{- $values := $root.Values }}
 {{- $secretKey := "^[-._a-zA-Z0-9]+$" }}
-{{- /* The keys the chart writes itself, whatever the values: its Secret's data with every URL and the admin set. */}}
+{{- /* The keys the chart writes itself, whatever the values: its Secret's data with every URL, the admin and the SMTP login set. */}}
 {{- $every := deepCopy $values }}
 {{- $_ := set $every "secrets" dict }}
 {{- $_ := set $every.bus.rabbitmq "url" "x" }}
 {{- $_ := set $every.database "url" "x" }}
 {{- $_ := set $every.users "bootstrapAdmin" (dict "email" "x" "password" "x") }}
+{{- $_ := set $every.notifications "transport" "smtp" }}
+{{- $_ := set $every.notifications "smtp" (dict "username" "x" "password" "x") }}
 {{- $_ := set $every.database "modules" dict }}
 {{- range include "bazaar.moduleNames" $root | fromJsonArray }}
 {{- $_ := set $every.database.modules . "x" }}
@@ -450,6 +474,22 @@ no variable the chart or `env` already sets, nor one of the sections the chart's
 {{- with .Values.server.trustedProxies }}
 {{- $_ := set $env "BAZAAR__SERVER__TRUSTED_PROXIES" (join "," .) }}
 {{- end }}
+{{- with .Values.notifications }}
+{{- $_ := set $env "BAZAAR__NOTIFICATIONS__TRANSPORT" .transport }}
+{{- range $name, $value := dict "FROM" .from "SHOP_NAME" .shopName "SHOP_URL" .shopUrl }}
+{{- if $value }}
+{{- $_ := set $env (printf "BAZAAR__NOTIFICATIONS__%s" $name) $value }}
+{{- end }}
+{{- end }}
+{{- if eq .transport "smtp" }}
+{{- $_ := set $env "BAZAAR__NOTIFICATIONS__SMTP__HOST" .smtp.host }}
+{{- $_ := set $env "BAZAAR__NOTIFICATIONS__SMTP__PORT" (toString .smtp.port) }}
+{{- $_ := set $env "BAZAAR__NOTIFICATIONS__SMTP__TLS" .smtp.tls }}
+{{- with .smtp.username }}
+{{- $_ := set $env "BAZAAR__NOTIFICATIONS__SMTP__USERNAME" . }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if eq .Values.database.kind "sqlite" }}
 {{- $_ := set $env "BAZAAR__DATABASE__URL" "sqlite:///data/{module}.db?mode=rwc" }}
 {{- $_ := set $env "BAZAAR__DATABASE__AUTO_MIGRATE" "true" }}
@@ -492,6 +532,13 @@ how tokens are signed or verified, and the secrets they need.
 {{- $hosts := include "bazaar.hosts" $root | fromJson }}
 - name: BAZAAR__AUTH__JWKS_URL
   value: {{ printf "http://%s:%v/.well-known/jwks.json" (include "bazaar.componentName" (dict "root" $root "key" (get $hosts "users"))) $values.service.port | quote }}
+{{- end }}
+{{- if and (has "notifications" .modules) (include "bazaar.smtpLogin" $root) }}
+- name: BAZAAR__NOTIFICATIONS__SMTP__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: smtp-password
 {{- end }}
 {{- if eq $values.bus.kind "rabbitmq" }}
 - name: BAZAAR__BUS__RABBITMQ__URL
@@ -558,6 +605,9 @@ database-url: {{ $values.database.url | b64enc }}
 {{- if $values.users.bootstrapAdmin.email }}
 bootstrap-admin-password: {{ required "users.bootstrapAdmin.password: the bootstrap admin needs a password" $values.users.bootstrapAdmin.password | b64enc }}
 {{- end }}
+{{- if include "bazaar.smtpLogin" .root }}
+smtp-password: {{ required "notifications.smtp.password: the SMTP login (notifications.smtp.username) needs a password, or existingSecret with key smtp-password" $values.notifications.smtp.password | b64enc }}
+{{- end }}
 {{- range $key, $value := .extra }}
 {{ $key | quote }}: {{ toString $value | b64enc }}
 {{- end }}
@@ -565,7 +615,7 @@ bootstrap-admin-password: {{ required "users.bootstrapAdmin.password: the bootst
 
 {{/* What a change of forces the pods to restart: the Secret's inputs, not its (generated) key. */}}
 {{- define "bazaar.secretChecksum" -}}
-{{- list .Values.existingSecret .Values.auth .Values.bus .Values.database .Values.users .Values.secrets | toJson | sha256sum }}
+{{- list .Values.existingSecret .Values.auth .Values.bus .Values.database .Values.users .Values.notifications.smtp .Values.secrets | toJson | sha256sum }}
 {{- end }}
 
 {{/*

@@ -720,7 +720,7 @@ class TheSecretSettings(unittest.TestCase):
         self.assert_refused({"secretEnv": STRIPE["secretEnv"]}, "key 'payments-stripe-api-key' is not in the chart's Secret")
 
     def test_a_key_of_the_charts_own_is_refused_in_secrets(self):
-        for key in ["signing-key", "rabbitmq-url", "database-url", "bootstrap-admin-password"] + [f"{m}-database-url" for m in MODULES]:
+        for key in ["signing-key", "rabbitmq-url", "database-url", "bootstrap-admin-password", "smtp-password"] + [f"{m}-database-url" for m in MODULES]:
             self.assert_refused({"secrets": {key: "v"}}, f"secrets.{key}: a key of the chart's own")
 
     def test_a_key_kubernetes_would_refuse_is_refused(self):
@@ -729,6 +729,109 @@ class TheSecretSettings(unittest.TestCase):
         self.assert_refused({"secretEnv": {"BAZAAR__PAYMENTS__STRIPE__API_KEY": "stripe/api"}},
                             "secretEnv.BAZAAR__PAYMENTS__STRIPE__API_KEY: 'stripe/api' is not a Secret key",
                             schema="secretEnv.BAZAAR__PAYMENTS__STRIPE__API_KEY: Does not match pattern")
+
+
+# Mail over SMTP with a login (as in split-monitoring-canary.yaml, which the packaging check renders
+# and validates).
+SMTP = {"notifications": {"transport": "smtp", "smtp": {"host": "smtp.example.com", "username": "shop@example.com",
+                                                        "password": "an smtp passphrase"}}}
+SMTP_PASSWORD = "BAZAAR__NOTIFICATIONS__SMTP__PASSWORD"
+
+
+class TheMail(unittest.TestCase):
+    """notifications.*: the settings in the ConfigMap, the SMTP password in the Secret, read only by
+    the processes hosting notifications."""
+
+    def assert_password_only_where_notifications_is_hosted(self, r, secret, jobs_secret):
+        workloads = r.deployments() + r.deployments("canary") + r.of("Job")
+        self.assertTrue(any("notifications" in hosted(w) for w in workloads))
+        for w in workloads:
+            e = env(w)
+            if "notifications" in hosted(w):
+                wanted = jobs_secret if w["kind"] == "Job" else secret
+                self.assertEqual(e.get(SMTP_PASSWORD), ("secret", wanted, "smtp-password"), w["metadata"]["name"])
+            else:
+                self.assertNotIn(SMTP_PASSWORD, e, w["metadata"]["name"])
+        self.assertNotIn(SMTP_PASSWORD, r.config(), "a secret stays out of the ConfigMap")
+
+    def test_by_default_messages_are_files_and_no_smtp_setting_is_rendered(self):
+        r = render()
+        self.assertEqual(r.config()["BAZAAR__NOTIFICATIONS__TRANSPORT"], "file")
+        self.assertEqual([k for k in r.config() if k.startswith("BAZAAR__NOTIFICATIONS__SMTP__")], [])
+        self.assertNotIn("smtp-password", r.one("Secret", "shop-bazaar")["data"])
+        for d in r.deployments():
+            self.assertNotIn(SMTP_PASSWORD, env(d))
+
+    def test_the_split_with_every_option_sends_over_smtp_with_the_password_read_only_where_notifications_is_hosted(self):
+        r = render(SPLIT, SPLIT_URLS, EXTRAS)
+        with open(EXTRAS) as f:
+            mail = yaml.safe_load(f)["notifications"]
+        config = r.config()
+        self.assertEqual({k: v for k, v in config.items() if k.startswith("BAZAAR__NOTIFICATIONS__")}, {
+            "BAZAAR__NOTIFICATIONS__TRANSPORT": "smtp",
+            "BAZAAR__NOTIFICATIONS__FROM": mail["from"],
+            "BAZAAR__NOTIFICATIONS__SHOP_NAME": mail["shopName"],
+            "BAZAAR__NOTIFICATIONS__SHOP_URL": mail["shopUrl"],
+            "BAZAAR__NOTIFICATIONS__SMTP__HOST": mail["smtp"]["host"],
+            "BAZAAR__NOTIFICATIONS__SMTP__PORT": str(mail["smtp"]["port"]),
+            "BAZAAR__NOTIFICATIONS__SMTP__TLS": mail["smtp"]["tls"],
+            "BAZAAR__NOTIFICATIONS__SMTP__USERNAME": mail["smtp"]["username"],
+        })
+        for name in ["shop-bazaar", "shop-bazaar-migrations"]:
+            data = r.one("Secret", name)["data"]
+            self.assertEqual(base64.b64decode(data["smtp-password"]).decode(), mail["smtp"]["password"], name)
+        self.assert_password_only_where_notifications_is_hosted(r, "shop-bazaar", "shop-bazaar-migrations")
+        # values-split.yaml hosts it with the modules no other Deployment names.
+        self.assertIn(SMTP_PASSWORD, env(r.one("Deployment", "shop-bazaar-others")))
+
+    def test_the_monolith_reads_the_password_and_an_existing_secret_holds_it(self):
+        r = render(values=SMTP)
+        [d] = r.deployments()
+        self.assertEqual(env(d)[SMTP_PASSWORD], ("secret", "shop-bazaar", "smtp-password"))
+        r = render(THREE, values={"notifications": {"transport": "smtp", "smtp": {"host": "smtp.example.com", "username": "shop"}}})
+        self.assertEqual(r.of("Secret"), [])
+        self.assert_password_only_where_notifications_is_hosted(r, "bazaar-secrets", "bazaar-secrets")
+
+    def test_without_a_username_there_is_no_login_and_no_password(self):
+        r = render(SPLIT, SPLIT_URLS, values={"notifications": {"transport": "smtp", "smtp": {"host": "mail", "tls": "none"}}})
+        self.assertEqual(r.config()["BAZAAR__NOTIFICATIONS__SMTP__TLS"], "none")
+        self.assertNotIn("BAZAAR__NOTIFICATIONS__SMTP__USERNAME", r.config())
+        self.assertNotIn("smtp-password", r.one("Secret", "shop-bazaar")["data"])
+        for w in r.deployments() + r.of("Job"):
+            self.assertNotIn(SMTP_PASSWORD, env(w))
+
+    def test_a_new_smtp_password_restarts_the_pods(self):
+        before = checksum(render(values=SMTP).deployments()[0])
+        rotated = json.loads(json.dumps(SMTP))
+        rotated["notifications"]["smtp"]["password"] = "a rotated passphrase"
+        self.assertNotEqual(checksum(render(values=rotated).deployments()[0]), before)
+        self.assertEqual(checksum(render(values=SMTP).deployments()[0]), before)
+
+    def test_env_overrides_a_setting_and_secret_env_may_not_set_the_password_the_chart_sets(self):
+        r = render(values=with_values(SMTP, env={"BAZAAR__NOTIFICATIONS__SMTP__TIMEOUT_SECS": 30}))
+        self.assertEqual(r.config()["BAZAAR__NOTIFICATIONS__SMTP__TIMEOUT_SECS"], "30")
+        error = render_error(values=with_values(SMTP, secretEnv={SMTP_PASSWORD: "smtp-password"}))
+        self.assertIn(f"secretEnv.{SMTP_PASSWORD}: the chart (Deployment monolith", error)
+
+    def test_the_readme_example_renders_with_the_password_given_on_the_command_line(self):
+        readme = (CHART / "README.md").read_text()
+        [block] = [b for b in (yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)) if "notifications" in b]
+        error = render_error(values=block, flags=["--skip-schema-validation"])
+        self.assertIn("notifications.smtp.password: the SMTP login", error)
+        block["notifications"]["smtp"]["password"] = "an smtp passphrase"
+        r = render(values=block)
+        self.assertEqual(r.config()["BAZAAR__JOBS__CONCURRENCY"], "8")
+        self.assertEqual(r.config()["BAZAAR__NOTIFICATIONS__SMTP__USERNAME"], block["notifications"]["smtp"]["username"])
+        self.assertEqual(env(r.deployments()[0])[SMTP_PASSWORD], ("secret", "shop-bazaar", "smtp-password"))
+
+    def test_smtp_without_a_host_or_half_a_login_does_not_render(self):
+        for smtp, expected in [({}, "notifications.smtp.host: transport smtp needs the mail server's host name"),
+                               ({"host": "mail", "password": "p"}, "notifications.smtp.password: given without notifications.smtp.username"),
+                               ({"host": "mail", "username": "u"}, "notifications.smtp.password: the SMTP login")]:
+            error = render_error(values={"notifications": {"transport": "smtp", "smtp": smtp}}, flags=["--skip-schema-validation"])
+            self.assertIn(expected, error)
+        # The file transport ignores the server's settings.
+        render(values={"notifications": {"smtp": {"username": "u"}}})
 
 
 class ThePlaceholders(unittest.TestCase):
