@@ -487,6 +487,26 @@ async fn a_password_reset_arrives_by_mail_and_its_link_works_once() {
     };
     let unknown = format!("nobody-{}@example.com", Uuid::now_v7().simple());
     assert_eq!(ask(ada.email.clone()).await, ask(unknown.clone()).await, "the same answer either way");
+    // … in about the same time: no step (a password hash, a mail sent in the request) that only
+    // one of the two takes. Medians of a few, each address asked once (the limit is per address).
+    let mut known = Vec::new();
+    let mut strangers = Vec::new();
+    for i in 0..4 {
+        let other = app.customer_named("timing", &format!("Timing {i}")).await;
+        let started = std::time::Instant::now();
+        assert_eq!(ask(other.email).await.0, 202);
+        known.push(started.elapsed());
+        let started = std::time::Instant::now();
+        assert_eq!(ask(format!("nobody-{i}-{}@example.com", Uuid::now_v7().simple())).await.0, 202);
+        strangers.push(started.elapsed());
+    }
+    let median = |mut times: Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (known, strangers) = (median(known), median(strangers));
+    let slack = Duration::from_millis(25);
+    assert!(known <= strangers * 3 + slack && strangers <= known * 3 + slack, "known {known:?}, unknown {strangers:?}");
     let mails = smtp.to(&ada.email, 3, 30).await;
     let reset = mails.iter().find(|m| m.subject == "Reset your Bazaar password").expect("the reset mail");
     assert!(reset.text.starts_with("Hello Ada Lovelace,"), "{}", reset.text);
