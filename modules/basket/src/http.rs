@@ -496,6 +496,7 @@ pub async fn merge_basket(
             headers(("Location" = String, description = "The order's URL: /orders/{orderId}"),
                 ("Retry-After" = u32, description = "Seconds after which the order is likely to be there: until orders has handled the checkout, GET on Location answers 404"))),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The e-mail address is not verified yet, and auth.require_verified_email is set", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, a basket that cannot be checked out, or a key reused with another request",
             body = Problem, content_type = "application/problem+json"),
     )

@@ -275,6 +275,7 @@ fn created(location: &str, body: String) -> HttpResponse {
     responses(
         (status = 201, description = "Placed", body = OrderResponse),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The e-mail address is not verified yet, and auth.require_verified_email is set", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid order (beyond the quantity caps too), or a key reused with another request", body = Problem,
             content_type = "application/problem+json"),
     )
