@@ -250,6 +250,7 @@ pub struct JobCount {
     pub oldest_queued_at: Option<DateTime<Utc>>,
 }
 
+/// A row's columns, in the order [`record`] reads them and [`Queue::enqueue`] writes the first nine.
 const COLUMNS: [&str; 11] = [
     "id",
     "job_type",
@@ -307,17 +308,8 @@ impl Queue {
         let (id, now) = (Uuid::now_v7(), crate::db::now());
         let insert = Query::insert()
             .into_table(self.table())
-            .columns([
-                "id",
-                "job_type",
-                "unique_key",
-                "payload",
-                "status",
-                "attempts",
-                "run_at",
-                "queued_at",
-                "created_at",
-            ])
+            // The columns a new row sets: all but `finished_at` and `last_error`.
+            .columns(COLUMNS[..9].iter().copied())
             .values_panic([
                 id.to_string().into(),
                 J::NAME.into(),
@@ -383,7 +375,7 @@ impl Queue {
         for row in self.db.query_all(&select).await? {
             let (id, key, status): (String, String, String) =
                 (row.try_get("", "id")?, row.try_get("", "unique_key")?, row.try_get("", "status")?);
-            let id = id.parse().map_err(|e| DbErr::Type(format!("job id {id}: {e}")))?;
+            let id = job_id(&id)?;
             let status = JobStatus::parse(&status).ok_or_else(|| DbErr::Type(format!("job status {status}")))?;
             statuses.insert(key, (id, status));
         }
@@ -488,13 +480,17 @@ impl crate::housekeeping::Purge for Queue {
     }
 }
 
+fn job_id(id: &str) -> Result<Uuid, DbErr> {
+    id.parse().map_err(|e| DbErr::Type(format!("job id {id}: {e}")))
+}
+
 fn record(row: &sea_orm::QueryResult) -> Result<JobRecord, DbErr> {
     let id: String = row.try_get("", "id")?;
     let status: String = row.try_get("", "status")?;
     let payload: String = row.try_get("", "payload")?;
     let attempts: i32 = row.try_get("", "attempts")?;
     Ok(JobRecord {
-        id: id.parse().map_err(|e| DbErr::Type(format!("job id {id}: {e}")))?,
+        id: job_id(&id)?,
         job_type: row.try_get("", "job_type")?,
         status: JobStatus::parse(&status).ok_or_else(|| DbErr::Type(format!("job status {status}")))?,
         attempts: u32::try_from(attempts).unwrap_or(0),
@@ -673,7 +669,7 @@ impl Worker {
             let id: String = row.try_get("", "id")?;
             let attempts: i32 = row.try_get("", "attempts")?;
             claimed.push(Claimed {
-                id: id.parse().map_err(|e| DbErr::Type(format!("job id {id}: {e}")))?,
+                id: job_id(&id)?,
                 job_type: row.try_get("", "job_type")?,
                 payload: row.try_get("", "payload")?,
                 attempt: u32::try_from(attempts).unwrap_or(0) + 1,
