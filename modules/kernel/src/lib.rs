@@ -8,7 +8,8 @@
 //! - [`outbox`] and [`inbox`]: the transactional outbox with its relay, and the inbox that makes
 //!   redelivery harmless, with retries and a dead-letter table;
 //! - [`error`]: [`ApiError`], the one way HTTP errors leave Bazaar (RFC 9457 problem+json);
-//! - [`auth`]: the Bearer JWT extractor ([`Principal`], [`Admin`]);
+//! - [`auth`]: the Bearer JWT extractors ([`Principal`], [`Admin`], and [`auth::Verified`] for what
+//!   needs a verified e-mail address);
 //! - [`client`]: the client's address through trusted proxies ([`ClientAddr`]);
 //! - [`housekeeping`]: purging what the outbox and inbox no longer need;
 //! - [`jobs`]: durable background jobs, enqueued with the state change they follow;
