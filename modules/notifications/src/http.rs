@@ -18,6 +18,7 @@ pub struct ListQuery {
     /// Only the messages to this account.
     user_id: Option<Uuid>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u64>,
     /// The `nextCursor` of the previous page.
     after: Option<String>,
