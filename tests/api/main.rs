@@ -20,6 +20,7 @@ mod payments;
 mod process;
 mod product_copies;
 mod rabbitmq;
+mod reports;
 mod scaffold;
 mod shipping;
 mod split;

@@ -12,14 +12,16 @@
 //! `ShipmentDispatched` ships it even while `cancelling` — the dispatch won that race.
 
 use anyhow::Context;
+use kernel::jobs::{Job, JobError, Queue};
 use kernel::{Envelope, Outbox, Principal};
 use orders_contracts::{self as events, OrderItem, OrderLine as LineEvent};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, AddressChange, CancellationReason, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine, OrderStatus,
-    Payment, PaymentMethod, PaymentStatus, Quantity, Timeline,
+    Address, AddressChange, CancellationReason, GroupBy, Money, Order, OrderEvent, OrderId, OrderLimits, OrderLine,
+    OrderStatus, Payment, PaymentMethod, PaymentStatus, Quantity, Report, ReportId, ReportRange, ReportStatus,
+    SalesTally, Timeline,
 };
 use crate::persistence;
 /// The local copy of a catalog product that [`Orders::copy_product`] keeps.
@@ -32,6 +34,8 @@ pub struct Orders {
     limits: OrderLimits,
     /// How long an order may await its payment before it is cancelled.
     payment_timeout: chrono::Duration,
+    /// The module's background jobs (`orders_jobs`): the sales reports' computation.
+    jobs: Queue,
 }
 
 /// A validated request to place an order; products are checked by [`Orders::place`].
@@ -196,7 +200,13 @@ impl Orders {
         payment_timeout: std::time::Duration,
     ) -> Self {
         let payment_timeout = chrono::Duration::from_std(payment_timeout).unwrap_or(chrono::Duration::MAX);
-        Self { db, outbox: outbox.bind(), limits, payment_timeout }
+        let jobs = Queue::new(crate::NAME, db.clone());
+        Self { db, outbox: outbox.bind(), limits, payment_timeout, jobs }
+    }
+
+    /// The module's job table: its worker and the admin API share it (and its wake-ups).
+    pub fn jobs(&self) -> &Queue {
+        &self.jobs
     }
 
     /// Forgets the `Idempotency-Key`s remembered before `cutoff` (housekeeping).
@@ -818,4 +828,143 @@ fn confirmed(order: &Order) -> events::OrderConfirmed {
 fn cancelled(order: &Order) -> events::OrderCancelled {
     let items = order.lines.iter().map(|l| OrderItem { product_id: l.product_id, quantity: l.quantity });
     events::OrderCancelled { order_id: order.id.as_uuid(), user_id: order.user_id, items: items.collect() }
+}
+
+/// The job that computes a sales report (`sales_report`), enqueued with the report's row.
+///
+/// Its effect is idempotent: a run reads the orders again and overwrites the same row's CSV, so a
+/// run repeated after a crash or a timeout writes what the first would have; a report already
+/// `done` is left as it is (the run is a no-op), so a downloaded CSV never changes. Its unique key
+/// is the report's id: one job per report, whatever happens to the request.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SalesReportJob {
+    pub report_id: Uuid,
+}
+
+impl Job for SalesReportJob {
+    const NAME: &'static str = "sales_report";
+
+    fn unique_key(&self) -> Option<String> {
+        Some(self.report_id.to_string())
+    }
+}
+
+/// Orders read per page of a report: a few thousand, each page two short statements.
+const REPORT_PAGE: u64 = 2000;
+
+impl Orders {
+    /// Records a sales report, `queued`, with its job, in one transaction; the worker is woken
+    /// once it is committed.
+    #[tracing::instrument(level = "debug", skip_all, fields(user.id = %requested_by))]
+    pub async fn request_sales_report(
+        &self,
+        requested_by: Uuid,
+        range: ReportRange,
+        group_by: GroupBy,
+    ) -> anyhow::Result<Report> {
+        let report = Report {
+            id: ReportId::generate(),
+            range,
+            group_by,
+            status: ReportStatus::Queued,
+            requested_by,
+            requested_at: kernel::db::now(),
+            finished_at: None,
+            row_count: None,
+            error: None,
+        };
+        let txn = kernel::db::begin_write(&self.db).await.context("failed to begin a transaction")?;
+        persistence::insert_report(&txn, &report).await.context("failed to insert a report")?;
+        let job = SalesReportJob { report_id: report.id.as_uuid() };
+        self.jobs.enqueue(&txn, &job).await.context("failed to enqueue a report's job")?;
+        txn.commit().await.context("failed to commit a report")?;
+        self.jobs.wake();
+        Ok(report)
+    }
+
+    pub async fn report(&self, id: ReportId) -> anyhow::Result<Option<Report>> {
+        persistence::find_report(&self.db, id).await.context("failed to load a report")
+    }
+
+    /// The newest `limit` reports.
+    pub async fn reports(&self, limit: u64) -> anyhow::Result<Vec<Report>> {
+        persistence::recent_reports(&self.db, limit).await.context("failed to list reports")
+    }
+
+    /// The report and, once it is done, its CSV.
+    pub async fn report_csv(&self, id: ReportId) -> anyhow::Result<Option<(Report, Option<String>)>> {
+        let Some(report) = self.report(id).await? else { return Ok(None) };
+        let csv = match report.status {
+            ReportStatus::Done => persistence::report_csv(&self.db, id).await.context("failed to load a report")?,
+            _ => None,
+        };
+        Ok(Some((report, csv)))
+    }
+
+    /// The `sales_report` job: adds up the sales of the report's range, page by page (keyset on
+    /// the order id, [`REPORT_PAGE`] orders a page, each page read outside any transaction and
+    /// the runtime yielded to between pages), and stores the CSV. Its status follows: `running`,
+    /// then `done`; a failure is recorded on the report (`queued` again while the job is retried,
+    /// `failed` when a row cannot be read as a sale, which no retry mends).
+    #[tracing::instrument(skip_all, fields(report.id = %id))]
+    pub async fn run_sales_report(&self, id: ReportId) -> Result<(), JobError> {
+        let Some(report) = self.report(id).await.map_err(JobError::Retry)? else {
+            return Err(JobError::Permanent(anyhow::anyhow!("no report {id}")));
+        };
+        if report.status == ReportStatus::Done {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let now = kernel::db::now();
+        persistence::set_report_status(&self.db, id, ReportStatus::Running, report.error.clone(), now)
+            .await
+            .context("failed to mark a report running")?;
+        match self.tally(&report).await {
+            Ok((tally, sales)) => {
+                let csv = tally.to_csv().map_err(|e| JobError::Permanent(anyhow::anyhow!("cannot write CSV: {e}")))?;
+                let rows = tally.rows();
+                persistence::finish_report(&self.db, id, csv, rows, kernel::db::now())
+                    .await
+                    .context("failed to store a report")?;
+                tracing::info!(sales, rows, elapsed_ms = started.elapsed().as_millis() as u64, "sales report done");
+                Ok(())
+            }
+            Err(e) => {
+                let (status, message) = match &e {
+                    JobError::Permanent(e) => (ReportStatus::Failed, format!("{e:#}")),
+                    JobError::Retry(e) => (ReportStatus::Queued, format!("{e:#}; retried")),
+                };
+                if let Err(record) =
+                    persistence::set_report_status(&self.db, id, status, Some(message), kernel::db::now()).await
+                {
+                    tracing::warn!(error = %record, "cannot record a report's failure");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Every sale of the report's range, added up; and how many sales were read.
+    async fn tally(&self, report: &Report) -> Result<(SalesTally, u64), JobError> {
+        let mut tally = SalesTally::new(report.group_by);
+        let (mut after, mut sales) = (None, 0u64);
+        loop {
+            let (page, last) =
+                persistence::sales_page(&self.db, &report.range, after, REPORT_PAGE).await.map_err(|e| match e {
+                    // A row that does not read as a sale: no retry mends it.
+                    sea_orm::DbErr::Custom(e) => JobError::Permanent(anyhow::anyhow!("{e}")),
+                    e => JobError::Retry(anyhow::Error::new(e).context("failed to read sales")),
+                })?;
+            for sale in &page {
+                tally.add(sale);
+            }
+            sales += page.len() as u64;
+            if (page.len() as u64) < REPORT_PAGE {
+                return Ok((tally, sales));
+            }
+            after = last;
+            // Other tasks of this worker thread (requests) go first between pages.
+            tokio::task::yield_now().await;
+        }
+    }
 }
