@@ -7,8 +7,12 @@ use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use serde_json::{Value, json};
 
-use crate::helpers::{As, TestApp, assert_problem, eventually, spawn_app};
+use crate::engines::{Engine, on_every_engine};
+use crate::helpers::{As, TestApp, assert_problem, eventually, spawn_app, spawn_app_on};
 use crate::orders::{customer, eur, order_body};
+
+// The report's reads (keyset on the id, ranges of instants) and writes on each engine.
+on_every_engine!(a_sales_report_adds_up_the_confirmed_orders_by_day_and_by_product);
 
 impl TestApp {
     /// `POST /admin/reports/sales` as `who`.
@@ -61,9 +65,8 @@ fn day(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
-#[tokio::test]
-async fn a_sales_report_adds_up_the_confirmed_orders_by_day_and_by_product() {
-    let app = spawn_app().await;
+async fn a_sales_report_adds_up_the_confirmed_orders_by_day_and_by_product(engine: Engine) {
+    let Some(app) = spawn_app_on(engine).await else { return };
     let (a, b) =
         (app.stocked_product("REP-A", 100, eur(250)).await, app.stocked_product("REP-B", 100, eur(1000)).await);
     let usd = app.stocked_product("REP-U", 100, json!({"amount": 700, "currency": "USD"})).await;

@@ -1,6 +1,7 @@
 //! `orders_reports`: the sales reports an admin asks for, computed by a background job (the
 //! `orders_jobs` table, added just before this migration) from the orders themselves. A row is
-//! written with its job, in one transaction, and holds the CSV once the job is done.
+//! written with its job, in one transaction, and holds the CSV once the job is done. The orders are
+//! read by `(confirmed_at, id)`, which a new index serves.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -29,6 +30,15 @@ enum OrdersReports {
 }
 
 const INDEX: &str = "orders_reports_requested_at";
+/// The report's reading order: a range of `confirmed_at`, paged by `(confirmed_at, id)`.
+const CONFIRMED_INDEX: &str = "orders_orders_confirmed_at";
+
+#[derive(DeriveIden)]
+enum OrdersOrders {
+    Table,
+    Id,
+    ConfirmedAt,
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -62,10 +72,21 @@ impl MigrationTrait for Migration {
             .create_index(
                 Index::create().name(INDEX).table(OrdersReports::Table).col(OrdersReports::RequestedAt).to_owned(),
             )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name(CONFIRMED_INDEX)
+                    .table(OrdersOrders::Table)
+                    .col(OrdersOrders::ConfirmedAt)
+                    .col(OrdersOrders::Id)
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_index(Index::drop().name(CONFIRMED_INDEX).table(OrdersOrders::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(OrdersReports::Table).if_exists().to_owned()).await
     }
 }

@@ -902,8 +902,8 @@ impl Orders {
     }
 
     /// The `sales_report` job: adds up the sales of the report's range, page by page (keyset on
-    /// the order id, [`REPORT_PAGE`] orders a page, each page read outside any transaction and
-    /// the runtime yielded to between pages), and stores the CSV. Its status follows: `running`,
+    /// `(confirmed_at, id)`, [`REPORT_PAGE`] orders a page, each page read outside any transaction
+    /// and the runtime yielded to between pages), and stores the CSV. Its status follows: `running`,
     /// then `done`; a failure is recorded on the report (`queued` again while the job is retried,
     /// `failed` when a row cannot be read as a sale, which no retry mends).
     #[tracing::instrument(skip_all, fields(report.id = %id))]
@@ -946,11 +946,15 @@ impl Orders {
 
     /// Every sale of the report's range, added up; and how many sales were read.
     async fn tally(&self, report: &Report) -> Result<(SalesTally, u64), JobError> {
+        self.tally_in_pages(report, REPORT_PAGE).await
+    }
+
+    async fn tally_in_pages(&self, report: &Report, page_size: u64) -> Result<(SalesTally, u64), JobError> {
         let mut tally = SalesTally::new(report.group_by);
         let (mut after, mut sales) = (None, 0u64);
         loop {
-            let (page, last) =
-                persistence::sales_page(&self.db, &report.range, after, REPORT_PAGE).await.map_err(|e| match e {
+            let (page, read, last) =
+                persistence::sales_page(&self.db, &report.range, after, page_size).await.map_err(|e| match e {
                     // A row that does not read as a sale: no retry mends it.
                     sea_orm::DbErr::Custom(e) => JobError::Permanent(anyhow::anyhow!("{e}")),
                     e => JobError::Retry(anyhow::Error::new(e).context("failed to read sales")),
@@ -959,12 +963,120 @@ impl Orders {
                 tally.add(sale);
             }
             sales += page.len() as u64;
-            if (page.len() as u64) < REPORT_PAGE {
+            if (read as u64) < page_size {
                 return Ok((tally, sales));
             }
             after = last;
             // Other tasks of this worker thread (requests) go first between pages.
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use kernel::testing::{Engine, TestDatabase};
+    use migrations::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Query};
+
+    use super::*;
+
+    /// An order confirmed at `at`, of `units` of one product at 100 minor units, straight into
+    /// the tables.
+    async fn order(db: &DatabaseConnection, at: &str, status: &str, units: i32) {
+        let (id, at) = (Uuid::now_v7(), at.parse::<chrono::DateTime<chrono::Utc>>().expect("an instant"));
+        let total = i64::from(units) * 100;
+        let insert = Query::insert()
+            .into_table(Alias::new("orders_orders"))
+            .columns([
+                "id",
+                "user_id",
+                "status",
+                "ship_name",
+                "ship_line1",
+                "ship_city",
+                "ship_postal_code",
+                "ship_country",
+                "total_amount",
+                "currency",
+                "created_at",
+                "updated_at",
+                "confirmed_at",
+            ])
+            .values_panic([
+                id.into(),
+                Uuid::now_v7().into(),
+                status.into(),
+                "Ada".into(),
+                "1 Road".into(),
+                "London".into(),
+                "SW1Y 4JH".into(),
+                "GB".into(),
+                total.into(),
+                "EUR".into(),
+                at.into(),
+                at.into(),
+                at.into(),
+            ])
+            .to_owned();
+        db.execute(&insert).await.expect("an order");
+        let line = Query::insert()
+            .into_table(Alias::new("orders_lines"))
+            .columns(["order_id", "line_no", "product_id", "sku", "name", "quantity", "unit_amount", "line_amount"])
+            .values_panic([
+                id.into(),
+                0i32.into(),
+                Uuid::from_u128(1).into(),
+                "SKU".into(),
+                "Name".into(),
+                units.into(),
+                100i64.into(),
+                total.into(),
+            ])
+            .to_owned();
+        db.execute(&line).await.expect("a line");
+    }
+
+    #[tokio::test]
+    async fn pages_that_split_orders_confirmed_at_one_instant_lose_and_repeat_none() {
+        let database = TestDatabase::fresh(Engine::Sqlite).await.expect("SQLite is always there");
+        let db = database.connect(crate::NAME).await;
+        migrations::Migrator::up(&db, None).await.expect("migrated");
+        for (at, status, units) in [
+            ("2026-01-01T10:00:00Z", "confirmed", 1),
+            ("2026-01-01T12:00:00Z", "shipped", 2),
+            ("2026-01-01T12:00:00Z", "cancelled", 100),
+            ("2026-01-01T12:00:00Z", "delivered", 4),
+            ("2026-01-01T12:00:00Z", "cancelling", 8),
+            ("2026-01-02T09:00:00Z", "rejected", 100),
+            ("2026-01-02T09:00:00Z", "confirmed", 16),
+            ("2026-01-03T00:00:00Z", "confirmed", 100), // the range's end: excluded
+        ] {
+            order(&db, at, status, units).await;
+        }
+        let orders = Orders::new(
+            db.clone(),
+            Outbox::new(crate::NAME, db.clone()),
+            OrderLimits::new(100, 1000).expect("valid"),
+            std::time::Duration::from_secs(900),
+        );
+        let at = |raw: &str| raw.parse().expect("an instant");
+        let report = Report {
+            id: ReportId::generate(),
+            range: ReportRange::new(at("2026-01-01T00:00:00Z"), at("2026-01-03T00:00:00Z")).expect("a range"),
+            group_by: GroupBy::Day,
+            status: ReportStatus::Queued,
+            requested_by: Uuid::now_v7(),
+            requested_at: kernel::db::now(),
+            finished_at: None,
+            row_count: None,
+            error: None,
+        };
+        let expected = "day,currency,orders,units,revenue\n2026-01-01,EUR,4,15,1500\n2026-01-02,EUR,1,16,1600\n";
+        for page in [1, 2, 3, 1000] {
+            let (tally, sales) = orders.tally_in_pages(&report, page).await.expect("a tally");
+            assert_eq!((tally.to_csv().expect("CSV").as_str(), sales), (expected, 5), "pages of {page}");
         }
     }
 }
