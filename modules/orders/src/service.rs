@@ -849,8 +849,10 @@ impl Job for SalesReportJob {
     }
 }
 
-/// Orders read per page of a report: a few thousand, each page two short statements.
-const REPORT_PAGE: u64 = 2000;
+/// Orders read per page of a report: each page is two short statements, and a burst of CPU (in
+/// the driver's threads) that requests wait behind on a small machine; 2 000 a page made the
+/// reads' p99 2.7× its idle value during a report (bench/README.md).
+const REPORT_PAGE: u64 = 500;
 
 impl Orders {
     /// Records a sales report, `queued`, with its job, in one transaction; the worker is woken
@@ -903,7 +905,7 @@ impl Orders {
 
     /// The `sales_report` job: adds up the sales of the report's range, page by page (keyset on
     /// `(confirmed_at, id)`, [`REPORT_PAGE`] orders a page, each page read outside any transaction
-    /// and the runtime yielded to between pages), and stores the CSV. Its status follows: `running`,
+    /// and followed by a pause as long as it took), and stores the CSV. Its status follows: `running`,
     /// then `done`; a failure is recorded on the report (`queued` again while the job is retried,
     /// `failed` when a row cannot be read as a sale, which no retry mends).
     #[tracing::instrument(skip_all, fields(report.id = %id))]
@@ -953,6 +955,7 @@ impl Orders {
         let mut tally = SalesTally::new(report.group_by);
         let (mut after, mut sales) = (None, 0u64);
         loop {
+            let started = std::time::Instant::now();
             let (page, read, last) =
                 persistence::sales_page(&self.db, &report.range, after, page_size).await.map_err(|e| match e {
                     // A row that does not read as a sale: no retry mends it.
@@ -967,8 +970,9 @@ impl Orders {
                 return Ok((tally, sales));
             }
             after = last;
-            // Other tasks of this worker thread (requests) go first between pages.
-            tokio::task::yield_now().await;
+            // Between pages, as long as the page took: the report takes at most about half of a
+            // core, and requests get the rest; it is background work, done in seconds either way.
+            tokio::time::sleep(started.elapsed()).await;
         }
     }
 }
