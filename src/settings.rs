@@ -577,7 +577,11 @@ mod tests {
             sections.shown().map(|(key, _)| key).collect::<Vec<_>>()
         };
         assert_eq!(shown("users"), ["auth", "users"], "users reads its own section and the signing half of [auth]");
-        assert_eq!(shown("orders"), ["orders"]);
+        assert_eq!(
+            shown("orders"),
+            ["jobs", "orders"],
+            "orders reads its own section and the shared [jobs] (its report worker)"
+        );
         assert!(shown("catalog").is_empty(), "catalog declares nothing and gets nothing");
     }
 

@@ -6,7 +6,9 @@
 //! - order saga: `saga-load` in topology a (SQLite, in-process bus) and b (PostgreSQL, RabbitMQ);
 //! - relay: `relay-throughput` (the outbox relay against raw lapin, both with confirms);
 //! - footprint: start-to-ready on a migrated data folder and idle memory (against `bare-catalog`),
-//!   peak memory under the saga load, stripped binary size.
+//!   peak memory under the saga load, stripped binary size;
+//! - report: a sales report over `--report-orders` orders seeded into `orders.db`, its wall time,
+//!   and `wrk` on `GET /orders/{id}` while reports run against the same read when none does.
 //!
 //! `bench/run` builds the release binaries and runs this; see bench/README.md.
 
@@ -29,8 +31,8 @@ struct Args {
     /// Measurements of each figure; the table shows their median.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
-    /// Only these parts (comma-separated): catalog, saga, relay, footprint.
-    #[arg(long, value_delimiter = ',', default_value = "catalog,saga,relay,footprint")]
+    /// Only these parts (comma-separated): catalog, saga, relay, footprint, report.
+    #[arg(long, value_delimiter = ',', default_value = "catalog,saga,relay,footprint,report")]
     only: Vec<String>,
     /// Products created through the API for the catalog read.
     #[arg(long, default_value_t = 1000)]
@@ -52,6 +54,13 @@ struct Args {
     saga_seconds: u64,
     #[arg(long, default_value_t = 20_000)]
     relay_events: usize,
+    /// Confirmed orders seeded (SQL inserts) into the shop the report part reads.
+    #[arg(long, default_value_t = 100_000)]
+    report_orders: usize,
+    /// wrk's connections on `GET /orders/{id}` in the report part (closed loop: fewer than the
+    /// catalog read's 32, so that the idle figure is not already the machine's saturation).
+    #[arg(long, default_value_t = 8)]
+    report_connections: usize,
     /// Start-to-ready samples of each server.
     #[arg(long, default_value_t = 7)]
     ready_samples: usize,
@@ -182,6 +191,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs("relay") {
         figures.push(relay(&args).await?);
+    }
+    if args.runs("report") {
+        figures.extend(report(&args).await?);
     }
 
     let uptime_after = uptime();
@@ -381,6 +393,7 @@ async fn prepare_shop(args: &Args, dir: &Path) -> anyhow::Result<Vec<String>> {
 struct WrkResult {
     requests: f64,
     requests_per_second: f64,
+    p50_ms: f64,
     p99_ms: f64,
 }
 
@@ -476,8 +489,18 @@ fn wrk_script(ids: &[String]) -> String {
 }
 
 async fn wrk(args: &Args, server: &Server, script: &Path, seconds: u64) -> anyhow::Result<WrkResult> {
+    wrk_with(args, args.wrk_connections, server, script, seconds).await
+}
+
+async fn wrk_with(
+    args: &Args,
+    connections: usize,
+    server: &Server,
+    script: &Path,
+    seconds: u64,
+) -> anyhow::Result<WrkResult> {
     let output = Command::new("wrk")
-        .args(["--latency", "-t", &args.wrk_threads.to_string(), "-c", &args.wrk_connections.to_string()])
+        .args(["--latency", "-t", &args.wrk_threads.to_string(), "-c", &connections.to_string()])
         .args(["-d", &format!("{seconds}s"), "-s"])
         .arg(script)
         .arg(server.url("/"))
@@ -497,16 +520,23 @@ fn parse_wrk(text: &str) -> anyhow::Result<WrkResult> {
         text.lines().find_map(|l| l.trim().split_once(" requests in ")).context("no request count")?.0.parse()?;
     let requests_per_second =
         text.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:")).context("no Requests/sec")?.trim().parse()?;
-    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).context("no 99% latency (--latency)")?.trim();
-    let (number, unit) = p99.split_at(p99.find(|c: char| c.is_ascii_alphabetic()).context("a unit")?);
-    let scale = match unit {
-        "us" => 0.001,
-        "ms" => 1.0,
-        "s" => 1000.0,
-        "m" => 60_000.0,
-        other => bail!("unknown unit {other}"),
+    let percentile = |p: &str| -> anyhow::Result<f64> {
+        let value = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(p))
+            .with_context(|| format!("no {p} latency (--latency)"))?
+            .trim();
+        let (number, unit) = value.split_at(value.find(|c: char| c.is_ascii_alphabetic()).context("a unit")?);
+        let scale = match unit {
+            "us" => 0.001,
+            "ms" => 1.0,
+            "s" => 1000.0,
+            "m" => 60_000.0,
+            other => bail!("unknown unit {other}"),
+        };
+        Ok(number.parse::<f64>()? * scale)
     };
-    Ok(WrkResult { requests, requests_per_second, p99_ms: number.parse::<f64>()? * scale })
+    Ok(WrkResult { requests, requests_per_second, p50_ms: percentile("50%")?, p99_ms: percentile("99%")? })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,6 +739,297 @@ async fn ready_and_idle(args: &Args, dir: &Path, ids: &[String]) -> anyhow::Resu
             load,
         ),
     ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sales report
+
+/// Orders seeded per INSERT: 500 orders (13 values each) and their lines (8 each, up to 3 a
+/// order) stay under SQLite's 32 766 bound parameters.
+const SEED_BATCH: usize = 500;
+
+/// The report part: `--report-orders` sales seeded straight into `orders.db`, a sales report's wall
+/// time by day and by product with nothing else running, then `wrk` on `GET /orders/{id}` (the
+/// report's own database) with no report running, and again while reports by product run back to
+/// back. Target: the read's p99 during the reports at most twice the idle one, every answer a 200.
+async fn report(args: &Args) -> anyhow::Result<Vec<Figure>> {
+    let dir = tempfile::tempdir()?;
+    let created = bazaar_command(args, dir.path(), 0)
+        .args(["users", "create-admin", "--email", ADMIN])
+        .env("BAZAAR_ADMIN_PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .context("cannot run bazaar")?;
+    ensure!(created.success(), "bazaar users create-admin failed");
+    let mut server = start_bazaar(args, dir.path(), |_| {})?;
+    let client = client()?;
+    server.wait_ready(&client).await?;
+    let started = Instant::now();
+    let ids = seed_orders(dir.path(), args.report_orders).await?;
+    eprintln!("bench: {} orders seeded in {:.1} s ({})", ids.len(), started.elapsed().as_secs_f64(), uptime());
+    let tokens: Value = client
+        .post(server.url("/auth/token"))
+        .json(&json!({"email": ADMIN, "password": PASSWORD}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = tokens["accessToken"].as_str().context("an access token")?.to_owned();
+    let script = dir.path().join("orders.lua");
+    std::fs::write(&script, orders_script(&ids[..ids.len().min(1000)], &token))?;
+    let reports = Reports { client: client.clone(), base: server.url(""), token };
+
+    let load = load_average();
+    let (mut by_day, mut by_product, mut loaded_walls) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut idle, mut during) = (Vec::new(), Vec::new());
+    for repeat in 0..args.repeats {
+        by_day.push(reports.run("day").await?);
+        by_product.push(reports.run("product").await?);
+        let warm = wrk_with(args, args.report_connections, &server, &script, 2).await?;
+        ensure!(warm.requests_per_second > 0.0, "no requests served during the warm-up");
+        let alone = wrk_with(args, args.report_connections, &server, &script, args.wrk_seconds).await?;
+        // Reports back to back for as long as wrk runs, and the one under way when it ends.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let running = tokio::spawn({
+            let (reports, stop) = (reports.clone(), stop.clone());
+            async move {
+                let mut walls = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    walls.push(reports.run("product").await?);
+                }
+                anyhow::Ok(walls)
+            }
+        });
+        // Let the first report start before the measurement does.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let loaded = wrk_with(args, args.report_connections, &server, &script, args.wrk_seconds).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let walls = running.await??;
+        let loaded = loaded?;
+        eprintln!(
+            "bench: report, repeat {}: by day {:.2} s, by product {:.2} s alone; GET /orders/{{id}} p50/p99 {:.2}/{:.2} ms \
+             {:.0} req/s idle, {:.2}/{:.2} ms {:.0} req/s during {} reports of {:.2?} s ({})",
+            repeat + 1,
+            by_day[repeat],
+            by_product[repeat],
+            alone.p50_ms,
+            alone.p99_ms,
+            alone.requests_per_second,
+            loaded.p50_ms,
+            loaded.p99_ms,
+            loaded.requests_per_second,
+            walls.len(),
+            walls,
+            uptime()
+        );
+        loaded_walls.extend(walls);
+        idle.push(alone);
+        during.push(loaded);
+    }
+    server.stop().await?;
+    let n = args.report_orders;
+    let read = format!("GET /orders/{{id}}, {} connections, during reports", args.report_connections);
+    let of = |v: &[WrkResult], f: fn(&WrkResult) -> f64| v.iter().map(f).collect::<Vec<_>>();
+    Ok(vec![
+        Figure::new(format!("sales report, {n} orders, by day: wall time"), "s", by_day, None, Target::None, load),
+        Figure::new(
+            format!("sales report, {n} orders, by product: wall time"),
+            "s",
+            by_product,
+            None,
+            Target::None,
+            load,
+        ),
+        Figure::new(
+            format!("sales report, {n} orders, by product: wall time under the read load"),
+            "s",
+            loaded_walls,
+            None,
+            Target::None,
+            load,
+        ),
+        Figure::new(
+            format!("{read}: p50"),
+            "ms",
+            of(&during, |r| r.p50_ms),
+            Some(("no report running", of(&idle, |r| r.p50_ms))),
+            Target::None,
+            load,
+        ),
+        Figure::new(
+            format!("{read}: p99"),
+            "ms",
+            of(&during, |r| r.p99_ms),
+            Some(("no report running", of(&idle, |r| r.p99_ms))),
+            Target::RatioAtMost(2.0),
+            load,
+        ),
+        Figure::new(
+            format!("{read}: throughput"),
+            "req/s",
+            of(&during, |r| r.requests_per_second),
+            Some(("no report running", of(&idle, |r| r.requests_per_second))),
+            Target::None,
+            load,
+        ),
+    ])
+}
+
+/// Asks a running Bazaar for sales reports as its admin.
+#[derive(Clone)]
+struct Reports {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Reports {
+    /// Asks for a report over the last 366 days and waits until it is done; its wall time, in
+    /// seconds, from the request to the first status read that shows it done (polled every 10 ms).
+    async fn run(&self, group_by: &str) -> anyhow::Result<f64> {
+        let today = chrono::Utc::now().date_naive();
+        let from = today - chrono::Duration::days(365);
+        let to = today + chrono::Duration::days(1);
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(format!("{}/admin/reports/sales", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({"from": from.to_string(), "to": to.to_string(), "groupBy": group_by}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let location = response.headers()["location"].to_str()?.to_owned();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let report: Value = self
+                .client
+                .get(format!("{}{location}", self.base))
+                .bearer_auth(&self.token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            match report["status"].as_str() {
+                Some("done") => {
+                    ensure!(report["rowCount"].as_u64().is_some_and(|n| n > 0), "an empty report: {report}");
+                    return Ok(started.elapsed().as_secs_f64());
+                }
+                Some("failed") => bail!("the report failed: {report}"),
+                _ => {}
+            }
+            ensure!(Instant::now() < deadline, "the report was not done within 300 s: {report}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Writes `count` sales into the migrated `orders.db` in `dir`, in one transaction of multi-row
+/// INSERTs: confirmed over the last 365 days, one to three lines of 50 products, one in twenty in
+/// USD, one in ten cancelled (read and left out); their ids.
+async fn seed_orders(dir: &Path, count: usize) -> anyhow::Result<Vec<uuid::Uuid>> {
+    use sea_orm::sea_query::{Alias, Query};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let db = sea_orm::Database::connect(format!("sqlite://{}/orders.db?mode=rw", dir.display())).await?;
+    let products: Vec<uuid::Uuid> = (0..50).map(|_| uuid::Uuid::new_v4()).collect();
+    let now = chrono::Utc::now();
+    let year = 365 * 86_400;
+    let mut ids = Vec::with_capacity(count);
+    let txn = db.begin().await?;
+    for start in (0..count).step_by(SEED_BATCH) {
+        let mut orders = Query::insert()
+            .into_table(Alias::new("orders_orders"))
+            .columns([
+                "id",
+                "user_id",
+                "status",
+                "ship_name",
+                "ship_line1",
+                "ship_city",
+                "ship_postal_code",
+                "ship_country",
+                "total_amount",
+                "currency",
+                "created_at",
+                "updated_at",
+                "confirmed_at",
+            ])
+            .to_owned();
+        let mut lines = Query::insert()
+            .into_table(Alias::new("orders_lines"))
+            .columns(["order_id", "line_no", "product_id", "sku", "name", "quantity", "unit_amount", "line_amount"])
+            .to_owned();
+        for i in start..(start + SEED_BATCH).min(count) {
+            let id = uuid::Uuid::now_v7();
+            let confirmed_at = now - chrono::Duration::seconds((i as i64 * 7919) % year);
+            let created_at = confirmed_at - chrono::Duration::seconds(2);
+            let status = match i % 10 {
+                0 => "cancelled",
+                1 | 2 => "shipped",
+                3 | 4 => "delivered",
+                _ => "confirmed",
+            };
+            let mut total = 0i64;
+            for line in 0..1 + i % 3 {
+                let p = (i * 7 + line * 13) % products.len();
+                let (quantity, unit) = (1 + ((i + line) % 4) as i64, 500 + p as i64 * 25);
+                total += quantity * unit;
+                lines.values_panic([
+                    id.into(),
+                    (line as i32).into(),
+                    products[p].into(),
+                    format!("BENCH-{p:02}").into(),
+                    format!("Benchmark product {p}, size M").into(),
+                    (quantity as i32).into(),
+                    unit.into(),
+                    (quantity * unit).into(),
+                ]);
+            }
+            orders.values_panic([
+                id.into(),
+                uuid::Uuid::new_v4().into(),
+                status.into(),
+                "Ada Lovelace".into(),
+                "12 St James's Square".into(),
+                "London".into(),
+                "SW1Y 4JH".into(),
+                "GB".into(),
+                total.into(),
+                if i % 20 == 0 { "USD" } else { "EUR" }.into(),
+                created_at.into(),
+                confirmed_at.into(),
+                confirmed_at.into(),
+            ]);
+            ids.push(id);
+        }
+        txn.execute(&orders).await?;
+        txn.execute(&lines).await?;
+    }
+    txn.commit().await?;
+    db.close().await?;
+    Ok(ids)
+}
+
+/// A wrk script that cycles through the orders `ids` with an admin's bearer `token`.
+fn orders_script(ids: &[uuid::Uuid], token: &str) -> String {
+    let list = ids.iter().map(|id| format!("\"{id}\"")).collect::<Vec<_>>().join(",\n");
+    format!(
+        "local ids = {{\n{list}\n}}\n\
+         local requests = {{}}\n\
+         local i = 0\n\
+         init = function(args)\n\
+         \x20 local headers = {{[\"Authorization\"] = \"Bearer {token}\"}}\n\
+         \x20 for n, id in ipairs(ids) do requests[n] = wrk.format(\"GET\", \"/orders/\" .. id, headers) end\n\
+         end\n\
+         request = function()\n\
+         \x20 i = i % #requests + 1\n\
+         \x20 return requests[i]\n\
+         end\n"
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ mod peers;
 mod process;
 mod product_copies;
 mod rabbitmq;
+mod reports;
 mod scaffold;
 mod shipping;
 mod split;

@@ -1,10 +1,11 @@
 //! The orders module's schema: its Migrator, with its own history table (`orders_seaql_migrations`),
-//! starting with the kernel's tables. Only the orders module depends on this crate.
+//! starting with the kernel's tables; its jobs table (`orders_jobs`) came with the sales reports.
+//! Only the orders module depends on this crate.
 
 use sea_orm_migration::prelude::*;
 
-use migrations_kernel::KernelTables;
 pub use migrations_kernel::MigratorTrait;
+use migrations_kernel::{JobTables, KernelTables};
 
 mod m20261126_000002_create_orders;
 mod m20261201_000003_add_cancellation_requested_at;
@@ -12,6 +13,7 @@ mod m20261208_000004_add_address_change_request;
 mod m20261227_000005_add_product_copy_version;
 mod m20261227_000006_case_sensitive_idempotency_key;
 mod m20261228_000007_add_payment;
+mod m20261229_000008_create_reports;
 
 pub struct Migrator;
 
@@ -30,6 +32,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261227_000005_add_product_copy_version::Migration),
             Box::new(m20261227_000006_case_sensitive_idempotency_key::Migration),
             Box::new(m20261228_000007_add_payment::Migration),
+            // The module's background jobs: the sales reports' computation.
+            Box::new(JobTables::new("orders")),
+            Box::new(m20261229_000008_create_reports::Migration),
         ]
     }
 }

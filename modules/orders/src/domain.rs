@@ -483,3 +483,297 @@ mod tests {
         assert_eq!(order.status, OrderStatus::Confirmed);
     }
 }
+
+// Sales reports: what an admin asks for, and the figures a report adds up.
+
+kernel::uuid_id!(ReportId);
+
+/// Where a report is: its job's status, as the job last wrote it.
+pub use kernel::jobs::JobStatus as ReportStatus;
+
+/// The statuses of an order that is a sale: paid (`confirmed`) and still meant to be delivered.
+/// A `cancelling` order is one until shipping cancels it; `rejected` and `cancelled` orders (a
+/// refunded one is `cancelled`) never are, nor are unpaid ones (`pending`, `awaiting_payment`).
+pub const SALE_STATUSES: [OrderStatus; 4] =
+    [OrderStatus::Confirmed, OrderStatus::Cancelling, OrderStatus::Shipped, OrderStatus::Delivered];
+
+/// What a sales report groups its figures by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// The UTC day of the sale's `confirmedAt`.
+    Day,
+    Product,
+}
+
+impl GroupBy {
+    pub const ALL: [GroupBy; 2] = [GroupBy::Day, GroupBy::Product];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Product => "product",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|g| g.as_str() == raw)
+            .ok_or_else(|| format!("must be 'day' or 'product', not '{raw}'"))
+    }
+}
+
+/// The instants a report covers: `from` included, `to` excluded, at most [`Self::MAX_DAYS`] apart.
+/// A year and a day: a leap year fits, and the table read stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportRange {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+impl ReportRange {
+    pub const MAX_DAYS: i64 = 366;
+
+    /// `Err((field, message))` names the end that is wrong.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Self, (&'static str, String)> {
+        if from >= to {
+            return Err(("to", "must be after from".into()));
+        }
+        if to - from > chrono::Duration::days(Self::MAX_DAYS) {
+            return Err(("to", format!("must be at most {} days after from", Self::MAX_DAYS)));
+        }
+        Ok(Self { from, to })
+    }
+
+    pub fn from(&self) -> DateTime<Utc> {
+        self.from
+    }
+
+    pub fn to(&self) -> DateTime<Utc> {
+        self.to
+    }
+}
+
+/// A sales report as the admin sees it; its CSV is read apart, only when downloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub id: ReportId,
+    pub range: ReportRange,
+    pub group_by: GroupBy,
+    pub status: ReportStatus,
+    /// The admin who asked for it.
+    pub requested_by: Uuid,
+    pub requested_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Rows of its CSV (the header not counted), once done.
+    pub row_count: Option<u32>,
+    /// Why its last run failed.
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// `sales-<from>-<to>-<groupBy>.csv`, each end as a date when it is a UTC midnight
+    /// (`2026-11-01`), else to the second (`20261101T093000Z`): no character a file system refuses.
+    pub fn file_name(&self) -> String {
+        let end = |at: DateTime<Utc>| match at.time() == chrono::NaiveTime::MIN {
+            true => at.format("%Y-%m-%d").to_string(),
+            false => at.format("%Y%m%dT%H%M%SZ").to_string(),
+        };
+        format!("sales-{}-{}-{}.csv", end(self.range.from), end(self.range.to), self.group_by.as_str())
+    }
+}
+
+/// One sale (an order in [`SALE_STATUSES`]) as a report reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sale {
+    pub confirmed_at: DateTime<Utc>,
+    /// What was charged: the order's total, in its currency.
+    pub total: Money,
+    pub lines: Vec<SaleLine>,
+}
+
+/// A line of a sale: its product as named when ordered, and the line's total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleLine {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub units: u32,
+    /// In the order's currency.
+    pub amount_minor: i64,
+}
+
+/// Orders, units and revenue (minor units, summed in `i128`: no sum of `i64` amounts overflows it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Figures {
+    orders: u64,
+    units: u64,
+    revenue_minor: i128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProductFigures {
+    sku: String,
+    name: String,
+    figures: Figures,
+}
+
+/// A sales report being added up, one sale at a time: memory grows with its rows (days or
+/// products × currencies), never with the orders read. Rows come out sorted, so the same sales
+/// give the same CSV, byte for byte.
+#[derive(Debug, Clone)]
+pub struct SalesTally {
+    group_by: GroupBy,
+    days: std::collections::BTreeMap<(chrono::NaiveDate, Currency), Figures>,
+    products: std::collections::BTreeMap<(Uuid, Currency), ProductFigures>,
+}
+
+impl SalesTally {
+    pub fn new(group_by: GroupBy) -> Self {
+        Self { group_by, days: Default::default(), products: Default::default() }
+    }
+
+    /// Adds `sale`. By day: one order, its units, its total. By product: one order for each
+    /// product it holds (however many of its lines name it), the units and line totals of that
+    /// product; the SKU and name are those of the latest sale added (a product renamed since shows
+    /// its newer name).
+    pub fn add(&mut self, sale: &Sale) {
+        let currency = sale.total.currency();
+        match self.group_by {
+            GroupBy::Day => {
+                let day = self.days.entry((sale.confirmed_at.date_naive(), currency)).or_default();
+                day.orders += 1;
+                day.units += sale.lines.iter().map(|l| u64::from(l.units)).sum::<u64>();
+                day.revenue_minor += i128::from(sale.total.amount_minor());
+            }
+            GroupBy::Product => {
+                let mut counted = std::collections::BTreeSet::new();
+                for line in &sale.lines {
+                    let product = self.products.entry((line.product_id, currency)).or_insert_with(|| ProductFigures {
+                        sku: String::new(),
+                        name: String::new(),
+                        figures: Figures::default(),
+                    });
+                    line.sku.clone_into(&mut product.sku);
+                    line.name.clone_into(&mut product.name);
+                    if counted.insert(line.product_id) {
+                        product.figures.orders += 1;
+                    }
+                    product.figures.units += u64::from(line.units);
+                    product.figures.revenue_minor += i128::from(line.amount_minor);
+                }
+            }
+        }
+    }
+
+    /// Rows the CSV has, its header not counted.
+    pub fn rows(&self) -> usize {
+        match self.group_by {
+            GroupBy::Day => self.days.len(),
+            GroupBy::Product => self.products.len(),
+        }
+    }
+
+    /// The report as CSV (RFC 4180: comma-separated, `\n`-terminated, fields quoted when they
+    /// hold a comma, a quote or a line break, quotes doubled). By day:
+    /// `day,currency,orders,units,revenue`, by day then currency; by product:
+    /// `product_id,sku,name,currency,orders,units,revenue`, by SKU, then product id and currency.
+    /// `revenue` is in the currency's minor units, as the API's `Money.amount` (`1299` is 12.99
+    /// EUR): an integer, never a float. Days without sales have no row.
+    pub fn to_csv(&self) -> Result<String, csv::Error> {
+        let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+        match self.group_by {
+            GroupBy::Day => {
+                out.write_record(["day", "currency", "orders", "units", "revenue"])?;
+                for ((day, currency), f) in &self.days {
+                    let day = day.format("%Y-%m-%d").to_string();
+                    let (orders, units, revenue) =
+                        (f.orders.to_string(), f.units.to_string(), f.revenue_minor.to_string());
+                    out.write_record([day.as_str(), currency.code(), &orders, &units, &revenue])?;
+                }
+            }
+            GroupBy::Product => {
+                out.write_record(["product_id", "sku", "name", "currency", "orders", "units", "revenue"])?;
+                let mut rows: Vec<_> = self.products.iter().collect();
+                rows.sort_by(|((a_id, a_cur), a), ((b_id, b_cur), b)| {
+                    (&a.sku, a_id, a_cur).cmp(&(&b.sku, b_id, b_cur))
+                });
+                for ((product_id, currency), p) in rows {
+                    let f = &p.figures;
+                    let (id, orders, units, revenue) = (
+                        product_id.to_string(),
+                        f.orders.to_string(),
+                        f.units.to_string(),
+                        f.revenue_minor.to_string(),
+                    );
+                    out.write_record([id.as_str(), &p.sku, &p.name, currency.code(), &orders, &units, &revenue])?;
+                }
+            }
+        }
+        let bytes = out.into_inner().map_err(|e| e.into_error())?;
+        // Every field written was a `str`: the bytes are UTF-8.
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod sales_report_tests {
+    use super::*;
+
+    fn at(raw: &str) -> DateTime<Utc> {
+        raw.parse().expect("an RFC 3339 instant")
+    }
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("EUR").expect("a currency")).expect("an amount")
+    }
+
+    fn line(product: u128, sku: &str, name: &str, units: u32, amount_minor: i64) -> SaleLine {
+        SaleLine { product_id: Uuid::from_u128(product), sku: sku.into(), name: name.into(), units, amount_minor }
+    }
+
+    #[test]
+    fn a_range_runs_forwards_for_at_most_366_days() {
+        let from = at("2026-01-01T00:00:00Z");
+        assert!(ReportRange::new(from, from).is_err(), "empty");
+        assert!(ReportRange::new(from, from - chrono::Duration::seconds(1)).is_err(), "backwards");
+        assert!(ReportRange::new(from, from + chrono::Duration::days(366)).is_ok());
+        let too_long = ReportRange::new(from, from + chrono::Duration::days(366) + chrono::Duration::seconds(1));
+        assert_eq!(too_long.map_err(|(field, _)| field), Err("to"));
+    }
+
+    #[test]
+    fn names_with_commas_and_quotes_are_quoted_and_figures_add_up_per_product() {
+        let mut tally = SalesTally::new(GroupBy::Product);
+        let quoted = r#"Mug, "large""#;
+        let sale = |lines| Sale { confirmed_at: at("2026-01-01T10:00:00Z"), total: eur(0), lines };
+        tally.add(&sale(vec![line(1, "MUG-1", quoted, 2, 1000), line(1, "MUG-1", quoted, 1, 500)]));
+        tally.add(&sale(vec![line(2, "TEA-1", "Tea", 3, 300), line(1, "MUG-1", quoted, 1, 500)]));
+        let csv = tally.to_csv().expect("CSV");
+        assert_eq!(
+            csv,
+            "product_id,sku,name,currency,orders,units,revenue\n\
+             00000000-0000-0000-0000-000000000001,MUG-1,\"Mug, \"\"large\"\"\",EUR,2,4,2000\n\
+             00000000-0000-0000-0000-000000000002,TEA-1,Tea,EUR,1,3,300\n"
+        );
+        assert_eq!(tally.rows(), 2);
+    }
+
+    #[test]
+    fn days_are_utc_days_and_currencies_are_never_added_together() {
+        let mut tally = SalesTally::new(GroupBy::Day);
+        let usd = Money::new(700, Currency::parse("USD").expect("a currency")).expect("an amount");
+        for (confirmed_at, total, units) in [
+            ("2026-01-01T23:59:59Z", eur(1000), 2),
+            ("2026-01-02T00:30:00+01:00", eur(250), 1),
+            ("2026-01-02T00:00:00Z", eur(100), 4),
+            ("2026-01-02T12:00:00Z", usd, 1),
+        ] {
+            tally.add(&Sale { confirmed_at: at(confirmed_at), total, lines: vec![line(1, "A", "A", units, 0)] });
+        }
+        assert_eq!(
+            tally.to_csv().expect("CSV"),
+            "day,currency,orders,units,revenue\n2026-01-01,EUR,2,3,1250\n2026-01-02,EUR,1,4,100\n2026-01-02,USD,1,1,700\n"
+        );
+    }
+}

@@ -489,3 +489,243 @@ fn change_error(e: ChangeOrderError) -> ApiError {
 fn not_found(id: OrderId) -> ApiError {
     ApiError::NotFound(format!("no order with id {id}"))
 }
+
+// Sales reports (admin): asked for here, computed by the `sales_report` job, downloaded as CSV.
+
+use crate::domain::{GroupBy, Report, ReportId, ReportRange, ReportStatus};
+use kernel::Admin;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SalesReportRequest {
+    /// The first instant covered (included): an RFC 3339 instant, or a date, meaning its
+    /// midnight UTC.
+    #[schema(required = true, example = "2026-11-01", value_type = String)]
+    pub from: Option<String>,
+    /// The instant the report ends (excluded), after `from` and at most 366 days after it; a date
+    /// means its midnight UTC, so `from: 2026-11-01, to: 2026-12-01` is November.
+    #[schema(required = true, example = "2026-12-01", value_type = String)]
+    pub to: Option<String>,
+    /// `day` (a row per UTC day of confirmation and currency) or `product` (a row per product and
+    /// currency).
+    #[schema(required = true, example = "day", pattern = "^(?:day|product)$", value_type = String)]
+    pub group_by: Option<String>,
+}
+
+/// An RFC 3339 instant, or a date (`2026-11-01`) as its midnight UTC.
+fn instant(raw: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    match chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(day) => Ok(day.and_time(chrono::NaiveTime::MIN).and_utc()),
+        Err(_) => Err(format!("'{raw}' is neither an RFC 3339 instant nor a date (YYYY-MM-DD)")),
+    }
+}
+
+/// The request's range and grouping, or one 422 naming every field in error.
+impl TryFrom<&SalesReportRequest> for (ReportRange, GroupBy) {
+    type Error = ApiError;
+
+    fn try_from(body: &SalesReportRequest) -> Result<Self, ApiError> {
+        let mut errors = FieldErrors::default();
+        let mut required = |field: &str, raw: Option<&str>| {
+            errors.check(field, raw.ok_or_else(|| "is required".to_owned()).and_then(instant))
+        };
+        let (from, to) = (required("from", body.from.as_deref()), required("to", body.to.as_deref()));
+        let group_by = errors.check(
+            "groupBy",
+            body.group_by.as_deref().ok_or_else(|| "is required".to_owned()).and_then(GroupBy::parse),
+        );
+        let range = match (from, to) {
+            (Some(from), Some(to)) => {
+                ReportRange::new(from, to).map_err(|(field, message)| errors.check::<()>(field, Err(message))).ok()
+            }
+            _ => None,
+        };
+        match (range, group_by) {
+            (Some(range), Some(group_by)) if !errors.has_errors() => Ok((range, group_by)),
+            _ => Err(errors.into_error()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportResponse {
+    pub id: Uuid,
+    /// `sales`, the only kind so far.
+    #[schema(example = "sales")]
+    pub kind: &'static str,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// `day` or `product`.
+    #[schema(example = "day")]
+    pub group_by: &'static str,
+    /// `queued`, `running`, `done` or `failed`: its job's, as the job last wrote it. A report whose
+    /// run failed for a passing cause is `queued` again, with `error`, until its job's next run.
+    pub status: ReportStatus,
+    pub requested_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Rows of its CSV, the header not counted, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_count: Option<u32>,
+    /// Why its last run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&Report> for ReportResponse {
+    fn from(r: &Report) -> Self {
+        Self {
+            id: r.id.as_uuid(),
+            kind: "sales",
+            from: r.range.from(),
+            to: r.range.to(),
+            group_by: r.group_by.as_str(),
+            status: r.status,
+            requested_at: r.requested_at,
+            finished_at: r.finished_at,
+            row_count: r.row_count,
+            error: r.error.clone(),
+        }
+    }
+}
+
+fn report_location(id: ReportId) -> String {
+    format!("/admin/reports/{id}")
+}
+
+fn no_report(id: ReportId) -> ApiError {
+    ApiError::NotFound(format!("no report with id {id}"))
+}
+
+/// Ask for a sales report (admin): the sales — orders paid (`confirmed`) and not since rejected
+/// or cancelled, i.e. `confirmed`, `cancelling`, `shipped` or `delivered` — whose `confirmedAt`
+/// falls in `[from, to)`, added up by UTC day or by product, each currency apart. The report is
+/// computed by a background job: follow `Location` until its status is `done`, then download it.
+#[utoipa::path(
+    tag = "reports",
+    request_body = SalesReportRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Queued: `Location` is the report's status", body = ReportResponse,
+            headers(("Location" = String, description = "The report: /admin/reports/{id}"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid range or grouping", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/admin/reports/sales")]
+#[tracing::instrument(skip_all, fields(user.id = %admin.0.user_id))]
+pub async fn request_sales_report(
+    admin: Admin,
+    orders: web::Data<Orders>,
+    body: web::Json<SalesReportRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (range, group_by) = <(ReportRange, GroupBy)>::try_from(&*body)?;
+    let report = orders.request_sales_report(admin.0.user_id, range, group_by).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, report_location(report.id)))
+        .json(ReportResponse::from(&report)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListReportsQuery {
+    /// How many, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+}
+
+/// The newest reports (admin), without their CSV.
+#[utoipa::path(
+    tag = "reports",
+    params(ListReportsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Reports, newest first", body = Vec<ReportResponse>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The limit is out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/admin/reports")]
+pub async fn list_reports(
+    _admin: Admin,
+    orders: web::Data<Orders>,
+    query: web::Query<ListReportsQuery>,
+) -> Result<web::Json<Vec<ReportResponse>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let reports = orders.reports(limit).await?;
+    Ok(web::Json(reports.iter().map(ReportResponse::from).collect()))
+}
+
+/// A report's status (admin).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "The report's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The report", body = ReportResponse),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such report", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/admin/reports/{id}")]
+pub async fn get_report(
+    _admin: Admin,
+    orders: web::Data<Orders>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<ReportResponse>, ApiError> {
+    let id = ReportId::from(id.into_inner());
+    let report = orders.report(id).await?.ok_or_else(|| no_report(id))?;
+    Ok(web::Json((&report).into()))
+}
+
+/// A done report's CSV (admin), as an attachment named `sales-<from>-<to>-<groupBy>.csv`. By
+/// day: `day,currency,orders,units,revenue`; by product:
+/// `product_id,sku,name,currency,orders,units,revenue`. `revenue` is in minor units of
+/// `currency`, as `Money.amount` (`1299` is 12.99 EUR). Before it is done, 409 (with
+/// `Retry-After` while it is queued or running).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "The report's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The report", body = String, content_type = "text/csv; charset=utf-8",
+            headers(("Content-Disposition" = String, description = "attachment; filename=\"sales-2026-11-01-2026-12-01-day.csv\""))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such report", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not done: queued or running (`Retry-After`), or failed", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+#[get("/admin/reports/{id}/download")]
+pub async fn download_report(
+    _admin: Admin,
+    orders: web::Data<Orders>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ReportId::from(id.into_inner());
+    let (report, csv) = orders.report_csv(id).await?.ok_or_else(|| no_report(id))?;
+    match (report.status, csv) {
+        (ReportStatus::Done, Some(csv)) => Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", report.file_name())))
+            .body(csv)),
+        (ReportStatus::Failed, _) => Err(ApiError::Conflict(format!(
+            "the report failed: {}",
+            report.error.as_deref().unwrap_or("no cause recorded")
+        ))),
+        (status, _) => {
+            let conflict = ApiError::Conflict(format!("the report is {}; try again shortly", status.as_str()));
+            let mut response = actix_web::ResponseError::error_response(&conflict);
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(1u32));
+            Ok(response)
+        }
+    }
+}

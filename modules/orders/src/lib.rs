@@ -12,6 +12,9 @@
 //! the shipment's address (`ShipmentAddressChanged`) or refuses (`ShipmentAddressChangeRefused`).
 //! Prices come from the module's own copy of the catalog, kept from `Product*` events: orders
 //! never asks the catalog. `[orders]` caps the units an order may hold (see `domain::OrderLimits`).
+//!
+//! Admins ask it for sales reports (`/admin/reports`): a background job (`[jobs]`, the kernel's
+//! durable jobs in `orders_jobs`) adds up the module's own orders into a CSV, off the request path.
 
 mod domain;
 mod events;
@@ -28,6 +31,7 @@ use chrono::{DateTime, Utc};
 use contracts::{EventType, IntegrationEvent};
 use futures::future::BoxFuture;
 use kernel::housekeeping::Purge;
+use kernel::jobs::{JobsSection, Queue, Worker};
 use kernel::settings::{Checks, Section, SectionSpec, SettingsError};
 use kernel::{EventHandler, Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
@@ -41,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::domain::OrderLimits;
-use crate::service::Orders;
+use crate::service::{Orders, SalesReportJob};
 
 /// The module's `[orders]` section: what one order may hold, and how long it may await its payment.
 /// An order beyond either limit is a 422; the limits keep one unpaid order from holding a whole
@@ -97,9 +101,16 @@ impl Section for OrdersSection {
         http::list_orders,
         http::change_address,
         http::cancel_order,
-        http::pay_order
+        http::pay_order,
+        http::request_sales_report,
+        http::list_reports,
+        http::get_report,
+        http::download_report
     ),
-    tags((name = "orders", description = "Orders and their status"))
+    tags(
+        (name = "orders", description = "Orders and their status"),
+        (name = "reports", description = "Sales reports (admin), computed off the request path")
+    )
 )]
 struct OrdersApi;
 
@@ -115,7 +126,7 @@ impl Module for OrdersModule {
     }
 
     fn path_prefixes(&self) -> &'static [&'static str] {
-        &["/orders"]
+        &["/orders", "/admin/reports"]
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
@@ -135,7 +146,8 @@ impl Module for OrdersModule {
     }
 
     fn settings(&self) -> Vec<SectionSpec> {
-        vec![SectionSpec::of::<OrdersSection>()]
+        // `[jobs]` is the kernel's, shared by every module that runs jobs: the report worker's.
+        vec![SectionSpec::of::<OrdersSection>(), SectionSpec::of::<JobsSection>()]
     }
 
     fn consumes(&self) -> Vec<EventType> {
@@ -149,14 +161,16 @@ impl Module for OrdersModule {
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
         let section = ctx.section::<OrdersSection>();
         let (limits, timeout) = (section.limits()?, section.payment_timeout()?);
+        let jobs = ctx.section::<JobsSection>();
         let orders = web::Data::new(Orders::new(ctx.db, ctx.outbox, limits, timeout));
-        Ok(Box::new(HostedOrders { orders, timeout }))
+        Ok(Box::new(HostedOrders { orders, timeout, jobs }))
     }
 }
 
 struct HostedOrders {
     orders: web::Data<Orders>,
     timeout: Duration,
+    jobs: Arc<JobsSection>,
 }
 
 impl Hosted for HostedOrders {
@@ -169,15 +183,28 @@ impl Hosted for HostedOrders {
                 .service(http::get_order)
                 .service(http::change_address)
                 .service(http::cancel_order)
-                .service(http::pay_order);
+                .service(http::pay_order)
+                .service(http::request_sales_report)
+                .service(http::list_reports)
+                .service(http::get_report)
+                .service(http::download_report);
         })
     }
 
     /// The payment timeout: overdue orders are cancelled within a quarter of the timeout (1 to 30 s).
+    /// And the jobs' worker: the sales reports.
     fn background_tasks(&self, shutdown: CancellationToken) -> Vec<BoxFuture<'static, ()>> {
+        let reports = self.orders.clone();
+        let worker = Worker::new(self.orders.jobs().clone(), &self.jobs).handle::<SalesReportJob, _, _>(
+            move |job: SalesReportJob, _| {
+                let orders = reports.clone();
+                async move { orders.run_sales_report(job.report_id.into()).await }
+            },
+        );
+        let jobs = Box::pin(worker.run(shutdown.clone()));
         let orders = self.orders.clone();
         let every = (self.timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-        vec![Box::pin(async move {
+        let overdue = Box::pin(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -189,7 +216,12 @@ impl Hosted for HostedOrders {
                     tracing::warn!(error = %format!("{e:#}"), "failed to cancel overdue orders; trying again");
                 }
             }
-        })]
+        });
+        vec![overdue, jobs]
+    }
+
+    fn jobs(&self) -> Option<Queue> {
+        Some(self.orders.jobs().clone())
     }
 
     fn handler(&self) -> Option<Arc<dyn EventHandler>> {
