@@ -21,6 +21,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u64>,
     /// The `nextCursor` of the previous page.
+    #[param(format = Uuid)]
     after: Option<String>,
 }
 
