@@ -24,6 +24,7 @@ on_every_engine!(
     a_job_whose_worker_died_is_taken_up_again_when_its_lease_ends,
     a_run_longer_than_the_timeout_is_cut_and_retried,
     two_workers_run_each_job_exactly_once,
+    jobs_of_one_lane_run_one_at_a_time_in_order,
     counts_and_purge_see_every_status,
 );
 
@@ -55,6 +56,25 @@ impl Job for Count {
     }
 }
 
+/// A step of a lane: steps of one lane run in order, one at a time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Step {
+    lane: String,
+    n: u32,
+}
+
+impl Job for Step {
+    const NAME: &'static str = "step";
+
+    fn lane(&self) -> Option<String> {
+        Some(self.lane.clone())
+    }
+
+    fn retry(defaults: Retry) -> Retry {
+        Retry { first_delay: Duration::from_millis(50), max_delay: Duration::from_millis(100), ..defaults }
+    }
+}
+
 struct Setup {
     db: DatabaseConnection,
     queue: Queue,
@@ -71,6 +91,9 @@ async fn setup(engine: Engine) -> Option<Setup> {
     migrations_kernel::MigrationTrait::up(&migrations_kernel::JobTables::new(MODULE), &manager)
         .await
         .expect("jobs table");
+    migrations_kernel::MigrationTrait::up(&migrations_kernel::JobLanes::new(MODULE), &manager)
+        .await
+        .expect("jobs' lanes");
     let queue = Queue::new(MODULE, db.clone());
     Some(Setup { db, queue, _dir: dir, database })
 }
@@ -302,6 +325,72 @@ async fn two_workers_run_each_job_exactly_once(engine: Engine) {
     for id in ids {
         assert_eq!(runs.get(&id).map(Vec::as_slice), Some(&[1][..]), "job {id} ran once");
     }
+}
+
+/// Two workers (two pools) on two lanes whose steps are queued interleaved: a lane's steps succeed
+/// in their order, never two at once, a failing step holds the later ones back until it succeeds,
+/// and one failed for good lets them go.
+async fn jobs_of_one_lane_run_one_at_a_time_in_order(engine: Engine) {
+    let Some(setup) = setup(engine).await else { return };
+    for n in 0..6 {
+        for lane in ["a", "b"] {
+            enqueue(&setup, &Step { lane: lane.into(), n }).await.expect("a new job");
+        }
+    }
+    #[derive(Default)]
+    struct Seen {
+        running: HashMap<String, bool>,
+        overlaps: u32,
+        succeeded: HashMap<String, Vec<u32>>,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let shutdown = CancellationToken::new();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let db = kernel::db::connect(&setup.database.url_for(MODULE), 5).await.expect("the database");
+        let seen = seen.clone();
+        let worker = Worker::new(Queue::new(MODULE, db), &settings()).handle(move |step: Step, attempt| {
+            let seen = seen.clone();
+            async move {
+                {
+                    let mut seen = seen.lock().expect("not poisoned");
+                    if std::mem::replace(seen.running.entry(step.lane.clone()).or_default(), true) {
+                        seen.overlaps += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let outcome = match (step.lane.as_str(), step.n) {
+                    ("a", 1) if attempt.number < 3 => Err(JobError::Retry(anyhow::anyhow!("not yet"))),
+                    ("a", 3) => Err(JobError::Permanent(anyhow::anyhow!("never"))),
+                    _ => Ok(()),
+                };
+                let mut seen = seen.lock().expect("not poisoned");
+                seen.running.insert(step.lane.clone(), false);
+                if outcome.is_ok() {
+                    seen.succeeded.entry(step.lane).or_default().push(step.n);
+                }
+                outcome
+            }
+        });
+        workers.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    let queue = setup.queue.clone();
+    eventually(30, || async {
+        let done = queue.list(Some(JobStatus::Done), None, 100).await.expect("the database");
+        let failed = queue.list(Some(JobStatus::Failed), None, 100).await.expect("the database");
+        (done.len() == 11 && failed.len() == 1).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    for worker in workers {
+        worker.await.expect("the worker stops");
+    }
+    let failed = queue.list(Some(JobStatus::Failed), None, 1).await.expect("the database");
+    assert_eq!(failed[0].lane.as_deref(), Some("a"));
+    let seen = seen.lock().expect("not poisoned");
+    assert_eq!(seen.overlaps, 0, "two steps of one lane never ran at once");
+    assert_eq!(seen.succeeded["a"], [0, 1, 2, 4, 5], "in order; step 1 retried first, step 3 failed for good");
+    assert_eq!(seen.succeeded["b"], [0, 1, 2, 3, 4, 5]);
 }
 
 async fn counts_and_purge_see_every_status(engine: Engine) {

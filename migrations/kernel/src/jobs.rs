@@ -84,3 +84,51 @@ impl MigrationTrait for JobTables {
         manager.drop_table(Table::drop().table(self.table()).if_exists().to_owned()).await
     }
 }
+
+/// Adds `lane` to the jobs table: jobs of one lane run one at a time, in the order they were
+/// queued (`Job::lane`). A module that runs jobs adds it after [`JobTables`].
+pub struct JobLanes {
+    module: &'static str,
+}
+
+impl JobLanes {
+    pub fn new(module: &'static str) -> Self {
+        Self { module }
+    }
+}
+
+impl MigrationName for JobLanes {
+    fn name(&self) -> &str {
+        "m20261128_200001_kernel_job_lanes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for JobLanes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let table = Alias::new(format!("{}_jobs", self.module));
+        manager
+            .alter_table(Table::alter().table(table.clone()).add_column(string_len_null("lane", 200)).to_owned())
+            .await?;
+        // A claim looks for an earlier unfinished job of the candidate's lane.
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(format!("idx_{}_jobs_lane", self.module))
+                    .table(table)
+                    .col("lane")
+                    .col("id")
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let table = Alias::new(format!("{}_jobs", self.module));
+        manager
+            .drop_index(Index::drop().name(format!("idx_{}_jobs_lane", self.module)).table(table.clone()).to_owned())
+            .await?;
+        manager.alter_table(Table::alter().table(table).drop_column("lane").to_owned()).await
+    }
+}

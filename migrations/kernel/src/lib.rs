@@ -6,12 +6,12 @@
 //! and a module moved to a database of its own takes its history with it.
 //!
 //! Every module's history starts with [`KernelTables`]: its outbox, inbox and dead letters; a module
-//! that runs background jobs adds [`JobTables`].
+//! that runs background jobs adds [`JobTables`] and [`JobLanes`].
 
 mod jobs;
 mod tables;
 
-pub use jobs::JobTables;
+pub use jobs::{JobLanes, JobTables};
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
 pub use tables::KernelTables;
 

@@ -5,7 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 pub use migrations_kernel::MigratorTrait;
-use migrations_kernel::{JobTables, KernelTables};
+use migrations_kernel::{JobLanes, JobTables, KernelTables};
 
 mod m20261128_000002_create_messages;
 
@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(KernelTables::new("notifications")),
             Box::new(JobTables::new("notifications")),
             Box::new(m20261128_000002_create_messages::Migration),
+            Box::new(JobLanes::new("notifications")),
         ]
     }
 }

@@ -5,7 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 pub use migrations_kernel::MigratorTrait;
-use migrations_kernel::{JobTables, KernelTables};
+use migrations_kernel::{JobLanes, JobTables, KernelTables};
 
 mod m20261126_000002_create_orders;
 mod m20261201_000003_add_cancellation_requested_at;
@@ -35,6 +35,7 @@ impl MigratorTrait for Migrator {
             // The module's background jobs: the sales reports' computation.
             Box::new(JobTables::new("orders")),
             Box::new(m20261229_000008_create_reports::Migration),
+            Box::new(JobLanes::new("orders")),
         ]
     }
 }

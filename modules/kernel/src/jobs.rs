@@ -53,6 +53,13 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
         None
     }
 
+    /// Jobs with the same lane run one at a time, in the order they were queued: one is not
+    /// claimed while an earlier one of its lane is queued (retries included) or running. Done and
+    /// failed ones no longer hold their lane back. What keeps one order's webhooks in order.
+    fn lane(&self) -> Option<String> {
+        None
+    }
+
     /// How its failed runs are retried: the `[jobs]` settings unless the type says otherwise.
     fn retry(defaults: Retry) -> Retry {
         defaults
@@ -230,6 +237,8 @@ pub struct JobRecord {
     pub status: JobStatus,
     pub attempts: u32,
     pub unique_key: Option<String>,
+    /// Its lane: it runs after the earlier jobs of the same lane ([`Job::lane`]).
+    pub lane: Option<String>,
     /// The job's payload as it was enqueued.
     pub payload: serde_json::Value,
     /// When it is due (queued), or when its worker's lease ends (running).
@@ -250,8 +259,8 @@ pub struct JobCount {
     pub oldest_queued_at: Option<DateTime<Utc>>,
 }
 
-/// A row's columns, in the order [`record`] reads them and [`Queue::enqueue`] writes the first nine.
-const COLUMNS: [&str; 11] = [
+/// A row's columns, in the order [`record`] reads them and [`Queue::enqueue`] writes the first ten.
+const COLUMNS: [&str; 12] = [
     "id",
     "job_type",
     "unique_key",
@@ -261,6 +270,7 @@ const COLUMNS: [&str; 11] = [
     "run_at",
     "queued_at",
     "created_at",
+    "lane",
     "finished_at",
     "last_error",
 ];
@@ -309,7 +319,7 @@ impl Queue {
         let insert = Query::insert()
             .into_table(self.table())
             // The columns a new row sets: all but `finished_at` and `last_error`.
-            .columns(COLUMNS[..9].iter().copied())
+            .columns(COLUMNS[..10].iter().copied())
             .values_panic([
                 id.to_string().into(),
                 J::NAME.into(),
@@ -320,6 +330,7 @@ impl Queue {
                 now.into(),
                 now.into(),
                 now.into(),
+                job.lane().into(),
             ])
             .to_owned();
         txn.execute(&insert).await?;
@@ -495,6 +506,7 @@ fn record(row: &sea_orm::QueryResult) -> Result<JobRecord, DbErr> {
         status: JobStatus::parse(&status).ok_or_else(|| DbErr::Type(format!("job status {status}")))?,
         attempts: u32::try_from(attempts).unwrap_or(0),
         unique_key: row.try_get("", "unique_key")?,
+        lane: row.try_get("", "lane")?,
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
         run_at: row.try_get("", "run_at")?,
         queued_at: row.try_get("", "queued_at")?,
@@ -641,12 +653,25 @@ impl Worker {
         }
         let now = crate::db::now();
         let types: Vec<&str> = self.handlers.keys().copied().collect();
+        let unfinished = [JobStatus::Queued.as_str(), JobStatus::Running.as_str()];
+        let (table, earlier) = (self.queue.table(), Alias::new("earlier"));
+        // An earlier job of the candidate's lane that has not finished holds it back.
+        let held_back = Query::select()
+            .expr(Expr::val(1))
+            .from_as(table.clone(), earlier.clone())
+            .and_where(Expr::col((earlier.clone(), Alias::new("lane"))).equals((table.clone(), Alias::new("lane"))))
+            .and_where(Expr::col((earlier.clone(), Alias::new("status"))).is_in(unfinished))
+            .and_where(Expr::col((earlier, Alias::new("id"))).lt(Expr::col((table.clone(), Alias::new("id")))))
+            .to_owned();
         let due = || {
             Query::select()
-                .from(self.queue.table())
-                .and_where(Expr::col("status").is_in([JobStatus::Queued.as_str(), JobStatus::Running.as_str()]))
+                .from(table.clone())
+                .and_where(Expr::col("status").is_in(unfinished))
                 .and_where(Expr::col("run_at").lte(now))
                 .and_where(Expr::col("job_type").is_in(types.clone()))
+                .and_where(
+                    Expr::col((table.clone(), Alias::new("lane"))).is_null().or(Expr::exists(held_back.clone()).not()),
+                )
                 .to_owned()
         };
         // A look without a transaction first: idle polls must not take SQLite's write lock.
