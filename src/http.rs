@@ -54,7 +54,12 @@ pub fn openapi(modules: &[Arc<dyn Module>]) -> utoipa::openapi::OpenApi {
     let mut doc = OperationsApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     for module in modules {
-        doc.merge(module.openapi());
+        let mut api = module.openapi();
+        // `merge` leaves a part's OpenAPI 3.1 `webhooks` (the requests it sends) behind.
+        if let Some(webhooks) = api.webhooks.take() {
+            doc.webhooks.get_or_insert_with(Default::default).merge(webhooks);
+        }
+        doc.merge(api);
     }
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(

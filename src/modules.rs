@@ -15,6 +15,7 @@ pub fn all() -> Vec<Arc<dyn Module>> {
         Arc::new(payments::PaymentsModule),
         Arc::new(basket::BasketModule),
         Arc::new(notifications::NotificationsModule),
+        Arc::new(webhooks::WebhooksModule),
     ]
 }
 

@@ -1,0 +1,141 @@
+//! The HTTP client that delivers: one POST per attempt, safe against the receiver.
+//!
+//! - Every name is resolved by [`GuardedResolver`], which drops internal addresses (unless
+//!   `webhooks.allow_private_networks`) at the moment of connecting: a name that resolved to a
+//!   public address at registration and to 10.0.0.5 now (DNS rebinding) connects nowhere.
+//! - Redirects are not followed (a 3xx is a failed attempt), no proxy from the environment is used
+//!   (it would connect in our place), the whole attempt is cut at `webhooks.timeout_secs`, and at
+//!   most `webhooks.max_response_bytes` of the answer are read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+
+use crate::domain::{EndpointUrl, is_internal};
+
+/// Resolves with the system's resolver, keeping only the addresses a delivery may go to.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addresses = resolve(&host, 0, allow_private).await?;
+            Ok(Box::new(addresses.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The addresses `host` resolves to that a delivery may go to; an error naming the host when none.
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| allow_private || !is_internal(a.ip())).collect();
+    if allowed.is_empty() && !all.is_empty() {
+        return Err(format!("{host} resolves only to private, loopback or link-local addresses").into());
+    }
+    Ok(allowed)
+}
+
+/// What the receiver answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub latency: Duration,
+    /// The start of its body, for the delivery's `lastError` when it is not a 2xx.
+    pub excerpt: String,
+}
+
+/// Why no answer came.
+#[derive(Debug)]
+pub struct NoAnswer {
+    pub error: String,
+    pub latency: Duration,
+}
+
+pub struct Sender {
+    client: reqwest::Client,
+    allow_private: bool,
+    max_response_bytes: usize,
+}
+
+impl Sender {
+    pub fn new(timeout: Duration, allow_private: bool, max_response_bytes: usize) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("Bazaar-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client, allow_private, max_response_bytes })
+    }
+
+    pub fn allow_private(&self) -> bool {
+        self.allow_private
+    }
+
+    /// POSTs `body` with the Standard Webhooks headers.
+    pub async fn post(
+        &self,
+        url: &EndpointUrl,
+        id: &str,
+        timestamp: i64,
+        signature: &str,
+        body: String,
+    ) -> Result<Answer, NoAnswer> {
+        let started = Instant::now();
+        let no_answer = |error: String| NoAnswer { error, latency: started.elapsed() };
+        // An address in the URL is never resolved: check it here.
+        if let Some(ip) = url.literal_address()
+            && !self.allow_private
+            && is_internal(ip)
+        {
+            return Err(no_answer(format!("{ip} is a private, loopback or link-local address")));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in [("webhook-id", id.to_owned()), ("webhook-timestamp", timestamp.to_string())]
+            .into_iter()
+            .chain([("webhook-signature", signature.to_owned())])
+        {
+            headers.insert(name, HeaderValue::from_str(&value).map_err(|e| no_answer(e.to_string()))?);
+        }
+        let sent = self.client.post(url.url().clone()).headers(headers).body(body).send().await;
+        let mut response = sent.map_err(|e| no_answer(describe(&e)))?;
+        let status = response.status().as_u16();
+        let mut read = Vec::new();
+        while read.len() < self.max_response_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read.extend_from_slice(&chunk),
+                Ok(None) => break,
+                // A body cut short does not change the status the receiver gave.
+                Err(_) => break,
+            }
+        }
+        read.truncate(self.max_response_bytes.min(500));
+        Ok(Answer { status, latency: started.elapsed(), excerpt: String::from_utf8_lossy(&read).into_owned() })
+    }
+}
+
+/// reqwest's error with its causes: "error sending request" alone says nothing.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
