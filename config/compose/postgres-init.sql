@@ -8,3 +8,4 @@ CREATE DATABASE "shipping";
 CREATE DATABASE "payments";
 CREATE DATABASE "basket";
 CREATE DATABASE "notifications";
+CREATE DATABASE "webhooks";

@@ -1,5 +1,5 @@
 //! Topology (c): five real `bazaar` processes — `users,catalog`; `orders`; `payments`; `basket`;
-//! every other module (`inventory,shipping,notifications` today) — over RabbitMQ, each module on its own database: users on MariaDB, the rest on PostgreSQL. The
+//! every other module (`inventory,shipping,notifications,webhooks` today) — over RabbitMQ, each module on its own database: users on MariaDB, the rest on PostgreSQL. The
 //! shop they make is a [`TestApp`] whose routes send each module's paths to the process hosting
 //! it, so the scenarios written for one process run unchanged.
 

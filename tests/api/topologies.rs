@@ -2,7 +2,7 @@
 //! [`TestApp`](crate::helpers::TestApp), run in each topology of BRIEF.md —
 //! (a) one process, SQLite files, in-process bus;
 //! (b) one process, PostgreSQL, RabbitMQ;
-//! (c) five processes (`users,catalog` | `orders` | `payments` | `basket` | the rest: `inventory,shipping,notifications`) of
+//! (c) five processes (`users,catalog` | `orders` | `payments` | `basket` | the rest: `inventory,shipping,notifications,webhooks`) of
 //!     the real binary on RabbitMQ, users on MariaDB and the rest on PostgreSQL, each reached on its
 //!     own port.
 //! Every order pays with the built-in fake provider, so each scenario crosses the payment step.

@@ -474,6 +474,11 @@ no variable the chart or `env` already sets, nor one of the sections the chart's
 {{- with .Values.server.trustedProxies }}
 {{- $_ := set $env "BAZAAR__SERVER__TRUSTED_PROXIES" (join "," .) }}
 {{- end }}
+{{- with .Values.webhooks }}
+{{- $_ := set $env "BAZAAR__WEBHOOKS__ALLOW_PRIVATE_NETWORKS" (toString .allowPrivateNetworks) }}
+{{- $_ := set $env "BAZAAR__WEBHOOKS__RETRY_FOR_HOURS" (toString .retryForHours) }}
+{{- $_ := set $env "BAZAAR__WEBHOOKS__DISABLE_AFTER_FAILURES" (toString .disableAfterFailures) }}
+{{- end }}
 {{- with .Values.notifications }}
 {{- $_ := set $env "BAZAAR__NOTIFICATIONS__TRANSPORT" .transport }}
 {{- range $name, $value := dict "FROM" .from "SHOP_NAME" .shopName "SHOP_URL" .shopUrl }}
