@@ -481,7 +481,7 @@ no variable the chart or `env` already sets, nor one of the sections the chart's
 {{- end }}
 {{- with .Values.notifications }}
 {{- $_ := set $env "BAZAAR__NOTIFICATIONS__TRANSPORT" .transport }}
-{{- range $name, $value := dict "FROM" .from "SHOP_NAME" .shopName "SHOP_URL" .shopUrl }}
+{{- range $name, $value := dict "FROM" .from "SHOP_NAME" .shopName "SHOP_URL" .shopUrl "ADMIN_EMAIL" .adminEmail }}
 {{- if $value }}
 {{- $_ := set $env (printf "BAZAAR__NOTIFICATIONS__%s" $name) $value }}
 {{- end }}

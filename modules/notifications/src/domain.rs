@@ -21,10 +21,12 @@ pub enum Kind {
     PaymentRefunded,
     ShipmentDispatched,
     ShipmentDelivered,
+    /// To the shop's admin (`notifications.admin_email`): a webhook endpoint was disabled.
+    WebhookDisabled,
 }
 
 impl Kind {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Welcome,
         Self::VerifyEmail,
         Self::PasswordReset,
@@ -34,6 +36,7 @@ impl Kind {
         Self::PaymentRefunded,
         Self::ShipmentDispatched,
         Self::ShipmentDelivered,
+        Self::WebhookDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Kind {
             Self::PaymentRefunded => "payment_refunded",
             Self::ShipmentDispatched => "shipment_dispatched",
             Self::ShipmentDelivered => "shipment_delivered",
+            Self::WebhookDisabled => "webhook_disabled",
         }
     }
 

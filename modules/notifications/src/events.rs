@@ -11,6 +11,7 @@ use sea_orm::DatabaseTransaction;
 use serde_json::json;
 use shipping_contracts::{ShipmentDelivered, ShipmentDispatched};
 use users_contracts::{EmailVerificationRequested, PasswordResetRequested, UserRegistered};
+use webhooks_contracts::WebhookEndpointDisabled;
 
 use crate::domain::{Kind, Recipient};
 use crate::service::{Notifications, OrderSummary};
@@ -31,6 +32,7 @@ pub fn routes() -> EventRoutes<NotificationsEvents> {
         .on::<PaymentRefunded>()
         .on::<ShipmentDispatched>()
         .on::<ShipmentDelivered>()
+        .on::<WebhookEndpointDisabled>()
         .after_commit(|events| events.0.wake())
 }
 
@@ -166,5 +168,17 @@ impl Handles<ShipmentDelivered> for NotificationsEvents {
         _: &Envelope,
     ) -> Result<(), HandlerError> {
         Ok(self.0.about_order(txn, Kind::ShipmentDelivered, event.order_id, event.shipment_id, json!({})).await?)
+    }
+}
+
+#[async_trait]
+impl Handles<WebhookEndpointDisabled> for NotificationsEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: WebhookEndpointDisabled,
+        cause: &Envelope,
+    ) -> Result<(), HandlerError> {
+        Ok(self.0.webhook_disabled(txn, &event, cause.id).await?)
     }
 }

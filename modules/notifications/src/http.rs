@@ -32,7 +32,8 @@ pub struct NotificationResponse {
     pub id: Uuid,
     pub user_id: Uuid,
     /// `welcome`, `verify_email`, `password_reset`, `order_confirmed`, `payment_failed`,
-    /// `order_cancelled`, `payment_refunded`, `shipment_dispatched` or `shipment_delivered`.
+    /// `order_cancelled`, `payment_refunded`, `shipment_dispatched`, `shipment_delivered`, or
+    /// `webhook_disabled` (to `notifications.admin_email`; its `userId` is the nil UUID).
     pub kind: &'static str,
     pub to: String,
     pub subject: String,

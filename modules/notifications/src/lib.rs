@@ -65,6 +65,9 @@ struct NotificationsSection {
     from: String,
     /// The shop as messages name it.
     shop_name: String,
+    /// Who hears of operational trouble (a webhook endpoint disabled): `ops@example.com` or
+    /// `Name <ops@example.com>`. Unset: nobody is told (a warning, and a counter).
+    admin_email: Option<String>,
     /// The storefront's address: messages link to it (`/orders/<id>`, and the two paths below).
     shop_url: String,
     /// The storefront's page that confirms an address with `?token=` (it calls `POST /users/verify`).
@@ -82,6 +85,7 @@ impl Default for NotificationsSection {
             transport: TransportKind::File,
             from: "Bazaar <shop@bazaar.localhost>".into(),
             shop_name: "Bazaar".into(),
+            admin_email: None,
             shop_url: "http://localhost:8080".into(),
             verify_email_path: "/verify-email".into(),
             reset_password_path: "/reset-password".into(),
@@ -149,6 +153,14 @@ impl Section for NotificationsSection {
         self.from.parse::<Mailbox>().map_err(|e| {
             SettingsError::new("notifications.from", format!("must be an address like 'Shop <shop@example.com>': {e}"))
         })?;
+        if let Some(admin) = &self.admin_email {
+            admin.parse::<Mailbox>().map_err(|e| {
+                SettingsError::new(
+                    "notifications.admin_email",
+                    format!("must be an address like 'ops@example.com': {e}"),
+                )
+            })?;
+        }
         if !(self.shop_url.starts_with("https://") || self.shop_url.starts_with("http://")) {
             return Err(SettingsError::new("notifications.shop_url", "must be an http(s) URL"));
         }
@@ -229,8 +241,10 @@ impl Module for NotificationsModule {
             reset_password: format!("{shop_url}{}", section.reset_password_path),
         };
         let from = section.from.parse()?;
+        let admin = section.admin_email.as_deref().map(str::parse).transpose()?;
         let (queue, jobs) = (Queue::new(NAME, ctx.db.clone()), ctx.section::<JobsSection>());
-        let service = web::Data::new(Notifications::new(ctx.db, queue.clone(), templates, transport, from, links));
+        let service =
+            web::Data::new(Notifications::new(ctx.db, queue.clone(), templates, transport, from, links, admin));
         Ok(Box::new(HostedNotifications { service, queue, jobs }))
     }
 }

@@ -50,6 +50,8 @@ pub struct Notifications {
     /// The Message-IDs' right-hand side: the sender's domain.
     domain: String,
     links: Links,
+    /// Who hears of operational trouble (`notifications.admin_email`); not an account.
+    admin: Option<Recipient>,
 }
 
 /// Where the storefront takes a customer for what a message asks.
@@ -83,9 +85,15 @@ impl Notifications {
         transport: Transport,
         from: Mailbox,
         links: Links,
+        admin: Option<Mailbox>,
     ) -> Self {
         let domain = from.email.domain().to_owned();
-        Self { db, queue, templates, transport, from, domain, links }
+        let admin = admin.map(|mailbox| Recipient {
+            user_id: Uuid::nil(),
+            email: mailbox.email.to_string(),
+            name: mailbox.name.unwrap_or_else(|| "admin".into()),
+        });
+        Self { db, queue, templates, transport, from, domain, links, admin }
     }
 
     /// Wakes the worker: messages were committed.
@@ -153,6 +161,30 @@ impl Notifications {
         }});
         let key = format!("order_confirmed:{}", order.order_id);
         self.to_owner(txn, Kind::OrderConfirmed, order.order_id, key, values).await
+    }
+
+    /// A webhook endpoint was disabled: the shop's admin is told, at `notifications.admin_email`
+    /// (unset: counted and logged, not told).
+    pub async fn webhook_disabled(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &webhooks_contracts::WebhookEndpointDisabled,
+        event_id: Uuid,
+    ) -> anyhow::Result<()> {
+        let Some(admin) = &self.admin else {
+            metrics::counter!("bazaar_notifications_skipped_total", "kind" => Kind::WebhookDisabled.as_str(), "reason" => "no_admin_email")
+                .increment(1);
+            tracing::warn!(endpoint.id = %event.endpoint_id, "a webhook endpoint was disabled; notifications.admin_email is unset, so no admin is told");
+            return Ok(());
+        };
+        let values = json!({
+            "endpoint": { "id": event.endpoint_id, "url": event.url },
+            "failures": event.failures,
+            "last_error": event.last_error,
+            "disabled_at": when(event.disabled_at),
+        });
+        let key = format!("{}:{event_id}", Kind::WebhookDisabled.as_str());
+        self.write(txn, Kind::WebhookDisabled, admin, key, &values).await
     }
 
     /// A message about an order to its owner; `key` says which fact it is.

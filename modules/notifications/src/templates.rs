@@ -27,7 +27,7 @@ macro_rules! templates {
     };
 }
 
-const FILES: [(&str, &str); 20] = templates!(
+const FILES: [(&str, &str); 22] = templates!(
     "layout.txt",
     "layout.html",
     "welcome.txt",
@@ -48,6 +48,8 @@ const FILES: [(&str, &str); 20] = templates!(
     "shipment_dispatched.html",
     "shipment_delivered.txt",
     "shipment_delivered.html",
+    "webhook_disabled.txt",
+    "webhook_disabled.html",
 );
 
 impl Templates {
@@ -131,6 +133,8 @@ mod tests {
             "link": "https://shop.example/reset?token=abc", "expires_at": "2026-11-28 03:30 UTC",
             "reason": "card declined", "retryable": true, "amount": "7.00 EUR",
             "carrier": "DHL", "tracking_number": "JD0001",
+            "endpoint": {"id": "0194", "url": "https://erp.example.com/hooks"}, "failures": 50,
+            "last_error": "HTTP 500", "disabled_at": "2026-11-28 03:30 UTC",
         });
         for kind in Kind::ALL {
             let message = templates().render(kind, &ada(), &values).expect("rendered");

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use async_trait::async_trait;
-use contracts::EventType;
+use contracts::{EventType, IntegrationEvent};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use kernel::jobs::{JobsSection, Queue, Worker};
@@ -147,7 +147,7 @@ impl Module for WebhooksModule {
     }
 
     fn publishes(&self) -> Vec<EventType> {
-        Vec::new()
+        vec![webhooks_contracts::WebhookEndpointDisabled::event_type()]
     }
 
     fn consumes(&self) -> Vec<EventType> {
@@ -178,7 +178,7 @@ impl Module for WebhooksModule {
         jobs.give_up_after_hours = section.retry_for_hours + 1;
         jobs.timeout_secs = jobs.timeout_secs.max(section.timeout_secs + 5);
         let queue = Queue::new(NAME, ctx.db.clone());
-        let service = web::Data::new(Webhooks::new(ctx.db, queue.clone(), sender, policy));
+        let service = web::Data::new(Webhooks::new(ctx.db, ctx.outbox, queue.clone(), sender, policy));
         Ok(Box::new(HostedWebhooks { service, queue, jobs: Arc::new(jobs) }))
     }
 }

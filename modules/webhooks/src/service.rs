@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use kernel::Outbox;
 use kernel::jobs::{Attempt, Job, JobError, Queue};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use webhooks_contracts::WebhookEndpointDisabled;
 
 use crate::domain::{Delivery, DeliveryId, DeliveryStatus, Endpoint, EndpointUrl, Secret, is_internal};
 use crate::persistence::{self, AttemptRecord};
@@ -97,14 +99,15 @@ fn invalid(field: &'static str, message: impl Into<String>) -> WebhookError {
 
 pub struct Webhooks {
     db: DatabaseConnection,
+    outbox: Outbox<webhooks_contracts::Webhooks>,
     queue: Queue,
     sender: Sender,
     policy: Policy,
 }
 
 impl Webhooks {
-    pub fn new(db: DatabaseConnection, queue: Queue, sender: Sender, policy: Policy) -> Self {
-        Self { db, queue, sender, policy }
+    pub fn new(db: DatabaseConnection, outbox: Outbox, queue: Queue, sender: Sender, policy: Policy) -> Self {
+        Self { db, outbox: outbox.bind(), queue, sender, policy }
     }
 
     pub fn wake(&self) {
@@ -394,6 +397,16 @@ impl Webhooks {
             let reason = format!("{failures} consecutive failed deliveries; the last: {error}");
             persistence::disable(&txn, endpoint.id, &reason, at).await?
         };
+        if disabled {
+            let event = WebhookEndpointDisabled {
+                endpoint_id: endpoint.id,
+                url: endpoint.url.clone(),
+                failures,
+                last_error: error.clone(),
+                disabled_at: at,
+            };
+            self.outbox.publish(&txn, &event, None).await?;
+        }
         let status = match out_of_time || disabled {
             true => DeliveryStatus::Failed,
             false => DeliveryStatus::Pending,
@@ -401,7 +414,7 @@ impl Webhooks {
         let latency_ms = Some(latency.as_millis() as u64);
         let record = AttemptRecord { status, response_status, latency_ms, error: Some(&error), at };
         persistence::record_attempt(&txn, id, record).await?;
-        txn.commit().await?;
+        self.outbox.commit(txn).await?;
         if disabled {
             metrics::counter!(metric::DISABLED).increment(1);
             tracing::error!(
