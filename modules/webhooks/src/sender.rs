@@ -139,3 +139,59 @@ fn describe(e: &reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server on 127.0.0.1 that answers every connection with `answer`; returns its port.
+    async fn answering(answer: &'static [u8]) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let port = listener.local_addr().expect("bound").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(answer).await;
+            }
+        });
+        port
+    }
+
+    fn sender(allow_private: bool) -> Sender {
+        Sender::new(Duration::from_secs(5), allow_private, 16).expect("a client")
+    }
+
+    async fn post(sender: &Sender, url: &str) -> Result<Answer, NoAnswer> {
+        let url = EndpointUrl::parse(url, true).expect("a URL");
+        sender.post(&url, "msg_1", 1, "v1,x", "{}".into()).await
+    }
+
+    /// The connection-time check: a name resolving to this host is refused by the client's own
+    /// resolver (what DNS rebinding would exploit), an address in the URL before any connection.
+    #[tokio::test]
+    async fn internal_destinations_are_refused_when_connecting_unless_allowed() {
+        let port = answering(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+        for url in [format!("http://localhost:{port}/hook"), format!("http://127.0.0.1:{port}/hook")] {
+            let refused = post(&sender(false), &url).await.expect_err("refused");
+            assert!(refused.error.contains("private, loopback or link-local"), "{url}: {}", refused.error);
+            let answer = post(&sender(true), &url).await.expect("allowed");
+            assert_eq!(answer.status, 204, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_and_answers_are_read_only_so_far() {
+        let port =
+            answering(b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/\r\nconnection: close\r\n\r\n").await;
+        let answer = post(&sender(true), &format!("http://127.0.0.1:{port}/")).await.expect("an answer");
+        assert_eq!(answer.status, 302, "the 302 itself is the answer");
+
+        let port = answering(b"HTTP/1.1 500 Oops\r\ncontent-length: 64\r\nconnection: close\r\n\r\n0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").await;
+        let answer = post(&sender(true), &format!("http://127.0.0.1:{port}/")).await.expect("an answer");
+        assert_eq!((answer.status, answer.excerpt.as_str()), (500, "0123456789abcdef"), "16 bytes read at most");
+    }
+}
