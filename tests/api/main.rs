@@ -28,3 +28,4 @@ mod shipping;
 mod split;
 mod topologies;
 mod users;
+mod webhooks;
