@@ -131,6 +131,11 @@ pub fn init_logs() {
     }
 }
 
+/// Settings (`section.key`, value) as a process's environment (`BAZAAR__SECTION__KEY`).
+pub fn as_env(settings: &[(&'static str, String)]) -> Vec<(String, String)> {
+    settings.iter().map(|(k, v)| (format!("BAZAAR__{}", k.replace('.', "__").to_uppercase()), v.clone())).collect()
+}
+
 /// Settings for a test app with its SQLite files in `dir`, with `overrides` on top.
 pub fn test_settings(dir: &Path, overrides: &[(&str, &str)]) -> Settings {
     let mail = dir.join("mail").display().to_string();

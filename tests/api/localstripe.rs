@@ -56,21 +56,10 @@ impl LocalStripe {
     /// Installs localstripe if needed, starts it and waits until it answers; `None` (the test
     /// skips) when it cannot be installed and services are optional.
     pub async fn start() -> Option<Self> {
-        let python = match tokio::task::spawn_blocking(|| PEER.python()).await.expect("the install ran") {
-            Ok(python) => python,
-            Err(why) => return PEER.unavailable(why),
-        };
+        let python = PEER.installed().await?;
         let dir = tempfile::tempdir().expect("a folder");
         std::fs::write(dir.path().join("launcher.py"), LAUNCHER).expect("the launcher written");
-        let log = std::fs::File::create(dir.path().join("localstripe.log")).expect("a log file");
-        let child = Command::new(&python)
-            .arg("launcher.py")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("a log file"))
-            .stderr(log)
-            .spawn()
-            .expect("python starts");
+        let child = crate::peers::launch(&python, dir.path(), "localstripe.log", &[]);
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a client");
         let mut server = Self { base_url: String::new(), python, client, child, dir };
         server.wait_until_ready().await;

@@ -5,7 +5,7 @@
 //! be stopped and started again on its port (a mail server that is down for a while).
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -88,10 +88,7 @@ impl TestSmtp {
 
     /// [`start`](Self::start), taking `delay_ms` to accept each message's sender.
     pub async fn start_slow(delay_ms: u64) -> Option<Self> {
-        let python = match tokio::task::spawn_blocking(|| PEER.python()).await.expect("the install ran") {
-            Ok(python) => python,
-            Err(why) => return PEER.unavailable(why),
-        };
+        let python = PEER.installed().await?;
         let dir = tempfile::tempdir().expect("a folder");
         std::fs::write(dir.path().join("launcher.py"), LAUNCHER).expect("the launcher written");
         let port = crate::split::free_port();
@@ -116,36 +113,14 @@ impl TestSmtp {
 
     /// [`settings`](Self::settings) as a process's environment (`BAZAAR__…`).
     pub fn env(&self) -> Vec<(String, String)> {
-        self.settings()
-            .into_iter()
-            .map(|(k, v)| (format!("BAZAAR__{}", k.replace('.', "__").to_uppercase()), v))
-            .collect()
+        crate::helpers::as_env(&self.settings())
     }
 
     /// Starts the server (again) on its port and waits until it accepts connections.
     pub async fn up(&self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("smtp.log"))
-            .expect("a log file");
-        let mut child = Command::new(&self.python)
-            .args(["launcher.py", &self.port.to_string(), &self.delay_ms.to_string()])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("a log file"))
-            .stderr(log)
-            .spawn()
-            .expect("python starts");
-        let ready = self.dir.path().join(format!("ready-{}", child.id()));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !ready.exists() {
-            if let Some(status) = child.try_wait().expect("a status") {
-                panic!("aiosmtpd exited ({status}):\n{}", self.log());
-            }
-            assert!(tokio::time::Instant::now() < deadline, "aiosmtpd not ready after 30 s:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let args = [self.port.to_string(), self.delay_ms.to_string()];
+        let mut child = crate::peers::launch(&self.python, self.dir.path(), "smtp.log", &args);
+        crate::peers::until_ready(&mut child, self.dir.path(), "smtp.log").await;
         *self.child.lock().expect("not poisoned") = Some(child);
     }
 
@@ -155,10 +130,6 @@ impl TestSmtp {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("smtp.log")).unwrap_or_default()
     }
 
     /// Every message received so far, oldest first.

@@ -3,7 +3,8 @@
 //! or PyPI the tests that need one skip, unless `BAZAAR_REQUIRE_SERVICES=1`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// A package from PyPI, pinned, and a module that must import once it is installed.
 pub struct PyPeer {
@@ -24,6 +25,15 @@ impl PyPeer {
         }
         eprintln!("skipped: {} is unavailable: {why}", self.name());
         None
+    }
+
+    /// [`python`](Self::python) off the runtime's threads, or `None` (the test skips) as
+    /// [`unavailable`](Self::unavailable) says.
+    pub async fn installed(&'static self) -> Option<PathBuf> {
+        match tokio::task::spawn_blocking(|| self.python()).await.expect("the install ran") {
+            Ok(python) => Some(python),
+            Err(why) => self.unavailable(why),
+        }
     }
 
     /// The venv's python with the package importable, installed on first use. Parallel tests wait
@@ -69,6 +79,35 @@ impl PyPeer {
         ]))?;
         // A venv finds its packages from where its python is, so it survives the rename.
         run(Command::new(dir.join("bin/python")).args(["-c", &format!("import {}", self.import)]))
+    }
+}
+
+/// Starts `python launcher.py <args>` in `dir`, its output appended to `dir/<log>`.
+pub fn launch(python: &Path, dir: &Path, log: &str, args: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(log)).expect("a log file");
+    Command::new(python)
+        .arg("launcher.py")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("a log file"))
+        .stderr(log)
+        .spawn()
+        .expect("python starts")
+}
+
+/// Waits until the launcher `child` wrote `dir/ready-<pid>`, its sign that it listens; panics with
+/// its log (`dir/<log>`) when it exits first or takes 30 s.
+pub async fn until_ready(child: &mut Child, dir: &Path, log: &str) {
+    let ready = dir.join(format!("ready-{}", child.id()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let log = || std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+    while !ready.exists() {
+        if let Some(status) = child.try_wait().expect("a status") {
+            panic!("the peer exited ({status}):\n{}", log());
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the peer is not ready after 30 s:\n{}", log());
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -6,7 +6,7 @@
 //! never calls.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -149,36 +149,13 @@ impl Receiver {
     /// Installs standardwebhooks if needed and starts the receiver; `None` (the test skips) when it
     /// cannot be installed and services are optional.
     pub async fn start() -> Option<Self> {
-        let python = match tokio::task::spawn_blocking(|| PEER.python()).await.expect("the install ran") {
-            Ok(python) => python,
-            Err(why) => return PEER.unavailable(why),
-        };
+        let python = PEER.installed().await?;
         let dir = tempfile::tempdir().expect("a folder");
         std::fs::write(dir.path().join("launcher.py"), LAUNCHER).expect("the launcher written");
         let port = crate::split::free_port();
-        let log = std::fs::File::create(dir.path().join("receiver.log")).expect("a log file");
-        let mut child = Command::new(python)
-            .args(["launcher.py", &port.to_string()])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("a log file"))
-            .stderr(log)
-            .spawn()
-            .expect("python starts");
+        let mut child = crate::peers::launch(&python, dir.path(), "receiver.log", &[port.to_string()]);
+        crate::peers::until_ready(&mut child, dir.path(), "receiver.log").await;
         let receiver = Self { port, child: Mutex::new(None), client: reqwest::Client::new(), dir };
-        let ready = receiver.dir.path().join(format!("ready-{}", child.id()));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !ready.exists() {
-            if let Some(status) = child.try_wait().expect("a status") {
-                panic!("the receiver exited ({status}):\n{}", receiver.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the receiver is not ready after 30 s:\n{}",
-                receiver.log()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
         *receiver.child.lock().expect("not poisoned") = Some(child);
         Some(receiver)
     }
@@ -202,10 +179,6 @@ impl Receiver {
     /// Answers 500 to the next `n` requests that verify.
     pub async fn fail_next(&self, n: u64) {
         self.control(json!({"fail_next": n})).await;
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("receiver.log")).unwrap_or_default()
     }
 
     /// Every request received so far, in the order they were answered.
@@ -285,11 +258,6 @@ fn settings() -> Vec<(&'static str, String)> {
         ("jobs.retry_first_delay_secs", "1".to_owned()),
         ("jobs.retry_max_delay_secs", "1".to_owned()),
     ]
-}
-
-/// `settings` as a process's environment (`BAZAAR__…`).
-fn env_of(settings: &[(&str, String)]) -> Vec<(String, String)> {
-    settings.iter().map(|(k, v)| (format!("BAZAAR__{}", k.replace('.', "__").to_uppercase()), v.clone())).collect()
 }
 
 /// An app of topology (a) with [`settings`] and `extra` on top.
@@ -497,7 +465,7 @@ mod in_every_topology {
     #[tokio::test]
     async fn c_split_processes_mariadb_postgres_rabbitmq() {
         let Some(receiver) = Receiver::start().await else { return };
-        let env = env_of(&settings());
+        let env = crate::helpers::as_env(&settings());
         let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let Some((shop, _processes)) = crate::split::Split::start_with(&extra).await else { return };
         an_orders_life_by_webhook(&shop, &receiver).await;
@@ -856,7 +824,7 @@ async fn a_kill_mid_delivery_loses_no_delivery_and_repeats_only_those_under_way(
         ("jobs.timeout_secs", "4".to_owned()),
         ("webhooks.timeout_secs", "2".to_owned()),
     ]);
-    let env = env_of(&settings);
+    let env = crate::helpers::as_env(&settings);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let process = crate::process::ServeProcess::start(&env).await;
     let crate::process::ServeProcess { mut child, address, logs, dir } = process;
