@@ -32,16 +32,22 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// The addresses `host` resolves to that a delivery may go to; an error naming the host when none.
-pub async fn resolve(
-    host: &str,
-    port: u16,
-    allow_private: bool,
-) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
-    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+/// Why a name gives no address to deliver to.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot resolve {0}: {1}")]
+    Lookup(String, std::io::Error),
+    #[error("{0} resolves only to private, loopback or link-local addresses")]
+    OnlyInternal(String),
+}
+
+/// The addresses `host` resolves to that a delivery may go to.
+pub async fn resolve(host: &str, port: u16, allow_private: bool) -> Result<Vec<SocketAddr>, ResolveError> {
+    let all: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(|e| ResolveError::Lookup(host.to_owned(), e))?.collect();
     let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| allow_private || !is_internal(a.ip())).collect();
     if allowed.is_empty() && !all.is_empty() {
-        return Err(format!("{host} resolves only to private, loopback or link-local addresses").into());
+        return Err(ResolveError::OnlyInternal(host.to_owned()));
     }
     Ok(allowed)
 }

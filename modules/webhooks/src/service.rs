@@ -130,9 +130,7 @@ impl Webhooks {
             } else {
                 let (host, port) = url.host_and_port();
                 let lookup = tokio::time::timeout(Duration::from_secs(3), sender::resolve(&host, port, false)).await;
-                if let Ok(Err(e)) = lookup
-                    && e.to_string().contains("resolves only")
-                {
+                if let Ok(Err(e @ sender::ResolveError::OnlyInternal(_))) = lookup {
                     return Err(invalid("url", e.to_string()));
                 }
             }
