@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use kernel::error::Problem;
 use kernel::{Admin, ApiError, Page, after_cursor, page_limit};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::ArrayBuilder;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{Delivery, DeliveryId, DeliveryStatus, Endpoint};
+use crate::public::EventKind;
 use crate::service::{EndpointInput, WebhookError, Webhooks};
 
 impl From<WebhookError> for ApiError {
@@ -33,16 +35,25 @@ impl From<WebhookError> for ApiError {
 pub struct EndpointRequest {
     /// Where deliveries are POSTed: `https` (`http` outside production); not a private,
     /// loopback or link-local address unless `webhooks.allow_private_networks`.
-    #[schema(example = "https://erp.example.com/bazaar-events")]
+    #[schema(example = "https://erp.example.com/bazaar-events", max_length = 2048, pattern = "^https?://")]
     pub url: String,
-    /// The public events it receives (see the document's `webhooks`): `order.created`,
-    /// `order.confirmed`, `order.rejected`, `order.cancelled`, `payment.succeeded`,
-    /// `payment.failed`, `payment.refunded`, `shipment.dispatched`, `shipment.delivered`,
-    /// `shipment.cancelled`.
-    #[schema(min_items = 1, example = json!(["order.confirmed", "shipment.dispatched"]))]
+    /// The public events it receives (see the document's `webhooks`).
+    #[schema(schema_with = event_names)]
     pub events: Vec<String>,
     /// Up to 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
+}
+
+/// At least one of the public events' names.
+fn event_names() -> utoipa::openapi::schema::Array {
+    let names: Vec<&str> = EventKind::SUBSCRIBABLE.iter().map(|kind| kind.as_str()).collect();
+    ArrayBuilder::new()
+        .items(kernel::openapi::one_of(&names))
+        .min_items(Some(1))
+        .description(Some("The public events it receives: see the document's `webhooks`."))
+        .examples([serde_json::json!(["order.confirmed", "shipment.dispatched"])])
+        .build()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
