@@ -875,7 +875,8 @@ async fn a_kill_mid_delivery_loses_no_delivery_and_repeats_only_those_under_way(
     assert_eq!(received_ids, pings, "every delivery under its own id, no other id: {hooks:#?}");
     // Under way at the kill: arrived before it and answered after it, so never recorded as
     // delivered. Each comes again (a receiver must expect that), under its id; any other may only
-    // if its answer came in the instant before the kill; at most one per job run at once (2).
+    // if its answer came shortly before the kill, before its record committed (which waits for
+    // SQLite's write lock: seconds on a loaded machine); at most one per job run at once (2).
     let under_way: BTreeSet<&str> = per_id
         .iter()
         .filter(|(_, came)| came[0].arrived_at <= killed_at && came[0].answered_at > killed_at)
@@ -888,7 +889,7 @@ async fn a_kill_mid_delivery_loses_no_delivery_and_repeats_only_those_under_way(
     for id in &repeated {
         let came = &per_id[id];
         assert_eq!(came.len(), 2, "{id} came {} times: {came:#?}", came.len());
-        assert!(came[0].arrived_at <= killed_at && came[0].answered_at >= killed_at - 2.0, "{id}: {came:#?}");
+        assert!(came[0].arrived_at <= killed_at && came[0].answered_at >= killed_at - 10.0, "{id}: {came:#?}");
     }
 }
 
