@@ -207,3 +207,45 @@ async fn skus_that_differ_only_in_case_are_two_products(engine: Engine) {
     let clash = app.request(Method::PUT, &path, As::Admin).json(&product_body("ABC-1", "Clash")).send().await;
     assert_problem(clash.expect("sent"), 409).await;
 }
+
+/// Public reads carry an `ETag` and a `Cache-Control`: a client holding the current ETag gets a
+/// bodiless 304; once the product changes, its old ETag gets the new product (and the list page a
+/// new weak ETag).
+#[tokio::test]
+async fn public_reads_answer_304_to_a_client_holding_the_current_etag() {
+    let app = crate::helpers::spawn_app().await;
+    let product = app.a_product("ETAG-1", "Mug").await;
+    let path = format!("/products/{}", product["id"].as_str().expect("an id"));
+    let holding = |path: String, tag: String| {
+        let request = app.request(Method::GET, &path, As::Anonymous).header("if-none-match", tag);
+        async move { request.send().await.expect("sent") }
+    };
+    let header = |response: &reqwest::Response, name: &str| {
+        response.headers().get(name).map(|v| v.to_str().expect("ASCII").to_owned()).unwrap_or_default()
+    };
+
+    let read = app.get(&path).await;
+    assert_eq!((header(&read, "etag"), header(&read, "cache-control")), ("\"1\"".into(), "public, no-cache".into()));
+    let unchanged = holding(path.clone(), "\"1\"".into()).await;
+    assert_eq!((unchanged.status().as_u16(), header(&unchanged, "etag")), (304, "\"1\"".into()));
+    assert!(unchanged.bytes().await.expect("a body").is_empty(), "a 304 has no body");
+
+    let list = app.get("/products").await;
+    let page_tag = header(&list, "etag");
+    assert!(page_tag.starts_with("W/\""), "{page_tag}");
+    assert_eq!(holding("/products".into(), page_tag.clone()).await.status(), 304);
+
+    let body = product_body("ETAG-1", "Big mug");
+    let changed = app.request(Method::PUT, &path, As::Admin).json(&body).send().await.expect("sent");
+    assert_eq!(changed.status(), 200);
+    let fresh = holding(path.clone(), "\"1\"".into()).await;
+    assert_eq!((fresh.status().as_u16(), header(&fresh, "etag")), (200, "\"2\"".into()));
+    assert_eq!(fresh.json::<Value>().await.expect("JSON")["name"], "Big mug");
+    let new_page = holding("/products".into(), page_tag.clone()).await;
+    assert_eq!(new_page.status(), 200, "the page changed with its product");
+    assert_ne!(header(&new_page, "etag"), page_tag);
+
+    let kept = crate::helpers::spawn_app_with(&[("catalog.http_max_age_secs", "30")]).await;
+    let listed = kept.get("/products").await;
+    assert_eq!(header(&listed, "cache-control"), "public, max-age=30");
+}

@@ -1,7 +1,8 @@
 //! The catalog's HTTP API: handlers, their OpenAPI description and the request/response shapes.
 
-use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, http::header, post, put, web};
 use chrono::{DateTime, Utc};
+use kernel::caching;
 use kernel::error::Problem;
 use kernel::{Admin, ApiError, FieldError, Page, after_cursor, page_limit};
 use serde::{Deserialize, Serialize};
@@ -122,44 +123,62 @@ impl ListProductsQuery {
     }
 }
 
-/// List products, in creation order.
+/// How long public reads may be kept without asking again (`catalog.http_max_age_secs`): the
+/// catalog's own type in the app's data, so no other module's can stand in for it.
+pub struct HttpCaching(pub caching::Freshness);
+
+/// List products, in creation order. With the page's weak `ETag` in `If-None-Match`, a 304 when
+/// the page has not changed.
 #[utoipa::path(
     tag = "catalog",
-    params(ListProductsQuery),
+    params(ListProductsQuery, ("If-None-Match" = Option<String>, Header, nullable = false, description = "An ETag this API gave for this URL (several comma-separated, or `*`): 304 while it is current")),
     responses(
-        (status = 200, description = "A page of products", body = Page<ProductResponse>),
+        (status = 200, description = "A page of products", body = Page<ProductResponse>,
+            headers(("ETag" = String, description = "The page's weak ETag"), ("Cache-Control" = String))),
+        (status = 304, description = "The page is as the `If-None-Match` ETag says",
+            headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 400, description = "Unreadable query", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/products")]
 pub async fn list_products(
+    req: HttpRequest,
     catalog: web::Data<Catalog>,
+    caching: web::Data<HttpCaching>,
     query: web::Query<ListProductsQuery>, // qualified: utoipa reads it
-) -> Result<web::Json<Page<ProductResponse>>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let filter = query.filter()?;
     let rows = catalog.list(&filter, limit + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |p| p.id.to_string(), ProductResponse::from)))
+    let page = Page::from_rows(rows, limit, |p| p.id.to_string(), ProductResponse::from);
+    Ok(caching::json(&req, caching::body_tag(&page), caching.0, &page))
 }
 
-/// Get one product.
+/// Get one product. Its `ETag` is its version in quotes; with it in `If-None-Match`, a 304 while
+/// the product has not changed.
 #[utoipa::path(
     tag = "catalog",
-    params(("id" = Uuid, Path, description = "The product's id")),
+    params(("id" = Uuid, Path, description = "The product's id"), ("If-None-Match" = Option<String>, Header, nullable = false, description = "An ETag this API gave for this URL (several comma-separated, or `*`): 304 while it is current")),
     responses(
-        (status = 200, description = "The product", body = ProductResponse),
+        (status = 200, description = "The product", body = ProductResponse,
+            headers(("ETag" = String, description = "The product's version, in quotes"), ("Cache-Control" = String))),
+        (status = 304, description = "The product is at the `If-None-Match` version",
+            headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/products/{id}")]
 pub async fn get_product(
+    req: HttpRequest,
     catalog: web::Data<Catalog>,
+    caching: web::Data<HttpCaching>,
     id: web::Path<Uuid>,
-) -> Result<web::Json<ProductResponse>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let id = ProductId::from(id.into_inner());
     let product = catalog.get(id).await?.ok_or_else(|| not_found(id))?;
-    Ok(web::Json(product.into()))
+    let tag = caching::version_tag(product.version.get());
+    Ok(caching::json(&req, tag, caching.0, &ProductResponse::from(product)))
 }
 
 /// Create a product (admin). Publishes `ProductCreated`.

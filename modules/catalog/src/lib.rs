@@ -15,9 +15,12 @@ use actix_web::web;
 use async_trait::async_trait;
 use catalog_contracts::{ProductCreated, ProductDiscontinued, ProductUpdated};
 use contracts::{EventType, IntegrationEvent};
+use kernel::caching::Freshness;
+use kernel::settings::{Checks, Section, SectionSpec, SettingsError};
 use kernel::{Hosted, Module, ModuleContext, Routes};
 use migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
+use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 pub use service::Catalog;
@@ -32,6 +35,27 @@ struct CatalogApi;
 /// The module's name: its settings section, its tables' prefix, its queue.
 pub const NAME: &str = "catalog";
 
+/// The module's `[catalog]` section.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct CatalogSection {
+    /// How long browsers and shared caches may keep a product or a list page without asking
+    /// again (`Cache-Control: public, max-age=N`). 0, the default: kept but revalidated with the
+    /// `ETag` every time (`no-cache`), so never stale; a 304 costs no body.
+    http_max_age_secs: u64,
+}
+
+impl Section for CatalogSection {
+    const KEY: &'static str = NAME;
+
+    fn check(&self, _checks: Checks) -> Result<(), SettingsError> {
+        match self.http_max_age_secs {
+            0..=86_400 => Ok(()),
+            n => Err(SettingsError::new("catalog.http_max_age_secs", format!("must be at most 86400 (a day), not {n}"))),
+        }
+    }
+}
+
 pub struct CatalogModule;
 
 #[async_trait]
@@ -42,6 +66,10 @@ impl Module for CatalogModule {
 
     fn path_prefixes(&self) -> &'static [&'static str] {
         &["/products"]
+    }
+
+    fn settings(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<CatalogSection>()]
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
@@ -57,19 +85,25 @@ impl Module for CatalogModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Box<dyn Hosted>> {
-        Ok(Box::new(HostedCatalog { catalog: web::Data::new(Catalog::new(ctx.db, ctx.outbox)) }))
+        let freshness = Freshness { max_age_secs: ctx.section::<CatalogSection>().http_max_age_secs };
+        Ok(Box::new(HostedCatalog {
+            catalog: web::Data::new(Catalog::new(ctx.db, ctx.outbox)),
+            caching: web::Data::new(http::HttpCaching(freshness)),
+        }))
     }
 }
 
 struct HostedCatalog {
     catalog: web::Data<Catalog>,
+    caching: web::Data<http::HttpCaching>,
 }
 
 impl Hosted for HostedCatalog {
     fn routes(&self) -> Routes {
-        let catalog = self.catalog.clone();
+        let (catalog, caching) = (self.catalog.clone(), self.caching.clone());
         Arc::new(move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(catalog.clone())
+                .app_data(caching.clone())
                 .service(http::list_products)
                 .service(http::get_product)
                 .service(http::create_product)

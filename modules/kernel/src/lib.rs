@@ -10,6 +10,7 @@
 //! - [`error`]: [`ApiError`], the one way HTTP errors leave Bazaar (RFC 9457 problem+json);
 //! - [`auth`]: the Bearer JWT extractors ([`Principal`], [`Admin`], and [`auth::Verified`] for what
 //!   needs a verified e-mail address);
+//! - [`caching`]: `ETag`, `Cache-Control` and `304 Not Modified` for public reads;
 //! - [`client`]: the client's address through trusted proxies ([`ClientAddr`]);
 //! - [`housekeeping`]: purging what the outbox and inbox no longer need;
 //! - [`jobs`]: durable background jobs, enqueued with the state change they follow;
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod caching;
 pub mod client;
 pub mod db;
 pub mod delivery;
