@@ -127,8 +127,9 @@ impl ListProductsQuery {
 /// catalog's own type in the app's data, so no other module's can stand in for it.
 pub struct HttpCaching(pub caching::Freshness);
 
-/// List products, in creation order. With the page's weak `ETag` in `If-None-Match`, a 304 when
-/// the page has not changed.
+/// List products, in creation order.
+///
+/// With the page's weak `ETag` in `If-None-Match`, a 304 while the page has not changed.
 #[utoipa::path(
     tag = "catalog",
     params(ListProductsQuery, ("If-None-Match" = Option<String>, Header, nullable = false, description = "An ETag this API gave for this URL (several comma-separated, or `*`): 304 while it is current")),
@@ -155,8 +156,10 @@ pub async fn list_products(
     Ok(caching::json(&req, caching::body_tag(&page), caching.0, &page))
 }
 
-/// Get one product. Its `ETag` is its version in quotes; with it in `If-None-Match`, a 304 while
-/// the product has not changed.
+/// Get one product.
+///
+/// Its `ETag` is its version in quotes; with it in `If-None-Match`, a 304 while the product has
+/// not changed.
 #[utoipa::path(
     tag = "catalog",
     params(("id" = Uuid, Path, description = "The product's id"), ("If-None-Match" = Option<String>, Header, nullable = false, description = "An ETag this API gave for this URL (several comma-separated, or `*`): 304 while it is current")),

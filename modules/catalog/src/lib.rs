@@ -51,7 +51,9 @@ impl Section for CatalogSection {
     fn check(&self, _checks: Checks) -> Result<(), SettingsError> {
         match self.http_max_age_secs {
             0..=86_400 => Ok(()),
-            n => Err(SettingsError::new("catalog.http_max_age_secs", format!("must be at most 86400 (a day), not {n}"))),
+            n => {
+                Err(SettingsError::new("catalog.http_max_age_secs", format!("must be at most 86400 (a day), not {n}")))
+            }
         }
     }
 }

@@ -19,7 +19,9 @@ impl Freshness {
     fn cache_control(self) -> CacheControl {
         match self.max_age_secs {
             0 => CacheControl(vec![CacheDirective::Public, CacheDirective::NoCache]),
-            n => CacheControl(vec![CacheDirective::Public, CacheDirective::MaxAge(u32::try_from(n).unwrap_or(u32::MAX))]),
+            n => {
+                CacheControl(vec![CacheDirective::Public, CacheDirective::MaxAge(u32::try_from(n).unwrap_or(u32::MAX))])
+            }
         }
     }
 }
@@ -61,22 +63,27 @@ mod tests {
 
     use super::*;
 
+    fn value(response: &HttpResponse, name: header::HeaderName) -> &str {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
     #[test]
     fn an_etag_held_by_the_client_answers_304_without_a_body() {
         let tag = version_tag(3);
         let fresh = Freshness { max_age_secs: 0 };
-        let asked = |value: &str| TestRequest::default().insert_header((header::IF_NONE_MATCH, value)).to_http_request();
+        let asked =
+            |value: &str| TestRequest::default().insert_header((header::IF_NONE_MATCH, value)).to_http_request();
         for held in ["\"3\"", "W/\"3\"", "\"1\", \"3\"", "*"] {
             let response = json(&asked(held), tag.clone(), fresh, &"body");
             assert_eq!(response.status(), 304, "{held}");
-            assert_eq!(response.headers()[header::ETAG], "\"3\"");
-            assert_eq!(response.headers()[header::CACHE_CONTROL], "public, no-cache");
+            assert_eq!(value(&response, header::ETAG), "\"3\"");
+            assert_eq!(value(&response, header::CACHE_CONTROL), "public, no-cache");
         }
         for other in ["\"2\"", "garbage"] {
             assert_eq!(json(&asked(other), tag.clone(), fresh, &"body").status(), 200, "{other}");
         }
         let plain = json(&TestRequest::default().to_http_request(), tag, Freshness { max_age_secs: 30 }, &"body");
-        assert_eq!((plain.status().as_u16(), &plain.headers()[header::CACHE_CONTROL]), (200, "public, max-age=30"));
+        assert_eq!((plain.status().as_u16(), value(&plain, header::CACHE_CONTROL)), (200, "public, max-age=30"));
     }
 
     #[test]
