@@ -582,7 +582,8 @@ mod tests {
             ["jobs", "orders"],
             "orders reads its own section and the shared [jobs] (its report worker)"
         );
-        assert!(shown("catalog").is_empty(), "catalog declares nothing and gets nothing");
+        assert_eq!(shown("catalog"), ["catalog"], "catalog reads its own section (HTTP caching)");
+        assert!(shown("inventory").is_empty(), "inventory declares nothing and gets nothing");
     }
 
     #[test]
