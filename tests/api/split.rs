@@ -33,7 +33,7 @@ pub fn groups() -> Vec<(String, Vec<&'static str>)> {
         .collect()
 }
 
-/// The running processes; killed when dropped.
+/// The running processes; killed when dropped (each [`Process`] is).
 pub struct Split {
     processes: Mutex<Vec<Process>>,
     log_dir: tempfile::TempDir,
@@ -142,12 +142,12 @@ impl Split {
     }
 }
 
-impl Drop for Split {
+/// A process dies with its handle: with the split, or when a test panics while starting it (one
+/// that is never ready would otherwise outlive the test).
+impl Drop for Process {
     fn drop(&mut self) {
-        for process in self.processes.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
-            let _ = process.child.kill();
-            let _ = process.child.wait();
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -82,14 +82,13 @@ impl Handles<OrderCreated> for NotificationsEvents {
 #[async_trait]
 impl Handles<OrderConfirmed> for NotificationsEvents {
     async fn handle(&self, txn: &DatabaseTransaction, event: OrderConfirmed, _: &Envelope) -> Result<(), HandlerError> {
-        let money = |m: contracts::Money| format!("{} {}", m.to_decimal(), m.currency());
         let lines = event
             .lines
             .iter()
             .map(|line| {
                 json!({
                     "name": line.name, "sku": line.sku, "quantity": line.quantity,
-                    "unit_price": money(line.unit_price), "line_total": money(line.line_total),
+                    "unit_price": line.unit_price.to_words(), "line_total": line.line_total.to_words(),
                 })
             })
             .collect();
@@ -104,7 +103,7 @@ impl Handles<OrderConfirmed> for NotificationsEvents {
             order_id: event.order_id,
             user_id: event.user_id,
             lines,
-            total: money(event.total),
+            total: event.total.to_words(),
             address,
         };
         Ok(self.0.order_confirmed(txn, order).await?)
@@ -141,7 +140,7 @@ impl Handles<PaymentRefunded> for NotificationsEvents {
         event: PaymentRefunded,
         _: &Envelope,
     ) -> Result<(), HandlerError> {
-        let values = json!({ "amount": format!("{} {}", event.amount.to_decimal(), event.amount.currency()) });
+        let values = json!({ "amount": event.amount.to_words() });
         Ok(self.0.about_order(txn, Kind::PaymentRefunded, event.order_id, event.payment_id, values).await?)
     }
 }

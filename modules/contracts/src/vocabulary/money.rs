@@ -115,6 +115,11 @@ impl Money {
         format!("{major}.{minor:0width$}", width = digits as usize)
     }
 
+    /// The amount and its currency as people read them: `12.99 EUR`.
+    pub fn to_words(&self) -> String {
+        format!("{} {}", self.to_decimal(), self.currency)
+    }
+
     /// Nothing, in `currency`: where a sum starts.
     pub fn zero(currency: Currency) -> Self {
         Self { amount_minor: 0, currency }
@@ -205,6 +210,7 @@ mod tests {
         assert_eq!(of(1299, "JPY"), "1299");
         assert_eq!(of(1234, "KWD"), "1.234");
         assert_eq!(of(0, "GBP"), "0.00");
+        assert_eq!(Money::new(1250, eur()).expect("money").to_words(), "12.50 EUR");
     }
 
     #[test]
