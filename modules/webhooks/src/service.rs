@@ -392,7 +392,7 @@ impl Webhooks {
         let txn = self.db.begin().await?;
         let failures = persistence::count_failure(&txn, endpoint.id).await?;
         let disabled = failures >= self.policy.disable_after && {
-            let reason = format!("{failures} consecutive failed deliveries; the last: {error}");
+            let reason = format!("{failures} failed delivery attempts in a row; the last: {error}");
             persistence::disable(&txn, endpoint.id, &reason, at).await?
         };
         if disabled {
@@ -417,7 +417,7 @@ impl Webhooks {
             metrics::counter!(metric::DISABLED).increment(1);
             tracing::error!(
                 endpoint.id = %endpoint.id, url = %endpoint.url, failures,
-                "webhook endpoint disabled after consecutive failed deliveries: fix the receiver, then \
+                "webhook endpoint disabled after failed delivery attempts in a row: fix the receiver, then \
                  re-enable it (PUT /webhooks/{{id}} with enabled: true)"
             );
         }

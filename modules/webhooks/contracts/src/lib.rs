@@ -13,7 +13,7 @@ impl Publisher for Webhooks {
     const NAME: &'static str = "webhooks";
 }
 
-/// An endpoint failed too many deliveries in a row and was disabled: nothing more is sent to it
+/// An endpoint failed too many delivery attempts in a row and was disabled: nothing more is sent to it
 /// until an admin re-enables it. The notifications module tells the shop's admin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
