@@ -466,7 +466,9 @@ pub async fn swagger_redirect() -> HttpResponse {
 
 /// The methods each path of the OpenAPI document serves: actix makes each handler a resource
 /// guarded by its method, so a known path asked with another method falls through to
-/// [`no_route`] like an unknown one.
+/// [`no_route`] like an unknown one — or to a route with a parameter where the path has a fixed
+/// segment (`GET /admin/reports/sales` to `GET /admin/reports/{id}`): [`shadowed`](Self::shadowed)
+/// names those paths, and the server answers their missing methods first.
 pub struct RouteTable(Vec<(ResourceDef, HeaderValue)>);
 
 impl RouteTable {
@@ -486,9 +488,25 @@ impl RouteTable {
         Self(routes.collect())
     }
 
-    /// The `Allow` header of `path`, when the document has it.
+    /// The `Allow` header of `path`, when the document has it: its own path's, before a
+    /// parameter's that matches it too.
     fn allowed(&self, path: &str) -> Option<&HeaderValue> {
-        self.0.iter().find(|(pattern, _)| pattern.is_match(path)).map(|(_, methods)| methods)
+        let exact = self.0.iter().find(|(pattern, _)| pattern.pattern() == Some(path));
+        exact.or_else(|| self.0.iter().find(|(pattern, _)| pattern.is_match(path))).map(|(_, methods)| methods)
+    }
+
+    /// Fixed paths that a path with a parameter matches too, with the methods they serve: a
+    /// method they lack must be answered 405 before the parameter's route takes the request.
+    pub fn shadowed(&self) -> Vec<(String, Vec<actix_web::http::Method>)> {
+        let fixed = self.0.iter().filter(|(pattern, _)| pattern.pattern().is_some_and(|p| !p.contains('{')));
+        fixed
+            .filter_map(|(pattern, methods)| {
+                let path = pattern.pattern()?;
+                let shadowing = self.0.iter().any(|(other, _)| other.pattern() != Some(path) && other.is_match(path));
+                let methods = methods.to_str().ok()?.split(", ").filter_map(|m| m.parse().ok()).collect();
+                shadowing.then(|| (path.to_owned(), methods))
+            })
+            .collect()
     }
 }
 

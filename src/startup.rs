@@ -227,6 +227,7 @@ fn bind_http(
     let doc = http::openapi(&ops.modules.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
     let openapi = http::OpenApiJson::render(&doc)?;
     let route_table = web::Data::new(http::RouteTable::new(&doc));
+    let shadowed = route_table.shadowed();
     let routes: Vec<kernel::Routes> = running.iter().map(|(_, _, started)| started.routes()).collect();
     let ops = web::Data::new(ops);
     let verifier = web::Data::new(verifier);
@@ -237,6 +238,14 @@ fn bind_http(
     let port = listener.local_addr()?.port();
     let mut server = HttpServer::new(move || {
         let routes = routes.clone();
+        // A fixed path's missing methods, answered before a parameter's route could take it.
+        let shadowed = shadowed.iter().map(|(path, served)| {
+            let served = served.clone();
+            web::resource(path.as_str())
+                .guard(actix_web::guard::fn_guard(move |ctx| !served.contains(&ctx.head().method)))
+                .to(http::no_route)
+        });
+        let shadowed: Vec<_> = shadowed.collect();
         App::new()
             .app_data(web::JsonConfig::default().limit(256 * 1024).error_handler(kernel::error::json_error))
             .app_data(web::PathConfig::default().error_handler(kernel::error::path_error))
@@ -246,6 +255,11 @@ fn bind_http(
             .app_data(ops.clone())
             .wrap(ErrorHandlers::new().default_handler(http::problem_for_actix_errors))
             .wrap(from_fn(http::observe))
+            .configure(move |cfg| {
+                for resource in shadowed {
+                    cfg.service(resource);
+                }
+            })
             .configure(move |cfg| routes.iter().for_each(|r| r(cfg)))
             .service(http::health_live)
             .service(http::health_ready)

@@ -729,14 +729,3 @@ pub async fn download_report(
         }
     }
 }
-
-/// Any method but POST on `/admin/reports/sales`: 405 with `Allow: POST`, as the root answers for
-/// every method a path lacks. Registered before `GET /admin/reports/{id}`, which would otherwise
-/// take `sales` for an id (and answer 400).
-pub async fn sales_report_other_methods(req: HttpRequest) -> HttpResponse {
-    let detail = format!("{} is not allowed on {}", req.method(), req.path());
-    let mut response =
-        kernel::error::problem_response(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, Some(detail), None);
-    response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-    response
-}

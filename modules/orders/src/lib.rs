@@ -185,7 +185,6 @@ impl Hosted for HostedOrders {
                 .service(http::cancel_order)
                 .service(http::pay_order)
                 .service(http::request_sales_report)
-                .service(web::resource("/admin/reports/sales").to(http::sales_report_other_methods))
                 .service(http::list_reports)
                 .service(http::get_report)
                 .service(http::download_report);
