@@ -57,8 +57,14 @@ pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        // An event waits out its retries too: minutes, not milliseconds, at the far end.
+        const DELAY_BUCKETS: &[f64] =
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0];
         PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Full(kernel::bus::metric::DELAY.to_owned()), DELAY_BUCKETS)
+            })
             .and_then(|builder| builder.install_recorder())
             .unwrap_or_else(|e| {
                 // Another recorder is installed (an embedding program's): render an empty one.

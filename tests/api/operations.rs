@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::engines::Engine;
-use crate::helpers::{assert_problem, spawn_app, spawn_app_on, test_settings};
+use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_on, test_settings};
 
 #[tokio::test]
 async fn liveness_and_readiness_report_ok_with_each_module_database() {
@@ -51,6 +51,28 @@ async fn metrics_count_requests_by_route_and_status_with_latencies() {
     );
     assert!(text.contains(r#"bazaar_outbox_pending{module="catalog"}"#), "{text}");
     assert!(text.contains(r#"bazaar_dead_letters{module="catalog"}"#), "{text}");
+}
+
+/// Each consumer's end-to-end delay of the events it handled: a histogram per module and event.
+#[tokio::test]
+async fn metrics_time_each_event_from_its_occurrence_to_its_handling() {
+    let app = spawn_app().await;
+    app.a_product("DELAY-1", "Mug").await;
+    let line = eventually(20, || async {
+        let text = app.metrics().await;
+        text.lines()
+            .find(|l| {
+                l.starts_with("bazaar_bus_event_delay_seconds_count{")
+                    && l.contains(r#"module="inventory""#)
+                    && l.contains(r#"event="ProductCreated""#)
+            })
+            .map(str::to_owned)
+    })
+    .await;
+    let count: f64 = line.rsplit(' ').next().expect("a value").parse().expect("a number");
+    assert!(count >= 1.0, "{line}");
+    let text = app.metrics().await;
+    assert!(text.contains("bazaar_bus_event_delay_seconds_bucket{") && text.contains(r#"le="1800""#), "{text}");
 }
 
 #[tokio::test]

@@ -244,6 +244,9 @@ pub mod metric {
     pub const PUBLISHED: &str = "bazaar_bus_published_total";
     /// Events a consumer handled (duplicates not counted).
     pub const CONSUMED: &str = "bazaar_bus_consumed_total";
+    /// From an event's `occurredAt` to the commit of its consumer's handling, per consuming
+    /// `module` and `event`: the bus's end-to-end delay, the relay, the broker and retries included.
+    pub const DELAY: &str = "bazaar_bus_event_delay_seconds";
     /// Handler failures that send an event back for another try: [`RETRIED`] plus [`WAITED`].
     pub const FAILED: &str = "bazaar_bus_failed_total";
     /// Events given up on.

@@ -167,10 +167,14 @@ impl Pipeline {
         let mut outcomes = outcomes.into_iter();
         let mut held = Vec::new();
         let mut handled = 0u64;
+        let committed = crate::db::now();
         for (at, envelope) in pending {
             match outcomes.next() {
                 Some(Ok(Processed::Handled)) => {
                     handled += 1;
+                    let delay = (committed - envelope.occurred_at).to_std().unwrap_or_default();
+                    let labels = [("module", self.module().to_owned()), ("event", envelope.event.clone())];
+                    metrics::histogram!(metric::DELAY, &labels).record(delay.as_secs_f64());
                     dispositions[at] = Some(Disposition::Done);
                 }
                 Some(Ok(Processed::Duplicate)) => dispositions[at] = Some(Disposition::Done),
