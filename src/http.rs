@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, get, post, web};
 use kernel::error::{Problem, problem_response, problem_with};
@@ -469,21 +469,30 @@ pub async fn swagger_redirect() -> HttpResponse {
 /// [`no_route`] like an unknown one — or to a route with a parameter where the path has a fixed
 /// segment (`GET /admin/reports/sales` to `GET /admin/reports/{id}`): [`shadowed`](Self::shadowed)
 /// names those paths, and the server answers their missing methods first.
-pub struct RouteTable(Vec<(ResourceDef, HeaderValue)>);
+pub struct RouteTable(Vec<Route>);
+
+/// A path of the document: its pattern, the methods it serves, and those as an `Allow` header.
+struct Route {
+    pattern: ResourceDef,
+    methods: Vec<Method>,
+    allow: HeaderValue,
+}
 
 impl RouteTable {
     pub fn new(doc: &utoipa::openapi::OpenApi) -> Self {
         let routes = doc.paths.paths.iter().map(|(path, item)| {
             let served = [
-                ("GET", &item.get),
-                ("PUT", &item.put),
-                ("POST", &item.post),
-                ("DELETE", &item.delete),
-                ("PATCH", &item.patch),
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
             ];
-            let methods: Vec<&str> =
-                served.iter().filter(|(_, operation)| operation.is_some()).map(|(method, _)| *method).collect();
-            (ResourceDef::new(path.as_str()), HeaderValue::from_str(&methods.join(", ")).expect("method names"))
+            let methods: Vec<Method> =
+                served.into_iter().filter(|(_, operation)| operation.is_some()).map(|(method, _)| method).collect();
+            let names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+            let allow = HeaderValue::from_str(&names.join(", ")).expect("method names");
+            Route { pattern: ResourceDef::new(path.as_str()), methods, allow }
         });
         Self(routes.collect())
     }
@@ -491,21 +500,20 @@ impl RouteTable {
     /// The `Allow` header of `path`, when the document has it: its own path's, before a
     /// parameter's that matches it too.
     fn allowed(&self, path: &str) -> Option<&HeaderValue> {
-        let exact = self.0.iter().find(|(pattern, _)| pattern.pattern() == Some(path));
-        exact.or_else(|| self.0.iter().find(|(pattern, _)| pattern.is_match(path))).map(|(_, methods)| methods)
+        let exact = self.0.iter().find(|route| route.pattern.pattern() == Some(path));
+        exact.or_else(|| self.0.iter().find(|route| route.pattern.is_match(path))).map(|route| &route.allow)
     }
 
     /// Fixed paths that a path with a parameter matches too, with the methods they serve: a
     /// method they lack must be answered 405 before the parameter's route takes the request.
-    pub fn shadowed(&self) -> Vec<(String, Vec<actix_web::http::Method>)> {
-        let fixed = self.0.iter().filter(|(pattern, _)| pattern.pattern().is_some_and(|p| !p.contains('{')));
+    pub fn shadowed(&self) -> Vec<(String, Vec<Method>)> {
+        let fixed = self.0.iter().filter_map(|route| Some((route.pattern.pattern()?, route)));
         fixed
-            .filter_map(|(pattern, methods)| {
-                let path = pattern.pattern()?;
-                let shadowing = self.0.iter().any(|(other, _)| other.pattern() != Some(path) && other.is_match(path));
-                let methods = methods.to_str().ok()?.split(", ").filter_map(|m| m.parse().ok()).collect();
-                shadowing.then(|| (path.to_owned(), methods))
+            .filter(|(path, _)| !path.contains('{'))
+            .filter(|(path, _)| {
+                self.0.iter().any(|other| other.pattern.pattern() != Some(path) && other.pattern.is_match(path))
             })
+            .map(|(path, route)| (path.to_owned(), route.methods.clone()))
             .collect()
     }
 }

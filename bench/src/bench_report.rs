@@ -249,6 +249,19 @@ impl Server {
         }
     }
 
+    /// An access token of the admin the bench created (`ADMIN`, `PASSWORD`).
+    async fn admin_token(&self, client: &reqwest::Client) -> anyhow::Result<String> {
+        let tokens: Value = client
+            .post(self.url("/auth/token"))
+            .json(&json!({"email": ADMIN, "password": PASSWORD}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(tokens["accessToken"].as_str().context("an access token")?.to_owned())
+    }
+
     fn status_kb(&self, field: &str) -> anyhow::Result<f64> {
         proc_status_kb(self.pid, field).with_context(|| format!("no {field} for pid {}", self.pid))
     }
@@ -349,15 +362,7 @@ async fn prepare_shop(args: &Args, dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut server = start_bazaar(args, dir, |_| {})?;
     let client = client()?;
     server.wait_ready(&client).await?;
-    let tokens: Value = client
-        .post(server.url("/auth/token"))
-        .json(&json!({"email": ADMIN, "password": PASSWORD}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = tokens["accessToken"].as_str().context("an access token")?.to_owned();
+    let token = server.admin_token(&client).await?;
     let mut ids = Vec::with_capacity(args.products);
     for i in 0..args.products {
         let product: Value = client
@@ -768,15 +773,7 @@ async fn report(args: &Args) -> anyhow::Result<Vec<Figure>> {
     let started = Instant::now();
     let ids = seed_orders(dir.path(), args.report_orders).await?;
     eprintln!("bench: {} orders seeded in {:.1} s ({})", ids.len(), started.elapsed().as_secs_f64(), uptime());
-    let tokens: Value = client
-        .post(server.url("/auth/token"))
-        .json(&json!({"email": ADMIN, "password": PASSWORD}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = tokens["accessToken"].as_str().context("an access token")?.to_owned();
+    let token = server.admin_token(&client).await?;
     let script = dir.path().join("orders.lua");
     std::fs::write(&script, orders_script(&ids[..ids.len().min(1000)], &token))?;
     let reports = Reports { client: client.clone(), base: server.url(""), token };

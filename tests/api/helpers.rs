@@ -221,6 +221,11 @@ impl TestApp {
         }
     }
 
+    /// `GET path` as `who`, as JSON.
+    pub async fn get_json(&self, path: &str, who: As) -> Value {
+        self.request(Method::GET, path, who).send().await.expect("sent").json().await.expect("JSON")
+    }
+
     /// `GET path` with `token`, as JSON.
     pub async fn get_json_as(&self, token: &str, path: &str) -> Value {
         let response = self.request(Method::GET, path, As::Anonymous).bearer_auth(token).send().await.expect("sent");

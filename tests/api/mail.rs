@@ -393,14 +393,7 @@ async fn a_refused_recipient_fails_visibly_and_an_admin_retry_sends_it() {
     assert!(failed["lastError"].as_str().is_some_and(|e| e.contains("550")), "{failed}");
     let job_id = failed["jobId"].as_str().expect("its job").to_owned();
 
-    let jobs: Value = app
-        .request(Method::GET, "/admin/jobs?status=failed", As::Admin)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let jobs = app.get_json("/admin/jobs?status=failed", As::Admin).await;
     let job =
         jobs.as_array().expect("a list").iter().find(|j| j["id"] == job_id.as_str()).expect("listed as failed").clone();
     assert_eq!(

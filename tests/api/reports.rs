@@ -138,14 +138,7 @@ async fn a_sales_report_adds_up_the_confirmed_orders_by_day_and_by_product(engin
     let rows = rows(download).await;
     assert_eq!(rows.iter().skip(1).map(|r| r[0].as_str()).collect::<Vec<_>>(), [day(later), day(later)]);
 
-    let listed: Value = app
-        .request(Method::GET, "/admin/reports?limit=2", As::Admin)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let listed = app.get_json("/admin/reports?limit=2", As::Admin).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     assert_eq!(listed[0]["from"], format!("{}T00:00:00Z", day(later)), "newest first");
 }
@@ -226,14 +219,7 @@ async fn an_unknown_report_is_a_404_and_one_not_done_a_409() {
         ids.push(id);
     }
     for (id, retry_after) in ids.iter().zip([Some("1"), Some("1"), None]) {
-        let status: Value = app
-            .request(Method::GET, &format!("/admin/reports/{id}"), As::Admin)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("JSON");
+        let status = app.get_json(&format!("/admin/reports/{id}"), As::Admin).await;
         let response =
             app.request(Method::GET, &format!("/admin/reports/{id}/download"), As::Admin).send().await.expect("sent");
         let header = response.headers().get("retry-after").map(|v| v.to_str().expect("ASCII").to_owned());

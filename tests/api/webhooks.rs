@@ -702,9 +702,7 @@ async fn an_endpoint_failing_again_and_again_is_disabled_until_an_admin_enables_
     assert!(disabled["consecutiveFailures"].as_u64() >= Some(3), "{disabled}");
     // The admin is told, by the notifications module (WebhookEndpointDisabled), at admin_email.
     let told = eventually(20, || async {
-        let listed = app
-            .get_json_as(&crate::helpers::token("admin", 900, crate::helpers::PRIVATE_KEY), "/admin/notifications")
-            .await;
+        let listed = app.get_json("/admin/notifications", As::Admin).await;
         let items = listed["items"].as_array().cloned().unwrap_or_default();
         items.into_iter().find(|m| m["kind"] == "webhook_disabled")
     })

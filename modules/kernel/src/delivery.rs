@@ -173,8 +173,8 @@ impl Pipeline {
                 Some(Ok(Processed::Handled)) => {
                     handled += 1;
                     let delay = (committed - envelope.occurred_at).to_std().unwrap_or_default();
-                    let labels = [("module", self.module().to_owned()), ("event", envelope.event.clone())];
-                    metrics::histogram!(metric::DELAY, &labels).record(delay.as_secs_f64());
+                    metrics::histogram!(metric::DELAY, "module" => self.module(), "event" => envelope.event.clone())
+                        .record(delay.as_secs_f64());
                     dispositions[at] = Some(Disposition::Done);
                 }
                 Some(Ok(Processed::Duplicate)) => dispositions[at] = Some(Disposition::Done),

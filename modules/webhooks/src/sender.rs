@@ -111,11 +111,9 @@ impl Sender {
         }
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in [("webhook-id", id.to_owned()), ("webhook-timestamp", timestamp.to_string())]
-            .into_iter()
-            .chain([("webhook-signature", signature.to_owned())])
-        {
-            headers.insert(name, HeaderValue::from_str(&value).map_err(|e| no_answer(e.to_string()))?);
+        let timestamp = timestamp.to_string();
+        for (name, value) in [("webhook-id", id), ("webhook-timestamp", &timestamp), ("webhook-signature", signature)] {
+            headers.insert(name, HeaderValue::from_str(value).map_err(|e| no_answer(e.to_string()))?);
         }
         let sent = self.client.post(url.url().clone()).headers(headers).body(body).send().await;
         let mut response = sent.map_err(|e| no_answer(describe(&e)))?;
